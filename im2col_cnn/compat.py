@@ -1,0 +1,165 @@
+"""The notebook's layer functions, as drop-in replacements running on the engine.
+
+Same names, signatures and numbers as the loop notebook this project started from (``padding``,
+``conv_slice``, ``forward``, ``backward``, ``pool_backward``, ``max_mask``, ``distribute_value``), keeping its
+choices -- pooling pads with zeros, and a max window's gradient goes to every position tied at its maximum --
+and fixing its defects: ``backward`` is right for ``pad=0`` and ``pool_backward`` honours padding.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ._checks import as_float_array, as_pair, check_choice, check_ndim
+from .conv import conv2d_backward, conv2d_forward, prepare_conv
+from .pool import pool_backward as _pool_backward
+from .pool import pool_forward as _pool_forward
+
+__all__ = [
+    "ConvLayerCache",
+    "PoolLayerCache",
+    "padding",
+    "conv_slice",
+    "forward",
+    "backward",
+    "pool_backward",
+    "max_mask",
+    "distribute_value",
+]
+
+_PAD_WIDTHS = {1: 1, 2: 2, 3: 2, 4: 2}  # dims -> how many spatial axes get padded
+_FORWARD_MODES = {"conv": "conv", "maxpool": "max", "avepool": "avg"}
+_BACKWARD_MODES = {"max": "max", "average": "avg"}
+
+
+class ConvLayerCache(NamedTuple):
+    """The notebook's conv cache ``(X, W, b, pad, stride)``; ``cache[0]`` is ``X``."""
+
+    X: object
+    W: object
+    b: object
+    pad: object
+    stride: object
+
+
+class PoolLayerCache(NamedTuple):
+    """The notebook's pool cache ``(X, f, stride)`` plus the ``pad`` it forgot; ``cache[0]`` is ``X``."""
+
+    X: object
+    f: object
+    stride: object
+    pad: object = 0
+
+
+def padding(X: object, pad: int = 1, dims: int = 3, const: float = 0) -> np.ndarray:
+    """Pad a vector (dims=1), matrix (2), image (3: H, W, C) or batch (4: N, H, W, C) with ``const``.
+
+    Only the spatial axes are padded, by ``pad`` on each side; the dtype is kept.
+    """
+    if dims not in _PAD_WIDTHS:
+        raise ValueError(f"dims must be 1 (vector), 2 (matrix), 3 (image) or 4 (batch), got {dims!r}")
+    arr = np.asarray(X)
+    if arr.ndim != dims:
+        raise ValueError(f"X must be a {dims}-D array for dims={dims}, got shape {arr.shape}")
+    p = as_pair(pad, "pad", minimum=0)[0]
+    first = 1 if dims == 4 else 0
+    widths = [(0, 0)] * dims
+    for axis in range(first, first + _PAD_WIDTHS[dims]):
+        widths[axis] = (p, p)
+    return np.pad(arr, widths, mode="constant", constant_values=const)
+
+
+def conv_slice(slice: object, W: object, b: object) -> np.floating:  # noqa: A002 - the notebook's name
+    """One window of a convolution: ``sum(slice * W) + b`` for a slice and weights of the same shape."""
+    a = as_float_array(slice, "slice")
+    w = as_float_array(W, "W")
+    if a.shape != w.shape:
+        raise ValueError(f"slice and W must have the same shape, got {a.shape} and {w.shape}")
+    bias = as_float_array(b, "b")
+    if bias.size != 1:
+        raise ValueError(f"b must be a single value, got shape {bias.shape}")
+    return np.sum(a * w) + float(bias.reshape(()))
+
+
+def forward(
+    X: object, W: object, b: object, pad: int, stride: int, f: int | None, mode: str = "conv"
+) -> tuple[np.ndarray, ConvLayerCache | PoolLayerCache]:
+    """Forward pass of a conv (``mode='conv'``), max-pool (``'maxpool'``) or average-pool (``'avepool'``) layer.
+
+    Parameters
+    ----------
+    X : array_like, shape (m, H, W, C)
+    W : array_like, shape (f, f, C, C_out)
+        Conv weights; ignored when pooling.
+    b : array_like, shape (1, 1, 1, C_out)
+        Conv bias; ignored when pooling.
+    pad, stride : int
+        Zero padding on each side (pooling pads with zeros too) and step.
+    f : int
+        Pooling window size; ignored for conv, whose window is W's.
+
+    Returns
+    -------
+    Z : ndarray, shape (m, Ho, Wo, C_out or C)
+        ``Ho = (H + 2*pad - f) // stride + 1``.
+    cache : ConvLayerCache ``(X, W, b, pad, stride)`` or PoolLayerCache ``(X, f, stride, pad)``
+    """
+    kind = _FORWARD_MODES[check_choice(mode, "mode", list(_FORWARD_MODES))]
+    pads = as_pair(pad, "pad", minimum=0)
+    steps = as_pair(stride, "stride", minimum=1)
+    if kind == "conv":
+        Z, _ = conv2d_forward(X, W, b, stride=steps, padding=pads)
+        return Z, ConvLayerCache(X, W, b, pad, stride)
+    window = as_pair(f, "f", minimum=1)
+    Z, _ = _pool_forward(_zero_pad(X, pads), window, steps, 0, kind)
+    return Z, PoolLayerCache(X, f, stride, pad)
+
+
+def backward(dZ: object, cache: ConvLayerCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of a conv layer: ``dX`` (m, H, W, C), ``dW`` like W, ``db`` (1, 1, 1, C_out)."""
+    if not isinstance(cache, tuple) or len(cache) != 5:
+        raise TypeError("cache must be the conv cache (X, W, b, pad, stride) returned by forward(mode='conv')")
+    X, W, b, pad, stride = cache
+    conv_cache, _ = prepare_conv(X, W, b, as_pair(stride, "stride", minimum=1), as_pair(pad, "pad", minimum=0))
+    dX, dW, db = conv2d_backward(dZ, conv_cache)
+    return dX, dW, db.reshape(1, 1, 1, -1)
+
+
+def pool_backward(dA: object, cache: PoolLayerCache | tuple, mode: str = "max") -> np.ndarray:
+    """Gradient of a pooling layer with respect to its input X, shape (m, H, W, C).
+
+    ``mode='max'`` sends each window's gradient to every position tied at the window's maximum (padding
+    included, then cropped); ``mode='average'`` spreads it evenly over the ``f*f`` window.
+    """
+    kind = _BACKWARD_MODES[check_choice(mode, "mode", list(_BACKWARD_MODES))]
+    if not isinstance(cache, tuple) or len(cache) not in (3, 4):
+        raise TypeError("cache must be the pool cache (X, f, stride[, pad]) returned by forward(mode='maxpool')")
+    X, f, stride, pad = PoolLayerCache(*cache)
+    ph, pw = as_pair(pad, "pad", minimum=0)
+    xp = _zero_pad(X, (ph, pw))
+    _, pool_cache = _pool_forward(xp, as_pair(f, "f", minimum=1), as_pair(stride, "stride", minimum=1), 0, kind, ties="all")
+    dxp = _pool_backward(dA, pool_cache, kind)  # (m, H + 2ph, W + 2pw, C)
+    h, w = xp.shape[1] - 2 * ph, xp.shape[2] - 2 * pw
+    return np.ascontiguousarray(dxp[:, ph : ph + h, pw : pw + w])
+
+
+def max_mask(x: object) -> np.ndarray:
+    """Boolean mask of the positions of ``x`` equal to its maximum."""
+    arr = as_float_array(x, "x")
+    return arr == np.max(arr)
+
+
+def distribute_value(dz: float, shape: tuple[int, int]) -> np.ndarray:
+    """A ``shape`` (h, w) array holding ``dz / (h*w)`` everywhere: an average's gradient."""
+    h, w = as_pair(shape, "shape", minimum=1)
+    return np.full((h, w), dz / (h * w))
+
+
+def _zero_pad(X: object, pads: tuple[int, int]) -> np.ndarray:
+    """``X`` (m, H, W, C) as a float array, zero-padded by ``pads`` (ph, pw) on both sides of H and W."""
+    x = as_float_array(X, "X")
+    check_ndim(x, "X", "(m, H, W, C)")
+    ph, pw = pads
+    return np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
