@@ -139,7 +139,9 @@ def pool_backward(dA: object, cache: PoolLayerCache | tuple, mode: str = "max") 
     X, f, stride, pad = PoolLayerCache(*cache)
     ph, pw = as_pair(pad, "pad", minimum=0)
     xp = _zero_pad(X, (ph, pw))
-    _, pool_cache = _pool_forward(xp, as_pair(f, "f", minimum=1), as_pair(stride, "stride", minimum=1), 0, kind, ties="all")
+    _, pool_cache = _pool_forward(
+        xp, as_pair(f, "f", minimum=1), as_pair(stride, "stride", minimum=1), 0, kind, ties="all"
+    )
     dxp = _pool_backward(dA, pool_cache, kind)  # (m, H + 2ph, W + 2pw, C)
     h, w = xp.shape[1] - 2 * ph, xp.shape[2] - 2 * pw
     return np.ascontiguousarray(dxp[:, ph : ph + h, pw : pw + w])

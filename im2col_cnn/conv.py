@@ -25,7 +25,9 @@ class ConvCache(NamedTuple):
     geom: WindowGeometry
 
 
-def prepare_conv(x: object, w: object, b: object, stride: object, padding: object) -> tuple[ConvCache, np.ndarray | None]:
+def prepare_conv(
+    x: object, w: object, b: object, stride: object, padding: object
+) -> tuple[ConvCache, np.ndarray | None]:
     """Validate conv arguments; return the cache a forward pass leaves and the bias as a (C_out,) vector."""
     x = as_float_array(x, "x")
     w = as_float_array(w, "w")
@@ -121,4 +123,3 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, np.
     db = d2.sum(axis=0).reshape(b_shape or (c_out,))
     dx = scatter_columns(d2 @ w2.T, geom, x.shape)  # (N*Ho*Wo, kh*kw*C_in) -> (N, H, W, C_in)
     return dx, dw, db
-

@@ -194,4 +194,3 @@ def avg_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     dx : ndarray, shape (N, H, W, C)
     """
     return pool_backward(dout, cache, "avg")
-
