@@ -1,0 +1,1 @@
+"""Benchmarks for im2col-cnn: ``python -m benchmarks`` prints the report."""
