@@ -1,0 +1,36 @@
+"""Plain-loop reference implementation (NumPy only): the oracle the im2col engine is tested against.
+
+Modern API (NHWC, PyTorch semantics): conv2d_forward/backward, max_pool2d_forward/backward,
+avg_pool2d_forward/backward, im2col, col2im. Notebook drop-in API: padding, conv_slice, forward,
+backward, pool_backward, max_mask, distribute_value. Golden cases: ``reference.golden.load_cases()``.
+Cache types: ``reference.loops.ConvCache`` and ``reference.loops.PoolCache``.
+"""
+
+from .columns import col2im, im2col
+from .dropin import backward, conv_slice, distribute_value, forward, max_mask, padding, pool_backward
+from .loops import (
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    conv2d_backward,
+    conv2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+
+__all__ = [
+    "avg_pool2d_backward",
+    "avg_pool2d_forward",
+    "backward",
+    "col2im",
+    "conv2d_backward",
+    "conv2d_forward",
+    "conv_slice",
+    "distribute_value",
+    "forward",
+    "im2col",
+    "max_mask",
+    "max_pool2d_backward",
+    "max_pool2d_forward",
+    "padding",
+    "pool_backward",
+]
