@@ -87,19 +87,31 @@ def pool_backward(dout: object, cache: PoolCache, kind: str) -> np.ndarray:
         for _, _, (orow, ocol), (irow, icol) in offsets:
             dx[:, irow, icol] += g[:, orow, ocol]
         return dx
-    nan_out = np.isnan(out)
-    has_nan = bool(nan_out.any())
+    last_nan = _last_nan_offset(x, out, geom)
     taken = np.zeros(out.shape, dtype=bool) if ties == "first" else None
-    for _, _, (orow, ocol), (irow, icol) in offsets:
+    for k, (_, _, (orow, ocol), (irow, icol)) in enumerate(offsets):
         win = x[:, irow, icol]
         hit = win == out[:, orow, ocol]
-        if has_nan:  # a window holding NaN outputs NaN; its gradient goes to the NaN
-            hit |= np.isnan(win) & nan_out[:, orow, ocol]
+        if last_nan is not None:  # a window holding NaN outputs NaN; its gradient goes to its last NaN (PyTorch)
+            hit |= last_nan[:, orow, ocol] == k
         if taken is not None:
             hit &= ~taken[:, orow, ocol]
             taken[:, orow, ocol] |= hit
         dx[:, irow, icol] += np.where(hit, dout[:, orow, ocol], 0)
     return dx
+
+
+def _last_nan_offset(x: np.ndarray, out: np.ndarray, geom: WindowGeometry) -> np.ndarray | None:
+    """For each output (N, Ho, Wo, C), the index of the last offset of its window holding NaN (-1: none).
+
+    ``None`` when no window holds NaN, which is the common case and costs one pass over ``out``.
+    """
+    if not np.isnan(out).any():
+        return None
+    last = np.full(out.shape, -1, dtype=np.intp)
+    for k, (_, _, (orow, ocol), (irow, icol)) in enumerate(geom.offset_slices()):
+        np.copyto(last[:, orow, ocol], k, where=np.isnan(x[:, irow, icol]))
+    return last
 
 
 def _describe(cache: object) -> str:

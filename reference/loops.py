@@ -184,7 +184,7 @@ def max_pool2d_forward(
 def max_pool2d_backward(dout: ArrayLike, cache: PoolCache) -> np.ndarray:
     """Gradient of max_pool2d_forward: each window's gradient goes to its FIRST maximum.
 
-    "First" is row-major order inside the (kh, kw) window (np.argmax of the flattened window).
+    "First" is row-major order inside the (kh, kw) window; see ``_window_argmax`` for the exact rule.
 
     Parameters
     ----------
@@ -206,10 +206,31 @@ def max_pool2d_backward(dout: ArrayLike, cache: PoolCache) -> np.ndarray:
             for wo in range(w_out):
                 top, left = ho * sh, wo * sw
                 for c in range(channels):
-                    window = x_pad[n, top : top + kh, left : left + kw, c]  # (kh, kw)
-                    i, j = divmod(int(np.argmax(window.reshape(-1))), kw)
+                    i, j = _window_argmax(x_pad[n, :, :, c], top, left, kh, kw, (ph, pw), x.shape[1:3])
                     dx_pad[n, top + i, left + j, c] += dout[n, ho, wo, c]
     return dx_pad[:, ph : ph + x.shape[1], pw : pw + x.shape[2], :].copy()
+
+
+def _window_argmax(
+    plane: np.ndarray, top: int, left: int, kh: int, kw: int, pads: tuple[int, int], size: tuple[int, int]
+) -> tuple[int, int]:
+    """Offset (i, j) in the window at (top, left) of padded ``plane`` that receives the max-pool gradient.
+
+    PyTorch's scan: start at the first position inside the unpadded input, then move to any later
+    position whose value is greater than the best so far, or is NaN. So ties go to the first maximum,
+    padding never wins, and a window holding NaN sends its gradient to its last NaN.
+    """
+    best = None
+    for i in range(kh):
+        for j in range(kw):
+            row, col = top + i - pads[0], left + j - pads[1]
+            if not (0 <= row < size[0] and 0 <= col < size[1]):
+                continue  # padding
+            value = plane[top + i, left + j]
+            if best is None or value > plane[top + best[0], left + best[1]] or np.isnan(value):
+                best = (i, j)
+    assert best is not None, "a max-pool window must overlap the input"
+    return best
 
 
 def avg_pool2d_forward(
