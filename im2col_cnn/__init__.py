@@ -2,7 +2,8 @@
 
 Modern API (PyTorch semantics, NHWC layout): :func:`conv2d_forward`, :func:`conv2d_backward`,
 :func:`max_pool2d_forward`, :func:`max_pool2d_backward`, :func:`avg_pool2d_forward`,
-:func:`avg_pool2d_backward`, and the building blocks :func:`im2col` / :func:`col2im`.
+:func:`avg_pool2d_backward`, and the building blocks :func:`im2col` / :func:`col2im`. Scratch memory is
+bounded by :func:`workspace_limit` / :func:`set_workspace_limit` (or ``workspace=`` per conv call).
 
 Drop-in API (the notebook's loop functions, same names and numbers): :func:`padding`, :func:`conv_slice`,
 :func:`forward`, :func:`backward`, :func:`pool_backward`, :func:`max_mask`, :func:`distribute_value`.
@@ -28,6 +29,7 @@ from .pool import (
     max_pool2d_forward,
 )
 from .windows import col2im, im2col
+from .workspace import get_workspace_limit, set_workspace_limit, workspace_limit
 
 __version__ = "0.1.0"
 
@@ -40,6 +42,9 @@ __all__ = [
     "avg_pool2d_backward",
     "im2col",
     "col2im",
+    "get_workspace_limit",
+    "set_workspace_limit",
+    "workspace_limit",
     "ConvCache",
     "PoolCache",
     "padding",

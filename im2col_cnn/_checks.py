@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["as_float_array", "as_pair", "check_choice", "check_dout", "check_ndim", "common_float_dtype"]
+__all__ = ["as_float_array", "as_int", "as_pair", "check_choice", "check_dout", "check_ndim", "common_float_dtype"]
 
 
 def as_float_array(value: object, name: str) -> np.ndarray:
@@ -46,7 +46,8 @@ def check_ndim(arr: np.ndarray, name: str, layout: str) -> None:
         raise ValueError(f"{name} must be a {ndim}-D array of shape {layout}, got shape {arr.shape}")
 
 
-def _as_int(value: object, name: str, minimum: int, what: str) -> int:
+def as_int(value: object, name: str, minimum: int, what: str) -> int:
+    """``value`` as an int ``>= minimum``: ``TypeError`` unless an integer (bools excluded), else ``ValueError``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be {what}, got {value!r}")
     if value < minimum:
@@ -61,8 +62,8 @@ def as_pair(value: object, name: str, *, minimum: int) -> tuple[int, int]:
         items = list(value)
         if len(items) != 2:
             raise ValueError(f"{name} must be {what}, got {value!r}")
-        return (_as_int(items[0], name, minimum, what), _as_int(items[1], name, minimum, what))
-    v = _as_int(value, name, minimum, what)
+        return (as_int(items[0], name, minimum, what), as_int(items[1], name, minimum, what))
+    v = as_int(value, name, minimum, what)
     return (v, v)
 
 

@@ -7,7 +7,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ._checks import as_float_array, as_pair, check_dout, check_ndim, common_float_dtype
-from .windows import WindowGeometry, columns, make_geometry, scatter_columns
+from .windows import WindowGeometry, iter_columns, make_geometry, scatter_columns
+from .workspace import resolve_limit
 
 __all__ = ["ConvCache", "conv2d_forward", "conv2d_backward"]
 
@@ -64,6 +65,7 @@ def conv2d_forward(
     *,
     stride: int | tuple[int, int] = 1,
     padding: int | tuple[int, int] = 0,
+    workspace: int | None = None,
 ) -> tuple[np.ndarray, ConvCache]:
     """2-D convolution of a batch of NHWC images (PyTorch ``conv2d`` semantics, zero padding).
 
@@ -75,6 +77,9 @@ def conv2d_forward(
     stride : int or (sh, sw), >= 1
     padding : int or (ph, pw), >= 0
         Zeros added on both sides of each spatial axis.
+    workspace : int, optional
+        Scratch memory limit in bytes for this call (default: :func:`get_workspace_limit`). The batch is
+        processed in chunks whose column matrices fit; the result does not depend on it.
 
     Returns
     -------
@@ -85,17 +90,22 @@ def conv2d_forward(
         For :func:`conv2d_backward`.
     """
     cache, bias = prepare_conv(x, w, b, stride, padding)
+    limit = resolve_limit(workspace)
     x, w, _, geom = cache
-    n = x.shape[0]
     kh, kw, c_in, c_out = w.shape
-    cols = columns(x, geom)  # (N*Ho*Wo, kh*kw*C_in)
-    out = cols @ w.reshape(kh * kw * c_in, c_out)  # (N*Ho*Wo, C_out)
-    if bias is not None:
-        out += bias
-    return out.reshape(n, geom.out_h, geom.out_w, c_out), cache
+    w2 = w.reshape(kh * kw * c_in, c_out)  # (kh, kw, C_in, C_out) -> (kh*kw*C_in, C_out)
+    out = np.empty((x.shape[0], geom.out_h, geom.out_w, c_out), dtype=x.dtype)
+    for images, rows, cols in iter_columns(x, geom, limit):
+        block = out[images, rows].reshape(-1, c_out)  # a view: (n_b, h_b, Wo, C_out) -> (n_b*h_b*Wo, C_out)
+        np.matmul(cols, w2, out=block)  # (n_b*h_b*Wo, kh*kw*C_in) @ (kh*kw*C_in, C_out)
+        if bias is not None:
+            block += bias
+    return out, cache
 
 
-def conv2d_backward(dout: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def conv2d_backward(
+    dout: np.ndarray, cache: ConvCache, *, workspace: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d_forward` with respect to its input, weights and bias.
 
     Parameters
@@ -104,6 +114,8 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, np.
         Gradient of the loss with respect to the forward output.
     cache : ConvCache
         As returned by :func:`conv2d_forward`.
+    workspace : int, optional
+        Scratch memory limit in bytes, as for :func:`conv2d_forward`.
 
     Returns
     -------
@@ -113,13 +125,37 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, np.
     """
     if not isinstance(cache, ConvCache):
         raise TypeError(f"cache must be the ConvCache returned by conv2d_forward, got {type(cache).__name__}")
+    limit = resolve_limit(workspace)
     x, w, b_shape, geom = cache
-    n = x.shape[0]
     kh, kw, c_in, c_out = w.shape
-    d2 = check_dout(dout, (n, geom.out_h, geom.out_w, c_out), x.dtype).reshape(-1, c_out)  # (N*Ho*Wo, C_out)
-    w2 = w.reshape(kh * kw * c_in, c_out)  # (kh*kw*C_in, C_out)
-    cols = columns(x, geom)  # (N*Ho*Wo, kh*kw*C_in)
-    dw = (cols.T @ d2).reshape(w.shape)  # (kh*kw*C_in, C_out) -> (kh, kw, C_in, C_out)
-    db = d2.sum(axis=0).reshape(b_shape or (c_out,))
-    dx = scatter_columns(d2 @ w2.T, geom, x.shape)  # (N*Ho*Wo, kh*kw*C_in) -> (N, H, W, C_in)
-    return dx, dw, db
+    k = kh * kw * c_in
+    d4 = np.ascontiguousarray(check_dout(dout, (x.shape[0], geom.out_h, geom.out_w, c_out), x.dtype))
+    db = d4.reshape(-1, c_out).sum(axis=0).reshape(b_shape or (c_out,))  # (N*Ho*Wo, C_out) -> (C_out,)
+    w2t = w.reshape(k, c_out).T  # (C_out, kh*kw*C_in)
+    dx = np.zeros(x.shape, dtype=x.dtype)
+    dw = np.zeros((k, c_out), dtype=x.dtype)
+    products = dcols_buf = None
+    for images, rows, cols in iter_columns(x, geom, limit, buffers=2, image_bytes=k * c_out * x.dtype.itemsize):
+        d = d4[images, rows].reshape(-1, c_out)  # (n_b*h_b*Wo, C_out)
+        groups = 1 if geom.is_pointwise else images.stop - images.start
+        if products is None:
+            products = np.empty((groups + 1, k, c_out), dtype=x.dtype)
+            dcols_buf = np.empty(cols.shape[0] * k, dtype=x.dtype)
+        dw = _add_products(dw, cols, d, products[: groups + 1])
+        dcols = np.matmul(d, w2t, out=dcols_buf[: d.shape[0] * k].reshape(-1, k))  # (n_b*h_b*Wo, kh*kw*C_in)
+        scatter_columns(dcols, geom, dx[images], rows)
+    return dx, dw.reshape(w.shape), db  # dw: (kh*kw*C_in, C_out) -> (kh, kw, C_in, C_out)
+
+
+def _add_products(acc: np.ndarray, cols: np.ndarray, d: np.ndarray, buf: np.ndarray) -> np.ndarray:
+    """``acc + Σ_g cols_gᵀ · d_g`` over the ``len(buf) - 1`` equal row groups of ``cols`` and ``d``, in order.
+
+    ``cols`` is (m, K), ``d`` (m, C_out), ``acc`` (K, C_out); ``buf`` is scratch of shape (groups + 1, K, C_out).
+    Summing image by image, in image order, makes dw independent of how the batch was chunked.
+    """
+    groups = buf.shape[0] - 1
+    k, c_out = acc.shape
+    buf[0] = acc
+    # (g, R, K) -> (g, K, R) @ (g, R, C_out) -> (g, K, C_out)
+    np.matmul(cols.reshape(groups, -1, k).transpose(0, 2, 1), d.reshape(groups, -1, c_out), out=buf[1:])
+    return buf.sum(axis=0)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import workspace
 from ._checks import as_float_array, as_pair, check_ndim
 
 __all__ = ["WindowGeometry", "make_geometry", "pad_input", "window_view", "im2col", "col2im"]
@@ -63,29 +64,43 @@ class WindowGeometry:
     def has_padding(self) -> bool:
         return bool(self.pad_top or self.pad_bottom or self.pad_left or self.pad_right)
 
-    def offset_slices(self) -> Iterator[tuple[int, int, tuple[slice, slice], tuple[slice, slice]]]:
+    @property
+    def is_pointwise(self) -> bool:
+        """1x1 kernel, stride 1, no padding: the input already is the column matrix."""
+        return (self.kh, self.kw, self.sh, self.sw) == (1, 1, 1, 1) and not self.has_padding
+
+    def offset_slices(
+        self, rows: slice | None = None
+    ) -> Iterator[tuple[int, int, tuple[slice, slice], tuple[slice, slice]]]:
         """Yield ``(i, j, (out_rows, out_cols), (in_rows, in_cols))`` for each kernel offset, row-major.
 
         ``x[:, in_rows, in_cols]`` is what offset ``(i, j)`` of the windows at ``out[:, out_rows, out_cols]``
-        reads; output positions whose offset ``(i, j)`` falls in the padding are left out. Offsets that read no
-        input at all are skipped.
+        reads; output positions whose offset ``(i, j)`` falls in the padding are left out, and so are offsets
+        that read no input at all. ``rows`` restricts the output to a block of rows; ``out_rows`` is then
+        relative to the block's first row.
         """
-        rows = [_axis_slices(self.in_h, self.out_h, self.sh, self.dh, self.pad_top, i) for i in range(self.kh)]
-        cols = [_axis_slices(self.in_w, self.out_w, self.sw, self.dw, self.pad_left, j) for j in range(self.kw)]
-        for i, r in enumerate(rows):
-            for j, c in enumerate(cols):
+        lo, hi = (0, self.out_h) if rows is None else (rows.start, rows.stop)
+        r_args = (self.in_h, self.sh, self.dh, self.pad_top, lo, hi)
+        c_args = (self.in_w, self.sw, self.dw, self.pad_left, 0, self.out_w)
+        row_slices = [_axis_slices(i, *r_args) for i in range(self.kh)]
+        col_slices = [_axis_slices(j, *c_args) for j in range(self.kw)]
+        for i, r in enumerate(row_slices):
+            for j, c in enumerate(col_slices):
                 if r is not None and c is not None:
                     yield i, j, (r[0], c[0]), (r[1], c[1])
 
 
-def _axis_slices(in_size: int, out_size: int, s: int, d: int, pad: int, k: int) -> tuple[slice, slice] | None:
-    """Output positions ``o`` whose kernel index ``k`` reads input ``o*s + k*d - pad`` inside ``[0, in_size)``."""
-    first = max(0, -((k * d - pad) // s))  # ceil((pad - k*d) / s)
-    last = min(out_size - 1, (in_size - 1 + pad - k * d) // s)
+def _axis_slices(k: int, in_size: int, s: int, d: int, pad: int, lo: int, hi: int) -> tuple[slice, slice] | None:
+    """Outputs ``o`` in ``[lo, hi)`` whose kernel index ``k`` reads input ``o*s + k*d - pad`` in ``[0, in_size)``.
+
+    Returns the output slice (relative to ``lo``) and the strided input slice, or ``None`` when there are none.
+    """
+    first = max(lo, -((k * d - pad) // s))  # ceil((pad - k*d) / s)
+    last = min(hi - 1, (in_size - 1 + pad - k * d) // s)
     if last < first:
         return None
     start = first * s + k * d - pad
-    return slice(first, last + 1), slice(start, start + (last - first) * s + 1, s)
+    return slice(first - lo, last - lo + 1), slice(start, start + (last - first) * s + 1, s)
 
 
 def make_geometry(
@@ -111,13 +126,17 @@ def make_geometry(
     return geom
 
 
-def pad_input(x: np.ndarray, geom: WindowGeometry, value: float = 0.0) -> np.ndarray:
-    """Return ``x`` (N, H, W, C) padded to (N, Hp, Wp, C) with ``value``; ``x`` itself when there is no padding."""
+def pad_input(x: np.ndarray, geom: WindowGeometry, value: float = 0.0, out: np.ndarray | None = None) -> np.ndarray:
+    """Return ``x`` (N, H, W, C) padded to (N, Hp, Wp, C) with ``value``; ``x`` itself when there is no padding.
+
+    ``out``, if given, is a buffer of at least N images of shape (Hp, Wp, C) to pad into.
+    """
     if not geom.has_padding:
         return x
     n, h, w, c = x.shape
     t, left = geom.pad_top, geom.pad_left
-    xp = np.empty((n, geom.padded_h, geom.padded_w, c), dtype=x.dtype)
+    shape = (n, geom.padded_h, geom.padded_w, c)
+    xp = np.empty(shape, dtype=x.dtype) if out is None else out[:n]
     # Fill only the border strips, then copy the interior once.
     xp[:, :t] = value
     xp[:, t + h :] = value
@@ -147,17 +166,51 @@ def columns(x: np.ndarray, geom: WindowGeometry, pad_value: float = 0.0) -> np.n
     return view.reshape(n * geom.out_h * geom.out_w, geom.kh * geom.kw * c)
 
 
-def scatter_columns(cols: np.ndarray, geom: WindowGeometry, x_shape: tuple[int, ...]) -> np.ndarray:
+def iter_columns(
+    x: np.ndarray, geom: WindowGeometry, limit: int, *, buffers: int = 1, image_bytes: int = 0
+) -> Iterator[tuple[slice, slice, np.ndarray]]:
+    """Yield ``(images, rows, cols)``: the column matrix of ``x`` (N, H, W, C), one block of output rows at a time.
+
+    ``cols`` is ``(n_b*h_b*Wo, kh*kw*C)`` for output rows ``(images, rows)`` of the (N, Ho) grid. Blocks are
+    whole images while the scratch of one image fits ``limit`` bytes (``buffers`` column-sized buffers per
+    image, as the caller needs, the padded copy, and ``image_bytes`` more). ``cols`` lives in a buffer that the
+    next block overwrites. A pointwise geometry yields ``x`` itself, reshaped, in one block.
+    """
+    n, _, _, c = x.shape
+    ho, wo = geom.out_h, geom.out_w
+    k = geom.kh * geom.kw * c
+    if geom.is_pointwise:
+        yield slice(0, n), slice(0, ho), x.reshape(n * ho * wo, c)  # (N, H, W, C) -> (N*H*W, C), no copy
+        return
+    itemsize = x.dtype.itemsize
+    pad_bytes = geom.padded_h * geom.padded_w * c * itemsize if geom.has_padding else 0
+    row_bytes = buffers * wo * k * itemsize + -(-(pad_bytes + image_bytes) // ho)
+    blocks = list(workspace.row_blocks(n, ho, row_bytes, limit))
+    images0, rows0 = blocks[0]
+    cols_buf = np.empty(len(range(n)[images0]) * len(range(ho)[rows0]) * wo * k, dtype=x.dtype)
+    pad_buf = np.empty((images0.stop - images0.start, geom.padded_h, geom.padded_w, c), x.dtype) if pad_bytes else None
+    xp, padded = None, None
+    for images, rows in blocks:
+        if images != padded:
+            xp, padded = pad_input(x[images], geom, 0.0, out=pad_buf), images
+        view = window_view(xp, geom)[:, rows]  # (n_b, h_b, Wo, kh, kw, C)
+        m = view.shape[0] * view.shape[1] * wo
+        cols = cols_buf[: m * k].reshape(view.shape)
+        np.copyto(cols, view)
+        yield images, rows, cols.reshape(m, k)  # (n_b, h_b, Wo, kh, kw, C) -> (n_b*h_b*Wo, kh*kw*C)
+
+
+def scatter_columns(cols: np.ndarray, geom: WindowGeometry, dx: np.ndarray, rows: slice | None = None) -> np.ndarray:
     """Adjoint of :func:`columns`: add each column entry back where it was read from; drop the padding.
 
-    ``cols`` is ``(N*Ho*Wo, kh*kw*C)`` (or already ``(N, Ho, Wo, kh, kw, C)``); returns ``x_shape`` (N, H, W, C)
-    in ``cols``' dtype. One strided slice-add per kernel offset.
+    ``cols`` is ``(n*h_b*Wo, kh*kw*C)`` for the output rows ``rows`` (default: all) of the ``n`` images of
+    ``dx`` (n, H, W, C), which it is added into and which is returned. One strided slice-add per kernel offset.
     """
-    n, _, _, c = x_shape
-    # (N*Ho*Wo, kh*kw*C) -> (N, Ho, Wo, kh, kw, C)
-    cols6 = cols.reshape(n, geom.out_h, geom.out_w, geom.kh, geom.kw, c)
-    dx = np.zeros(x_shape, dtype=cols.dtype)
-    for i, j, (orow, ocol), (irow, icol) in geom.offset_slices():
+    n, _, _, c = dx.shape
+    h_b = geom.out_h if rows is None else rows.stop - rows.start
+    # (n*h_b*Wo, kh*kw*C) -> (n, h_b, Wo, kh, kw, C)
+    cols6 = cols.reshape(n, h_b, geom.out_w, geom.kh, geom.kw, c)
+    for i, j, (orow, ocol), (irow, icol) in geom.offset_slices(rows):
         dx[:, irow, icol] += cols6[:, orow, ocol, i, j]
     return dx
 
@@ -239,4 +292,4 @@ def col2im(
     expected = (n * geom.out_h * geom.out_w, geom.kh * geom.kw * c)
     if arr.shape != expected:
         raise ValueError(f"cols must have shape (N*Ho*Wo, kh*kw*C) = {expected} for x_shape {shape}, got {arr.shape}")
-    return scatter_columns(arr, geom, shape)
+    return scatter_columns(arr, geom, np.zeros(shape, dtype=arr.dtype))
