@@ -37,38 +37,37 @@ class PoolCache(NamedTuple):
 
 
 def pool_forward(
-    x: object,
-    kernel_size: object,
-    stride: object,
-    padding: object,
-    kind: str,
-    *,
-    ties: str = "first",
-    limit_padding: bool = True,
+    x: object, kernel_size: object, stride: object, padding: object, kind: str, *, ties: str = "first"
 ) -> tuple[np.ndarray, PoolCache]:
     """Validate, then max- or average-pool ``x`` (N, H, W, C) -> (N, Ho, Wo, C).
 
     Max pooling treats the padding as ``-inf`` (it never wins); average pooling as zeros that count in the
-    divisor ``kh*kw``. ``limit_padding`` enforces PyTorch's rule that padding is at most half the kernel.
+    divisor ``kh*kw``. Padding is at most half the kernel on each axis (PyTorch's rule).
     """
     x = as_float_array(x, "x")
     check_ndim(x, "x", "(N, H, W, C)")
     kernel = as_pair(kernel_size, "kernel_size", minimum=1)
     steps = kernel if stride is None else as_pair(stride, "stride", minimum=1)
     pads = as_pair(padding, "padding", minimum=0)
-    if limit_padding and (pads[0] > kernel[0] // 2 or pads[1] > kernel[1] // 2):
+    if pads[0] > kernel[0] // 2 or pads[1] > kernel[1] // 2:
         raise ValueError(f"padding must be at most half of kernel_size {kernel} on each axis, got {pads}")
     geom = make_geometry(x.shape, kernel, steps, pads)
     n, _, _, c = x.shape
-    shape = (n, geom.out_h, geom.out_w, c)
-    if kind == "max":
-        out = np.full(shape, -np.inf, dtype=x.dtype)
-        for _, _, (orow, ocol), (irow, icol) in geom.offset_slices():
-            np.maximum(out[:, orow, ocol], x[:, irow, icol], out=out[:, orow, ocol])
+    out = np.empty((n, geom.out_h, geom.out_w, c), dtype=x.dtype)
+    # Start from an offset that every window reads inside the input (a copy, not a reduction), if one exists.
+    offsets = list(geom.offset_slices())
+    full = [o for o in offsets if o[2] == (slice(0, geom.out_h), slice(0, geom.out_w))]
+    if full:
+        _, _, _, (irow, icol) = full[0]
+        np.copyto(out, x[:, irow, icol])
+        offsets.remove(full[0])
     else:
-        out = np.zeros(shape, dtype=x.dtype)
-        for _, _, (orow, ocol), (irow, icol) in geom.offset_slices():
-            out[:, orow, ocol] += x[:, irow, icol]
+        out.fill(-np.inf if kind == "max" else 0)
+    reduce = np.maximum if kind == "max" else np.add
+    for _, _, (orow, ocol), (irow, icol) in offsets:
+        o = out[:, orow, ocol]
+        reduce(o, x[:, irow, icol], out=o)
+    if kind == "avg":
         out /= geom.kh * geom.kw
     return out, PoolCache(x, out, geom, kind, ties)
 
@@ -81,23 +80,24 @@ def pool_backward(dout: object, cache: PoolCache, kind: str) -> np.ndarray:
     x, out, geom, _, ties = cache
     dout = check_dout(dout, out.shape, x.dtype)
     dx = np.zeros(x.shape, dtype=x.dtype)
-    offsets = geom.offset_slices()
+    offsets = list(geom.offset_slices())
     if kind == "avg":
         g = dout / (geom.kh * geom.kw)
         for _, _, (orow, ocol), (irow, icol) in offsets:
-            dx[:, irow, icol] += g[:, orow, ocol]
+            d = dx[:, irow, icol]
+            np.add(d, g[:, orow, ocol], out=d)
         return dx
+    # g holds each window's gradient not yet handed out: with ties="first" the first hit takes it all.
+    g = dout.copy() if ties == "first" else dout
     last_nan = _last_nan_offset(x, out, geom)
-    taken = np.zeros(out.shape, dtype=bool) if ties == "first" else None
     for k, (_, _, (orow, ocol), (irow, icol)) in enumerate(offsets):
-        win = x[:, irow, icol]
-        hit = win == out[:, orow, ocol]
+        hit = np.equal(x[:, irow, icol], out[:, orow, ocol])
         if last_nan is not None:  # a window holding NaN outputs NaN; its gradient goes to its last NaN (PyTorch)
             hit |= last_nan[:, orow, ocol] == k
-        if taken is not None:
-            hit &= ~taken[:, orow, ocol]
-            taken[:, orow, ocol] |= hit
-        dx[:, irow, icol] += np.where(hit, dout[:, orow, ocol], 0)
+        d, gk = dx[:, irow, icol], g[:, orow, ocol]
+        np.add(d, gk, out=d, where=hit)
+        if ties == "first" and k < len(offsets) - 1:
+            np.copyto(gk, 0, where=hit)
     return dx
 
 
