@@ -58,6 +58,8 @@ def as_int(value: object, name: str, minimum: int, what: str) -> int:
 def as_pair(value: object, name: str, *, minimum: int) -> tuple[int, int]:
     """Normalize an int or an ``(h, w)`` pair of ints, each ``>= minimum``, to a ``(h, w)`` tuple."""
     what = f"an int >= {minimum} or an (h, w) pair of them"
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]  # a 0-d array is its scalar
     if isinstance(value, Sequence) and not isinstance(value, str) or isinstance(value, np.ndarray):
         items = list(value)
         if len(items) != 2:

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import as_float_array, as_pair, check_choice, check_ndim
+from ._checks import as_float_array, as_int, as_pair, check_choice, check_ndim
 from .conv import conv2d_backward, conv2d_forward, prepare_conv
 from .pool import pool_backward as _pool_backward
 from .pool import pool_forward as _pool_forward
@@ -63,7 +63,7 @@ def padding(X: object, pad: int = 1, dims: int = 3, const: float = 0) -> np.ndar
     arr = np.asarray(X)
     if arr.ndim != dims:
         raise ValueError(f"X must be a {dims}-D array for dims={dims}, got shape {arr.shape}")
-    p = as_pair(pad, "pad", minimum=0)[0]
+    p = as_int(pad, "pad", 0, "an int >= 0")
     first = 1 if dims == 4 else 0
     widths = [(0, 0)] * dims
     for axis in range(first, first + _PAD_WIDTHS[dims]):

@@ -161,9 +161,10 @@ def window_view(xp: np.ndarray, geom: WindowGeometry) -> np.ndarray:
 def columns(x: np.ndarray, geom: WindowGeometry, pad_value: float = 0.0) -> np.ndarray:
     """Column matrix of ``x`` (N, H, W, C): ``(N*Ho*Wo, kh*kw*C)``, rows (n, ho, wo), columns (i, j, c)."""
     n, c = x.shape[0], x.shape[3]
-    view = window_view(pad_input(x, geom, pad_value), geom)
-    # (N, Ho, Wo, kh, kw, C) -> (N*Ho*Wo, kh*kw*C); reshaping the strided view copies it once.
-    return view.reshape(n * geom.out_h * geom.out_w, geom.kh * geom.kw * c)
+    view = window_view(pad_input(x, geom, pad_value), geom)  # (N, Ho, Wo, kh, kw, C)
+    cols = np.empty((n * geom.out_h * geom.out_w, geom.kh * geom.kw * c), dtype=x.dtype)
+    np.copyto(cols.reshape(view.shape), view)  # always a fresh array, even where a reshape could be a view
+    return cols
 
 
 def iter_columns(
