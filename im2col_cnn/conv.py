@@ -134,28 +134,13 @@ def conv2d_backward(
     w2t = w.reshape(k, c_out).T  # (C_out, kh*kw*C_in)
     dx = np.zeros(x.shape, dtype=x.dtype)
     dw = np.zeros((k, c_out), dtype=x.dtype)
-    products = dcols_buf = None
-    for images, rows, cols in iter_columns(x, geom, limit, buffers=2, image_bytes=k * c_out * x.dtype.itemsize):
+    partial = np.empty_like(dw)
+    dcols_buf = None
+    for images, rows, cols in iter_columns(x, geom, limit, buffers=2):
         d = d4[images, rows].reshape(-1, c_out)  # (n_b*h_b*Wo, C_out)
-        groups = 1 if geom.is_pointwise else images.stop - images.start
-        if products is None:
-            products = np.empty((groups + 1, k, c_out), dtype=x.dtype)
+        dw += np.matmul(cols.T, d, out=partial)  # (kh*kw*C_in, n_b*h_b*Wo) @ (n_b*h_b*Wo, C_out), block by block
+        if dcols_buf is None:
             dcols_buf = np.empty(cols.shape[0] * k, dtype=x.dtype)
-        dw = _add_products(dw, cols, d, products[: groups + 1])
         dcols = np.matmul(d, w2t, out=dcols_buf[: d.shape[0] * k].reshape(-1, k))  # (n_b*h_b*Wo, kh*kw*C_in)
         scatter_columns(dcols, geom, dx[images], rows)
     return dx, dw.reshape(w.shape), db  # dw: (kh*kw*C_in, C_out) -> (kh, kw, C_in, C_out)
-
-
-def _add_products(acc: np.ndarray, cols: np.ndarray, d: np.ndarray, buf: np.ndarray) -> np.ndarray:
-    """``acc + Σ_g cols_gᵀ · d_g`` over the ``len(buf) - 1`` equal row groups of ``cols`` and ``d``, in order.
-
-    ``cols`` is (m, K), ``d`` (m, C_out), ``acc`` (K, C_out); ``buf`` is scratch of shape (groups + 1, K, C_out).
-    Summing image by image, in image order, makes dw independent of how the batch was chunked.
-    """
-    groups = buf.shape[0] - 1
-    k, c_out = acc.shape
-    buf[0] = acc
-    # (g, R, K) -> (g, K, R) @ (g, R, C_out) -> (g, K, C_out)
-    np.matmul(cols.reshape(groups, -1, k).transpose(0, 2, 1), d.reshape(groups, -1, c_out), out=buf[1:])
-    return buf.sum(axis=0)

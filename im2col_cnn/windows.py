@@ -168,14 +168,14 @@ def columns(x: np.ndarray, geom: WindowGeometry, pad_value: float = 0.0) -> np.n
 
 
 def iter_columns(
-    x: np.ndarray, geom: WindowGeometry, limit: int, *, buffers: int = 1, image_bytes: int = 0
+    x: np.ndarray, geom: WindowGeometry, limit: int, *, buffers: int = 1
 ) -> Iterator[tuple[slice, slice, np.ndarray]]:
     """Yield ``(images, rows, cols)``: the column matrix of ``x`` (N, H, W, C), one block of output rows at a time.
 
-    ``cols`` is ``(n_b*h_b*Wo, kh*kw*C)`` for output rows ``(images, rows)`` of the (N, Ho) grid. Blocks are
-    whole images while the scratch of one image fits ``limit`` bytes (``buffers`` column-sized buffers per
-    image, as the caller needs, the padded copy, and ``image_bytes`` more). ``cols`` lives in a buffer that the
-    next block overwrites. A pointwise geometry yields ``x`` itself, reshaped, in one block.
+    ``cols`` is ``(n_b*h_b*Wo, kh*kw*C)`` for output rows ``(images, rows)`` of the (N, Ho) grid, in the blocks
+    of :func:`~im2col_cnn.workspace.row_blocks`; one image's scratch is ``buffers`` column matrices (as the
+    caller needs) and its padded copy. ``cols`` lives in a buffer that the next block
+    overwrites. A pointwise geometry yields ``x`` itself, reshaped, in one block.
     """
     n, _, _, c = x.shape
     ho, wo = geom.out_h, geom.out_w
@@ -185,8 +185,9 @@ def iter_columns(
         return
     itemsize = x.dtype.itemsize
     pad_bytes = geom.padded_h * geom.padded_w * c * itemsize if geom.has_padding else 0
-    row_bytes = buffers * wo * k * itemsize + -(-(pad_bytes + image_bytes) // ho)
-    blocks = list(workspace.row_blocks(n, ho, row_bytes, limit))
+    cols_row_bytes = wo * k * itemsize
+    scratch_row_bytes = buffers * cols_row_bytes + -(-pad_bytes // ho)
+    blocks = workspace.row_blocks(n, ho, cols_row_bytes, scratch_row_bytes, limit)
     images0, rows0 = blocks[0]
     cols_buf = np.empty(len(range(n)[images0]) * len(range(ho)[rows0]) * wo * k, dtype=x.dtype)
     pad_buf = np.empty((images0.stop - images0.start, geom.padded_h, geom.padded_w, c), x.dtype) if pad_bytes else None

@@ -1,10 +1,12 @@
 """The workspace limit: how many bytes of scratch memory (column matrices, padded copies) one call may use.
 
-im2col's weakness is memory: the column matrix of a 3x3 convolution is 9 times the input. The engine therefore
-works through the batch in chunks of whole images whose scratch buffers fit the limit, reusing one set of
-buffers for every chunk. Results are identical for every limit: each image is computed with the same
-operations in the same order whatever chunk it falls in. Only when a single image's scratch is larger than the
-limit is that image split into blocks of output rows (then the backward pass may differ in the last bits).
+im2col's weakness is memory: the column matrix of a 3x3 convolution is 9 times the input. The engine never
+builds it whole. It works through the batch in blocks of whole images whose column matrix is about
+``BLOCK_BYTES`` (small enough to stay in cache between the copy and the matrix product), reusing one set of
+buffers for every block. The block size depends only on the shapes, never on the limit, so every matrix product
+has the same shape and results are bitwise identical for every limit. The limit only matters when one image's
+scratch exceeds it: that image is then split into blocks of output rows, and the backward pass may differ in
+the last bits.
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ __all__ = ["DEFAULT_WORKSPACE", "MIN_WORKSPACE", "get_workspace_limit", "set_wor
 DEFAULT_WORKSPACE = 64 * 2**20
 """Default limit in bytes (64 MiB)."""
 
-MIN_WORKSPACE = 2**20
-"""Smallest limit accepted (1 MiB)."""
+MIN_WORKSPACE = 16 * 2**20
+"""Smallest limit accepted (16 MiB): room for the buffers of one block of ``BLOCK_BYTES`` in a backward pass."""
+
+BLOCK_BYTES = 4 * 2**20
+"""Target size of one block's column matrix (4 MiB)."""
 
 _limit = DEFAULT_WORKSPACE
 
 
 def _check_limit(nbytes: object, name: str) -> int:
-    return as_int(nbytes, name, MIN_WORKSPACE, f"an int number of bytes >= {MIN_WORKSPACE} (1 MiB)")
+    return as_int(nbytes, name, MIN_WORKSPACE, f"an int number of bytes >= {MIN_WORKSPACE} (16 MiB)")
 
 
 def get_workspace_limit() -> int:
@@ -57,19 +62,20 @@ def resolve_limit(workspace: int | None) -> int:
     return _limit if workspace is None else _check_limit(workspace, "workspace")
 
 
-def row_blocks(n: int, out_h: int, bytes_per_row: int, limit: int) -> Iterator[tuple[slice, slice]]:
-    """Split the (N, Ho) output rows into blocks whose scratch (``bytes_per_row`` per output row) fits ``limit``.
+def row_blocks(
+    n: int, out_h: int, cols_row_bytes: int, scratch_row_bytes: int, limit: int
+) -> list[tuple[slice, slice]]:
+    """Split the (N, Ho) output rows into the blocks the engine processes one at a time.
 
-    Yields ``(images, rows)`` slices: whole images while at least one image fits, else blocks of rows of one
-    image (at least one row each).
+    ``cols_row_bytes`` is the size of the column matrix of one output row, ``scratch_row_bytes`` all the scratch
+    one output row needs. Returns ``(images, rows)`` slices: blocks of whole images with at most ``BLOCK_BYTES``
+    of columns and ``MIN_WORKSPACE`` of scratch (but at least one image); if one image's scratch exceeds
+    ``limit``, blocks of rows of one image (at least one row each).
     """
-    per_image = bytes_per_row * out_h
+    per_image = scratch_row_bytes * out_h
     if per_image <= limit:
-        step = max(1, limit // max(per_image, 1))
-        for n0 in range(0, n, step):
-            yield slice(n0, min(n, n0 + step)), slice(0, out_h)
-        return
-    rows = max(1, limit // max(bytes_per_row, 1))
-    for i in range(n):
-        for h0 in range(0, out_h, rows):
-            yield slice(i, i + 1), slice(h0, min(out_h, h0 + rows))
+        # Neither term depends on the limit (which is >= MIN_WORKSPACE): the same blocks for every limit.
+        step = max(1, min(BLOCK_BYTES // max(cols_row_bytes * out_h, 1), MIN_WORKSPACE // max(per_image, 1)))
+        return [(slice(n0, min(n, n0 + step)), slice(0, out_h)) for n0 in range(0, n, step)]
+    rows = max(1, limit // max(scratch_row_bytes, 1))
+    return [(slice(i, i + 1), slice(h0, min(out_h, h0 + rows))) for i in range(n) for h0 in range(0, out_h, rows)]
