@@ -1,87 +1,307 @@
-"""``python -m benchmarks``: time each op of the engine against the reference loops.
+"""``python -m benchmarks``: the performance report of im2col_cnn (issue 3's cases).
 
-For each op on a small case it prints the engine's median time, the loops' median time, the speedup and the
-largest absolute difference between the two results.
+For every op (conv2d, max/avg pooling; forward and backward), case and dtype it prints the engine's median time,
+GFLOP/s and the ratio to the bare matrix product (conv), the reference loops' time (reduced batch, scaled) and
+the speedup over them, the largest difference from the loops, the peak memory of the call, and PyTorch CPU's
+time when PyTorch is installed. Then conv C4 at the default workspace limit and at a small one.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import functools
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 import im2col_cnn as engine
 import reference
 
+from .cases import CASES, DTYPES, OPS, Case, ConvCase, case_by_name, cases_for, make_call, make_inputs
+from .cases import parse_case_names as parse_cases
+from .report import (
+    MemoryRow,
+    Row,
+    check_plot_available,
+    format_memory_table,
+    format_op_table,
+    table_notes,
+    write_json,
+    write_plot,
+)
+from .sysinfo import collect_system_info
+from .timing import (
+    MIB,
+    default_workspace_limit,
+    interleaved_medians,
+    matmul_limit_call,
+    median_time,
+    peak_memory_mib,
+    timed_call,
+    workspace_call,
+    workspace_mode,
+)
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``fn()`` in seconds over ``repeats`` runs (after one warm-up run)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def ops(rng: np.random.Generator, dtype: type) -> dict[str, Callable[[object], tuple[np.ndarray, ...]]]:
-    """Op name -> function of a module (engine or reference) running that op on one fixed small input."""
-    x = rng.standard_normal((10, 8, 8, 3)).astype(dtype)
-    w = rng.standard_normal((3, 3, 3, 8)).astype(dtype)
-    b = rng.standard_normal(8).astype(dtype)
-    conv_dout = rng.standard_normal((10, 4, 4, 8)).astype(dtype)
-    pool_dout = rng.standard_normal((10, 4, 4, 3)).astype(dtype)
-
-    def conv_fwd(m):
-        return (m.conv2d_forward(x, w, b, stride=2, padding=1)[0],)
-
-    def conv_bwd(m):
-        return m.conv2d_backward(conv_dout, m.conv2d_forward(x, w, b, stride=2, padding=1)[1])
-
-    def pool_fwd(name):
-        return lambda m: (getattr(m, f"{name}_forward")(x, 3, stride=2, padding=1)[0],)
-
-    def pool_bwd(name):
-        def run(m):
-            _, cache = getattr(m, f"{name}_forward")(x, 3, stride=2, padding=1)
-            return (getattr(m, f"{name}_backward")(pool_dout, cache),)
-
-        return run
-
-    return {
-        "conv2d forward": conv_fwd,
-        "conv2d forward+backward": conv_bwd,
-        "max_pool2d forward": pool_fwd("max_pool2d"),
-        "max_pool2d forward+backward": pool_bwd("max_pool2d"),
-        "avg_pool2d forward": pool_fwd("avg_pool2d"),
-        "avg_pool2d forward+backward": pool_bwd("avg_pool2d"),
-    }
+QUICK_CASES = "C1,C2,C3,C6,P1,P2"
+QUICK_BATCH = 8  # images per case in --quick
+LOOP_BUDGET = 20_000  # innermost reference-loop bodies per measurement: decides the reduced batch (>= 1 image)
+SMALL_WORKSPACE = 32 * MIB
+MEMORY_CASE = "C4"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--repeats", type=int, default=20, help="timed runs of the engine per op (default 20)")
-    args = parser.parse_args(argv)
-    print(f"NumPy {np.__version__}, Python {sys.version.split()[0]}")
-    print("case: x (10, 8, 8, 3), conv w (3, 3, 3, 8) stride 2 padding 1; pools 3x3 stride 2 padding 1\n")
-    header = f"{'op':<28} {'dtype':<8} {'engine':>10} {'loops':>10} {'speedup':>9} {'max |diff|':>11}"
-    print(header)
-    print("-" * len(header))
-    for dtype in (np.float32, np.float64):
-        for name, run in ops(np.random.default_rng(0), dtype).items():
-            t_engine = median_time(lambda: run(engine), args.repeats)
-            t_loops = median_time(lambda: run(reference), max(1, args.repeats // 10))
-            diff = max(float(np.max(np.abs(a - r))) for a, r in zip(run(engine), run(reference), strict=True))
-            print(
-                f"{name:<28} {np.dtype(dtype).name:<8} {t_engine * 1e3:>8.3f}ms {t_loops * 1e3:>8.1f}ms"
-                f" {t_loops / t_engine:>8.0f}x {diff:>11.2e}",
-                flush=True,
+@dataclass(frozen=True)
+class Settings:
+    repeats: int  # at least this many timed runs per measurement
+    min_total_s: float  # ... and more until this much was timed (tiny ops)
+    batch_cap: int | None  # --quick: images per case
+    quick: bool
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _max_abs_diff(ours: Sequence[np.ndarray], theirs: Sequence[np.ndarray]) -> float:
+    return max(float(np.max(np.abs(a - b), initial=0.0)) for a, b in zip(ours, theirs, strict=True))
+
+
+def _loops(op: str, case: Case, dtype: type[np.floating], batch: int) -> tuple[int, float, float]:
+    """``(ref_n, loop seconds scaled to batch, max |engine - loops|)`` on the first ``ref_n`` images."""
+    ref_n = max(1, min(batch, LOOP_BUDGET // case.loop_iterations_per_image()))
+    inputs = make_inputs(case, dtype, ref_n)
+    ref_call = make_call(reference, op, case, inputs)
+    seconds, expected = timed_call(ref_call)
+    if seconds < 0.05:  # cheap enough to take a median
+        seconds = median_time(ref_call, repeats=3, warmup=0, min_total_s=0.2, max_repeats=20)
+    diff = _max_abs_diff(make_call(engine, op, case, inputs)(), expected)
+    return ref_n, seconds * batch / ref_n, diff
+
+
+Job = tuple[str, Case, type[np.floating]]  # (op, case, dtype)
+
+
+def _batch(case: Case, settings: Settings) -> int:
+    return case.batch if settings.batch_cap is None else min(case.batch, settings.batch_cap)
+
+
+def measure_torch(torch: ModuleType, jobs: Sequence[Job], settings: Settings) -> dict[Job, tuple[float, str]]:
+    """PyTorch's median time and faster layout per job, all measured before any engine timing.
+
+    PyTorch's OpenMP threads and NumPy's OpenBLAS threads each spin for a while after a call; interleaved on a
+    machine with few cores they slow each other down (measured here: up to 2x), so the two are kept apart.
+    """
+    from .torch_peer import LAYOUTS, torch_callables
+
+    results = {}
+    for i, (op, case, dtype) in enumerate(jobs, 1):
+        inputs = make_inputs(case, dtype, _batch(case, settings))
+        calls = {layout: torch_callables(torch, op, case, inputs, layout) for layout in LAYOUTS}
+        medians = interleaved_medians(calls, repeats=settings.repeats, min_total_s=settings.min_total_s)
+        layout = min(medians, key=medians.__getitem__)
+        results[(op, case, dtype)] = (medians[layout], layout)
+        progress(f"[torch {i:>2}/{len(jobs)}] {op} {case.name} {np.dtype(dtype).name}: {medians[layout] * 1e3:.3f} ms")
+    time.sleep(0.5)  # let PyTorch's worker threads go idle before the engine is timed
+    return results
+
+
+def measure_row(
+    op: str, case: Case, dtype: type[np.floating], settings: Settings, torch_result: tuple[float, str] | None
+) -> Row:
+    """Every column of one table row (see ``report.table_notes``); PyTorch's time comes from ``measure_torch``.
+
+    The engine and the bare matrix product are timed in interleaved rounds, so a slow spell of the machine hits
+    both alike; peak memory and the loops are measured after.
+    """
+    batch = _batch(case, settings)
+    backward = op.endswith("_backward")
+    inputs = make_inputs(case, dtype, batch)
+    call = make_call(engine, op, case, inputs)
+    calls: dict[str, tuple[Callable[..., object], Callable[[], Any] | None]] = {"engine": (call, None)}
+    if isinstance(case, ConvCase):
+        calls["matmul"] = (matmul_limit_call(case, dtype, batch, backward), None)
+    medians = interleaved_medians(calls, repeats=settings.repeats, min_total_s=settings.min_total_s)
+    del calls
+    engine_s = medians["engine"]
+    row_extra: dict[str, float | str | None] = {}
+    if "matmul" in medians:
+        matmul_s = medians["matmul"]
+        row_extra.update(
+            gflops=case.flops(backward, batch) / engine_s / 1e9, matmul_s=matmul_s, x_matmul=engine_s / matmul_s
+        )
+    if torch_result is not None:
+        torch_s, layout = torch_result
+        row_extra.update(torch_s=torch_s, torch_layout=layout, x_torch=engine_s / torch_s)
+    peak = peak_memory_mib(call)
+    del call
+    ref_n, loops_s, diff = _loops(op, case, dtype, batch)
+    return Row(
+        op=op,
+        case=case.name,
+        dtype=np.dtype(dtype).name,
+        batch=batch,
+        engine_s=engine_s,
+        peak_mib=peak,
+        loops_images=ref_n,
+        loops_s=loops_s,
+        speedup=loops_s / engine_s,
+        max_abs_diff=diff,
+        **row_extra,  # type: ignore[arg-type]
+    )
+
+
+def measure_memory(settings: Settings) -> tuple[list[MemoryRow], str]:
+    """Conv C4 forward and backward at the default workspace limit and at ``SMALL_WORKSPACE``."""
+    case = case_by_name(MEMORY_CASE)
+    mode = workspace_mode(engine)
+    default_limit = default_workspace_limit(engine)
+    if mode is None:
+        note = "n/a: im2col_cnn has no workspace_limit() / workspace= yet; default-limit columns only"
+    else:
+        via = "workspace_limit() context manager" if mode == "context" else "workspace= keyword"
+        note = f"small limit set via {via}"
+    batch = _batch(case, settings)
+    rows = []
+    for dtype in DTYPES:
+        inputs = make_inputs(case, dtype, batch)
+        for op in ("conv2d_forward", "conv2d_backward"):
+            progress(f"[memory] {op} {case.name} {np.dtype(dtype).name}")
+            call = make_call(engine, op, case, inputs)
+            small = workspace_call(engine, functools.partial(make_call, engine, op, case, inputs), SMALL_WORKSPACE)
+            calls: dict[str, tuple[Callable[..., object], None]] = {"default": (call, None)}
+            if small is not None:
+                calls["small"] = (small, None)
+            medians = interleaved_medians(calls, repeats=settings.repeats, min_total_s=settings.min_total_s)
+            default_s, small_s = medians["default"], medians.get("small")
+            default_peak = peak_memory_mib(call)
+            outputs_mib = sum(a.nbytes for a in call()) / MIB
+            small_peak = None if small is None else peak_memory_mib(small)
+            rows.append(
+                MemoryRow(
+                    op=op,
+                    case=case.name,
+                    dtype=np.dtype(dtype).name,
+                    batch=batch,
+                    default_limit_mib=None if default_limit is None else default_limit / MIB,
+                    small_limit_mib=SMALL_WORKSPACE / MIB,
+                    default_s=default_s,
+                    default_peak_mib=default_peak,
+                    small_s=small_s,
+                    small_peak_mib=small_peak,
+                    time_ratio=None if small_s is None else small_s / default_s,
+                    outputs_mib=outputs_mib,
+                )
             )
+    return rows, note
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"under ~30 s: cases {QUICK_CASES} (unless --cases), "
+        f"at most {QUICK_BATCH} images per case, fewer timed runs; for CI and a first look",
+    )
+    all_cases = ",".join(c.name for c in CASES)
+    parser.add_argument("--cases", help=f"comma-separated cases to run, e.g. C2,C4,P1 (all: {all_cases})")
+    parser.add_argument("--repeats", type=int, help="minimum timed runs per measurement (default 5; 3 with --quick)")
+    parser.add_argument("--json", metavar="PATH", help="write all rows as JSON to PATH")
+    parser.add_argument("--plot", metavar="PATH", help="write a PNG bar chart to PATH (needs matplotlib)")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch column even if torch is installed")
+    args = parser.parse_args(argv)
+    if args.repeats is not None and args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    try:
+        args.selected = parse_cases(args.cases or (QUICK_CASES if args.quick else all_cases))
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.plot and (problem := check_plot_available()):
+        parser.error(problem)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = Settings(
+        repeats=args.repeats or (3 if args.quick else 5),
+        min_total_s=0.05 if args.quick else 0.3,
+        batch_cap=QUICK_BATCH if args.quick else None,
+        quick=args.quick,
+    )
+    started = time.perf_counter()
+    info = collect_system_info()  # before torch loads its own threading libraries
+    print("im2col_cnn benchmark report (python -m benchmarks)")
+    for line in info.lines():
+        print(line)
+    torch = None
+    if args.no_torch:
+        torch_line = "PyTorch column skipped: --no-torch given"
+    else:
+        from .torch_peer import load_torch
+
+        torch, torch_line = load_torch(info.blas_threads or os.cpu_count() or 1)
+    print(torch_line)
+    quick_note = None
+    if args.quick:
+        quick_note = (
+            f"QUICK MODE: at most {QUICK_BATCH} images per case, >= {settings.repeats} timed runs per measurement; "
+            "a first look, not the figures for the targets (run without --quick for those)."
+        )
+        print(quick_note)
+    print("Cases:")
+    for case in args.selected:
+        print(f"  {case.name}: {case.describe()}")
+    print(flush=True)
+
+    rows: list[Row] = []
+    jobs = [(op, case, dtype) for op in OPS for case in cases_for(op, args.selected) for dtype in DTYPES]
+    torch_results = {} if torch is None else measure_torch(torch, jobs, settings)
+    for op in OPS:
+        op_rows = []
+        for case in cases_for(op, args.selected):
+            for dtype in DTYPES:
+                row = measure_row(op, case, dtype, settings, torch_results.get((op, case, dtype)))
+                op_rows.append(row)
+                torch_text = "" if row.torch_s is None else f", torch {row.torch_s * 1e3:.3f} ms ({row.torch_layout})"
+                progress(
+                    f"[{len(rows) + len(op_rows):>2}/{len(jobs)}] {op} {case.name} {row.dtype}: "
+                    f"engine {row.engine_s * 1e3:.3f} ms, loops {row.loops_s:.2f} s "
+                    f"({row.speedup:.0f}x){torch_text}"
+                )
+        rows += op_rows
+        if op_rows:
+            print("\n".join(format_op_table(op, op_rows)) + "\n", flush=True)
+    if rows:
+        print("\n".join(table_notes(torch_line, quick_note)) + "\n")
+
+    memory: list[MemoryRow] = []
+    if args.cases is None or MEMORY_CASE in {c.name for c in args.selected}:
+        memory, note = measure_memory(settings)
+        print("\n".join(format_memory_table(memory, note)) + "\n")
+
+    elapsed = time.perf_counter() - started
+    print(f"Total time {elapsed:.1f} s.", flush=True)
+    if args.json:
+        meta = {
+            "system": info.as_dict(),
+            "torch": torch_line,
+            "quick": args.quick,
+            "repeats": settings.repeats,
+            "batch_cap": settings.batch_cap,
+            "cases": {c.name: c.describe() for c in args.selected},
+            "elapsed_s": elapsed,
+        }
+        write_json(args.json, meta, rows, memory)
+        print(f"Wrote {args.json}")
+    if args.plot:
+        write_plot(args.plot, rows)
+        print(f"Wrote {args.plot}")
     return 0
 
 

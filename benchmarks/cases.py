@@ -1,0 +1,238 @@
+"""The benchmark cases of issue 3 and deterministic inputs for them, shared by the pytest suite and the report.
+
+Layout is NHWC: ``x`` (N, H, W, C_in), ``w`` (kh, kw, C_in, C_out). Every case runs in float32 and float64,
+forward and backward. Inputs come from ``np.random.default_rng`` seeded by the case and the dtype, so every run
+sees the same numbers; a reduced batch is the first images of the full one (the same ``w``, ``b``).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "CONV_CASES",
+    "POOL_CASES",
+    "CASES",
+    "DTYPES",
+    "OPS",
+    "ConvCase",
+    "PoolCase",
+    "Case",
+    "Inputs",
+    "case_by_name",
+    "cases_for",
+    "make_call",
+    "make_inputs",
+    "op_family",
+    "parse_case_names",
+]
+
+DTYPES: tuple[type[np.floating], ...] = (np.float32, np.float64)
+
+# Op names are the public function names of both ``im2col_cnn`` and ``reference``.
+OPS: tuple[str, ...] = (
+    "conv2d_forward",
+    "conv2d_backward",
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+)
+
+
+def _out_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+@dataclass(frozen=True)
+class ConvCase:
+    """A conv2d case: input shape, square kernel ``k`` x ``k``, ``c_out`` filters, padding and stride."""
+
+    name: str
+    x_shape: tuple[int, int, int, int]  # (N, H, W, C_in)
+    k: int
+    c_out: int
+    padding: int
+    stride: int
+
+    @property
+    def batch(self) -> int:
+        return self.x_shape[0]
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        _, h, w, _ = self.x_shape
+        return _out_size(h, self.k, self.stride, self.padding), _out_size(w, self.k, self.stride, self.padding)
+
+    @property
+    def w_shape(self) -> tuple[int, int, int, int]:
+        return (self.k, self.k, self.x_shape[3], self.c_out)
+
+    def matmul_shape(self, batch: int | None = None) -> tuple[int, int, int]:
+        """``(M, K, N)`` of the forward product ``cols (M, K) @ w (K, N)``."""
+        ho, wo = self.out_hw
+        n = self.batch if batch is None else batch
+        return n * ho * wo, self.k * self.k * self.x_shape[3], self.c_out
+
+    def flops(self, backward: bool, batch: int | None = None) -> int:
+        """Floating-point operations: ``2*M*K*N`` forward, twice that backward (dw and dcols products)."""
+        m, k, n = self.matmul_shape(batch)
+        return 2 * m * k * n * (2 if backward else 1)
+
+    def loop_iterations_per_image(self) -> int:
+        """How many innermost loop bodies the reference runs per image (one per output value)."""
+        ho, wo = self.out_hw
+        return ho * wo * self.c_out
+
+    def describe(self) -> str:
+        kk, c_in = self.k, self.x_shape[3]
+        return f"x {self.x_shape}, w {kk}x{kk}x{c_in}->{self.c_out}, p={self.padding}, s={self.stride}"
+
+
+@dataclass(frozen=True)
+class PoolCase:
+    """A pooling case (run as both max and average pooling): input shape, square kernel, stride, padding."""
+
+    name: str
+    x_shape: tuple[int, int, int, int]  # (N, H, W, C)
+    k: int
+    stride: int
+    padding: int
+
+    @property
+    def batch(self) -> int:
+        return self.x_shape[0]
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        _, h, w, _ = self.x_shape
+        return _out_size(h, self.k, self.stride, self.padding), _out_size(w, self.k, self.stride, self.padding)
+
+    def loop_iterations_per_image(self) -> int:
+        ho, wo = self.out_hw
+        return ho * wo * self.x_shape[3]
+
+    def describe(self) -> str:
+        return f"x {self.x_shape}, pool {self.k}x{self.k}, s={self.stride}, p={self.padding}"
+
+
+Case = ConvCase | PoolCase
+
+CONV_CASES: tuple[ConvCase, ...] = (
+    ConvCase("C1", (10, 4, 4, 3), k=2, c_out=8, padding=2, stride=2),  # the notebook's case: overhead-bound
+    ConvCase("C2", (64, 32, 32, 3), k=3, c_out=32, padding=1, stride=1),
+    ConvCase("C3", (64, 16, 16, 64), k=3, c_out=64, padding=1, stride=1),
+    ConvCase("C4", (32, 28, 28, 128), k=3, c_out=128, padding=1, stride=1),
+    ConvCase("C5", (32, 56, 56, 64), k=3, c_out=128, padding=1, stride=2),
+    ConvCase("C6", (32, 28, 28, 256), k=1, c_out=64, padding=0, stride=1),
+)
+POOL_CASES: tuple[PoolCase, ...] = (
+    PoolCase("P1", (64, 32, 32, 64), k=2, stride=2, padding=0),
+    PoolCase("P2", (32, 56, 56, 64), k=3, stride=2, padding=1),
+)
+CASES: tuple[Case, ...] = CONV_CASES + POOL_CASES
+
+
+def case_by_name(name: str) -> Case:
+    for case in CASES:
+        if case.name == name.upper():
+            return case
+    raise ValueError(f"unknown case {name!r}; known: {', '.join(c.name for c in CASES)}")
+
+
+def parse_case_names(text: str) -> list[Case]:
+    """``"C2,c4, P1"`` -> those cases, in table order; raises ``ValueError`` for an unknown name."""
+    wanted = {case_by_name(part.strip()).name for part in text.split(",") if part.strip()}
+    if not wanted:
+        raise ValueError("no case named; give a comma-separated list such as C2,C4,P1")
+    return [case for case in CASES if case.name in wanted]
+
+
+def op_family(op: str) -> str:
+    """``'conv2d_backward'`` -> ``'conv2d'``; ``'max_pool2d_forward'`` -> ``'max_pool2d'``."""
+    return op.rsplit("_", 1)[0]
+
+
+def cases_for(op: str, cases: Sequence[Case] = CASES) -> list[Case]:
+    """The cases of ``cases`` an op runs on: conv cases for conv ops, pool cases for pooling ops."""
+    kind = ConvCase if op.startswith("conv") else PoolCase
+    return [case for case in cases if isinstance(case, kind)]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Arrays for one case and dtype. ``w``/``b`` are None for pooling; ``dout`` is the output gradient."""
+
+    x: np.ndarray
+    dout: np.ndarray
+    w: np.ndarray | None = None
+    b: np.ndarray | None = None
+
+    @property
+    def batch(self) -> int:
+        return self.x.shape[0]
+
+
+def _rng(case: Case, dtype: type[np.floating], stream: str) -> np.random.Generator:
+    seed = zlib.crc32(f"{case.name}/{np.dtype(dtype).name}/{stream}".encode())
+    return np.random.default_rng(seed)
+
+
+def _normal(case: Case, dtype: type[np.floating], stream: str, shape: tuple[int, ...], scale: float = 1.0):
+    # Drawn in float64 and cast, so the first images of a batch do not depend on the batch size.
+    return (_rng(case, dtype, stream).standard_normal(shape) * scale).astype(dtype)
+
+
+def make_inputs(case: Case, dtype: type[np.floating], batch: int | None = None) -> Inputs:
+    """Deterministic inputs for ``case`` in ``dtype``; ``batch`` images (default: the case's batch).
+
+    A smaller ``batch`` gives the first images of the full batch and the same weights. Weights are scaled by
+    ``1/sqrt(kh*kw*C_in)`` so outputs stay of order one.
+    """
+    n = case.batch if batch is None else batch
+    if n < 1:
+        raise ValueError(f"batch must be >= 1, got {n}")
+    x = _normal(case, dtype, "x", (n, *case.x_shape[1:]))
+    ho, wo = case.out_hw
+    if isinstance(case, ConvCase):
+        fan_in = case.k * case.k * case.x_shape[3]
+        w = _normal(case, dtype, "w", case.w_shape, scale=fan_in**-0.5)
+        b = _normal(case, dtype, "b", (case.c_out,))
+        dout = _normal(case, dtype, "dout", (n, ho, wo, case.c_out))
+        return Inputs(x=x, dout=dout, w=w, b=b)
+    dout = _normal(case, dtype, "dout", (n, ho, wo, case.x_shape[3]))
+    return Inputs(x=x, dout=dout)
+
+
+def _forward(module: ModuleType, family: str, case: Case, inputs: Inputs, kwargs: dict[str, Any]):
+    if isinstance(case, ConvCase):
+        fn = module.conv2d_forward
+        return fn(inputs.x, inputs.w, inputs.b, stride=case.stride, padding=case.padding, **kwargs)
+    fn = getattr(module, f"{family}_forward")
+    return fn(inputs.x, case.k, stride=case.stride, padding=case.padding)
+
+
+def make_call(
+    module: ModuleType, op: str, case: Case, inputs: Inputs, **kwargs: Any
+) -> Callable[[], tuple[np.ndarray, ...]]:
+    """A no-argument callable running ``op`` of ``module`` (``im2col_cnn`` or ``reference``) on ``inputs``.
+
+    It returns the op's arrays as a tuple: ``(out,)`` for a forward op, ``(dx, dw, db)`` for the conv backward,
+    ``(dx,)`` for a pooling backward. For a backward op the forward pass runs once here (the cache is made in
+    setup) and the callable runs only the backward call. ``kwargs`` go to the conv functions only (e.g.
+    ``workspace=``).
+    """
+    family = op_family(op)
+    if op.endswith("_forward"):
+        return lambda: (_forward(module, family, case, inputs, kwargs)[0],)
+    _, cache = _forward(module, family, case, inputs, kwargs)
+    backward = getattr(module, f"{family}_backward")
+    if isinstance(case, ConvCase):
+        return lambda: tuple(backward(inputs.dout, cache, **kwargs))
+    return lambda: (backward(inputs.dout, cache),)
