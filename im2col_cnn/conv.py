@@ -7,7 +7,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ._checks import as_float_array, as_pair, check_dout, check_ndim, common_float_dtype
-from .windows import WindowGeometry, iter_columns, make_geometry, scatter_columns
+from .conv_kernels import correlate, input_grad, weight_grad
+from .windows import WindowGeometry, make_geometry
 from .workspace import resolve_limit
 
 __all__ = ["ConvCache", "conv2d_forward", "conv2d_backward"]
@@ -78,8 +79,8 @@ def conv2d_forward(
     padding : int or (ph, pw), >= 0
         Zeros added on both sides of each spatial axis.
     workspace : int, optional
-        Scratch memory limit in bytes for this call (default: :func:`get_workspace_limit`). The batch is
-        processed in chunks whose column matrices fit; the result does not depend on it.
+        Scratch memory limit in bytes for this call (default: :func:`get_workspace_limit`, at least 16 MiB).
+        The batch is processed in blocks of a few MiB of columns; the result does not depend on the limit.
 
     Returns
     -------
@@ -90,17 +91,7 @@ def conv2d_forward(
         For :func:`conv2d_backward`.
     """
     cache, bias = prepare_conv(x, w, b, stride, padding)
-    limit = resolve_limit(workspace)
-    x, w, _, geom = cache
-    kh, kw, c_in, c_out = w.shape
-    w2 = w.reshape(kh * kw * c_in, c_out)  # (kh, kw, C_in, C_out) -> (kh*kw*C_in, C_out)
-    out = np.empty((x.shape[0], geom.out_h, geom.out_w, c_out), dtype=x.dtype)
-    for images, rows, cols in iter_columns(x, geom, limit):
-        block = out[images, rows].reshape(-1, c_out)  # a view: (n_b, h_b, Wo, C_out) -> (n_b*h_b*Wo, C_out)
-        np.matmul(cols, w2, out=block)  # (n_b*h_b*Wo, kh*kw*C_in) @ (kh*kw*C_in, C_out)
-        if bias is not None:
-            block += bias
-    return out, cache
+    return correlate(cache.x, cache.w, cache.geom, resolve_limit(workspace), bias), cache
 
 
 def conv2d_backward(
@@ -127,20 +118,8 @@ def conv2d_backward(
         raise TypeError(f"cache must be the ConvCache returned by conv2d_forward, got {type(cache).__name__}")
     limit = resolve_limit(workspace)
     x, w, b_shape, geom = cache
-    kh, kw, c_in, c_out = w.shape
-    k = kh * kw * c_in
+    c_out = w.shape[3]
     d4 = np.ascontiguousarray(check_dout(dout, (x.shape[0], geom.out_h, geom.out_w, c_out), x.dtype))
     db = d4.reshape(-1, c_out).sum(axis=0).reshape(b_shape or (c_out,))  # (N*Ho*Wo, C_out) -> (C_out,)
-    w2t = w.reshape(k, c_out).T  # (C_out, kh*kw*C_in)
-    dx = np.zeros(x.shape, dtype=x.dtype)
-    dw = np.zeros((k, c_out), dtype=x.dtype)
-    partial = np.empty_like(dw)
-    dcols_buf = None
-    for images, rows, cols in iter_columns(x, geom, limit, buffers=2):
-        d = d4[images, rows].reshape(-1, c_out)  # (n_b*h_b*Wo, C_out)
-        dw += np.matmul(cols.T, d, out=partial)  # (kh*kw*C_in, n_b*h_b*Wo) @ (n_b*h_b*Wo, C_out), block by block
-        if dcols_buf is None:
-            dcols_buf = np.empty(cols.shape[0] * k, dtype=x.dtype)
-        dcols = np.matmul(d, w2t, out=dcols_buf[: d.shape[0] * k].reshape(-1, k))  # (n_b*h_b*Wo, kh*kw*C_in)
-        scatter_columns(dcols, geom, dx[images], rows)
-    return dx, dw.reshape(w.shape), db  # dw: (kh*kw*C_in, C_out) -> (kh, kw, C_in, C_out)
+    dw = weight_grad(x, d4, geom, w.shape[:2], limit)
+    return input_grad(d4, w, geom, x.shape, limit), dw, db

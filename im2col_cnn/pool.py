@@ -12,6 +12,7 @@ import numpy as np
 
 from ._checks import as_float_array, as_pair, check_dout, check_ndim
 from .windows import WindowGeometry, make_geometry
+from .workspace import image_blocks
 
 __all__ = [
     "PoolCache",
@@ -54,19 +55,20 @@ def pool_forward(
     geom = make_geometry(x.shape, kernel, steps, pads)
     n, _, _, c = x.shape
     out = np.empty((n, geom.out_h, geom.out_w, c), dtype=x.dtype)
-    # Start from an offset that every window reads inside the input (a copy, not a reduction), if one exists.
     offsets = list(geom.offset_slices())
-    full = [o for o in offsets if o[2] == (slice(0, geom.out_h), slice(0, geom.out_w))]
-    if full:
-        _, _, _, (irow, icol) = full[0]
-        np.copyto(out, x[:, irow, icol])
-        offsets.remove(full[0])
-    else:
-        out.fill(-np.inf if kind == "max" else 0)
+    # Start from an offset that every window reads inside the input (a copy, not a reduction), if one exists.
+    full = [o for o in offsets if o[2] == (slice(0, geom.out_h), slice(0, geom.out_w))][:1]
+    rest = [o for o in offsets if o not in full]
     reduce = np.maximum if kind == "max" else np.add
-    for _, _, (orow, ocol), (irow, icol) in offsets:
-        o = out[:, orow, ocol]
-        reduce(o, x[:, irow, icol], out=o)
+    for images in image_blocks(n, x[0].nbytes):  # blocks small enough for out to stay in cache across offsets
+        xb, ob = x[images], out[images]
+        if full:
+            np.copyto(ob, xb[:, full[0][3][0], full[0][3][1]])
+        else:
+            ob.fill(-np.inf if kind == "max" else 0)
+        for _, _, (orow, ocol), (irow, icol) in rest:
+            o = ob[:, orow, ocol]
+            reduce(o, xb[:, irow, icol], out=o)
     if kind == "avg":
         out /= geom.kh * geom.kw
     return out, PoolCache(x, out, geom, kind, ties)
@@ -79,38 +81,59 @@ def pool_backward(dout: object, cache: PoolCache, kind: str) -> np.ndarray:
         raise TypeError(f"cache must be the PoolCache returned by {forward}, got {_describe(cache)}")
     x, out, geom, _, ties = cache
     dout = check_dout(dout, out.shape, x.dtype)
+    if kind == "avg":
+        dout = dout / (geom.kh * geom.kw)
     dx = np.zeros(x.shape, dtype=x.dtype)
     offsets = list(geom.offset_slices())
-    if kind == "avg":
-        g = dout / (geom.kh * geom.kw)
-        for _, _, (orow, ocol), (irow, icol) in offsets:
-            d = dx[:, irow, icol]
-            np.add(d, g[:, orow, ocol], out=d)
-        return dx
-    # g holds each window's gradient not yet handed out: with ties="first" the first hit takes it all.
-    g = dout.copy() if ties == "first" else dout
-    last_nan = _last_nan_offset(x, out, geom)
-    for k, (_, _, (orow, ocol), (irow, icol)) in enumerate(offsets):
-        hit = np.equal(x[:, irow, icol], out[:, orow, ocol])
-        if last_nan is not None:  # a window holding NaN outputs NaN; its gradient goes to its last NaN (PyTorch)
-            hit |= last_nan[:, orow, ocol] == k
-        d, gk = dx[:, irow, icol], g[:, orow, ocol]
-        np.add(d, gk, out=d, where=hit)
-        if ties == "first" and k < len(offsets) - 1:
-            np.copyto(gk, 0, where=hit)
+    # Windows that do not overlap write disjoint slices of dx: assign instead of add.
+    disjoint = geom.sh >= (geom.kh - 1) * geom.dh + 1 and geom.sw >= (geom.kw - 1) * geom.dw + 1
+    put = np.copyto if disjoint else _add_into
+    for images in image_blocks(x.shape[0], x[0].nbytes):
+        xb, ob, gb, dxb = x[images], out[images], dout[images], dx[images]
+        if kind == "avg":
+            for _, _, (orow, ocol), (irow, icol) in offsets:
+                put(dxb[:, irow, icol], gb[:, orow, ocol])
+        else:
+            _scatter_max(xb, ob, gb, dxb, offsets, ties == "first", put)
     return dx
 
 
-def _last_nan_offset(x: np.ndarray, out: np.ndarray, geom: WindowGeometry) -> np.ndarray | None:
-    """For each output (N, Ho, Wo, C), the index of the last offset of its window holding NaN (-1: none).
+def _add_into(dst: np.ndarray, src: np.ndarray) -> None:
+    np.add(dst, src, out=dst)
 
-    ``None`` when no window holds NaN, which is the common case and costs one pass over ``out``.
+
+def _scatter_max(xb, ob, gb, dxb, offsets, first_only: bool, put) -> None:
+    """Send each window's gradient ``gb`` (n, Ho, Wo, C) to its maximum in ``xb`` (n, H, W, C), into ``dxb``.
+
+    With ``first_only`` a window's gradient goes to its first maximum in row-major window order (PyTorch),
+    else to every position tied at the maximum. A window holding NaN sends it to its last NaN (PyTorch).
     """
-    if not np.isnan(out).any():
+    taken = np.zeros(ob.shape, dtype=bool) if first_only else None
+    last_nan = _last_nan_offset(xb, ob, offsets)
+    # g * mask is exact and fast when g is finite; inf * 0 would be NaN, so otherwise select with np.where.
+    finite = bool(np.isfinite(gb).all())
+    for k, (_, _, (orow, ocol), (irow, icol)) in enumerate(offsets):
+        hit = np.equal(xb[:, irow, icol], ob[:, orow, ocol])
+        if last_nan is not None:
+            hit |= last_nan[:, orow, ocol] == k
+        if taken is not None:
+            t = taken[:, orow, ocol]
+            hit &= ~t
+            t |= hit
+        g = gb[:, orow, ocol]
+        put(dxb[:, irow, icol], g * hit if finite else np.where(hit, g, 0))
+
+
+def _last_nan_offset(xb: np.ndarray, ob: np.ndarray, offsets: list) -> np.ndarray | None:
+    """For each output (n, Ho, Wo, C), the index of the last offset of its window holding NaN (-1: none).
+
+    ``None`` when no window holds NaN, which is the common case and costs one pass over ``ob``.
+    """
+    if not np.isnan(ob).any():
         return None
-    last = np.full(out.shape, -1, dtype=np.intp)
-    for k, (_, _, (orow, ocol), (irow, icol)) in enumerate(geom.offset_slices()):
-        np.copyto(last[:, orow, ocol], k, where=np.isnan(x[:, irow, icol]))
+    last = np.full(ob.shape, -1, dtype=np.intp)
+    for k, (_, _, (orow, ocol), (irow, icol)) in enumerate(offsets):
+        np.copyto(last[:, orow, ocol], k, where=np.isnan(xb[:, irow, icol]))
     return last
 
 

@@ -167,30 +167,42 @@ def columns(x: np.ndarray, geom: WindowGeometry, pad_value: float = 0.0) -> np.n
     return cols
 
 
-def iter_columns(
-    x: np.ndarray, geom: WindowGeometry, limit: int, *, buffers: int = 1
-) -> Iterator[tuple[slice, slice, np.ndarray]]:
+def column_blocks(
+    x_shape: tuple[int, ...], itemsize: int, geom: WindowGeometry, limit: int, *, buffers: int = 1
+) -> list[tuple[slice, slice]]:
+    """The ``(images, rows)`` blocks of output rows in which the columns of an ``x_shape`` input are built.
+
+    One image's scratch is ``buffers`` column matrices (as the caller needs) and its padded copy; see
+    :func:`~im2col_cnn.workspace.row_blocks`. A pointwise geometry needs no columns: one block.
+    """
+    n, _, _, c = x_shape
+    ho = geom.out_h
+    if geom.is_pointwise:
+        return [(slice(0, n), slice(0, ho))]
+    cols_row_bytes = geom.out_w * geom.kh * geom.kw * c * itemsize
+    pad_bytes = geom.padded_h * geom.padded_w * c * itemsize if geom.has_padding else 0
+    scratch_row_bytes = buffers * cols_row_bytes + -(-pad_bytes // ho)
+    return workspace.row_blocks(n, ho, cols_row_bytes, scratch_row_bytes, limit)
+
+
+def iter_columns(x: np.ndarray, geom: WindowGeometry, limit: int) -> Iterator[tuple[slice, slice, np.ndarray]]:
     """Yield ``(images, rows, cols)``: the column matrix of ``x`` (N, H, W, C), one block of output rows at a time.
 
     ``cols`` is ``(n_b*h_b*Wo, kh*kw*C)`` for output rows ``(images, rows)`` of the (N, Ho) grid, in the blocks
-    of :func:`~im2col_cnn.workspace.row_blocks`; one image's scratch is ``buffers`` column matrices (as the
-    caller needs) and its padded copy. ``cols`` lives in a buffer that the next block
-    overwrites. A pointwise geometry yields ``x`` itself, reshaped, in one block.
+    of :func:`column_blocks`. ``cols`` lives in a buffer that the next block overwrites. A pointwise geometry
+    yields ``x`` itself, reshaped.
     """
     n, _, _, c = x.shape
-    ho, wo = geom.out_h, geom.out_w
+    wo = geom.out_w
     k = geom.kh * geom.kw * c
+    blocks = column_blocks(x.shape, x.dtype.itemsize, geom, limit)
     if geom.is_pointwise:
-        yield slice(0, n), slice(0, ho), x.reshape(n * ho * wo, c)  # (N, H, W, C) -> (N*H*W, C), no copy
+        yield blocks[0][0], blocks[0][1], x.reshape(n * geom.out_h * wo, c)  # (N, H, W, C) -> (N*H*W, C), no copy
         return
-    itemsize = x.dtype.itemsize
-    pad_bytes = geom.padded_h * geom.padded_w * c * itemsize if geom.has_padding else 0
-    cols_row_bytes = wo * k * itemsize
-    scratch_row_bytes = buffers * cols_row_bytes + -(-pad_bytes // ho)
-    blocks = workspace.row_blocks(n, ho, cols_row_bytes, scratch_row_bytes, limit)
     images0, rows0 = blocks[0]
-    cols_buf = np.empty(len(range(n)[images0]) * len(range(ho)[rows0]) * wo * k, dtype=x.dtype)
-    pad_buf = np.empty((images0.stop - images0.start, geom.padded_h, geom.padded_w, c), x.dtype) if pad_bytes else None
+    n0, h0 = images0.stop - images0.start, rows0.stop - rows0.start
+    cols_buf = np.empty(n0 * h0 * wo * k, dtype=x.dtype)
+    pad_buf = np.empty((n0, geom.padded_h, geom.padded_w, c), x.dtype) if geom.has_padding else None
     xp, padded = None, None
     for images, rows in blocks:
         if images != padded:

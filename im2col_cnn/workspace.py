@@ -79,3 +79,9 @@ def row_blocks(
         return [(slice(n0, min(n, n0 + step)), slice(0, out_h)) for n0 in range(0, n, step)]
     rows = max(1, limit // max(scratch_row_bytes, 1))
     return [(slice(i, i + 1), slice(h0, min(out_h, h0 + rows))) for i in range(n) for h0 in range(0, out_h, rows)]
+
+
+def image_blocks(n: int, image_bytes: int) -> list[slice]:
+    """Split a batch of ``n`` images of ``image_bytes`` each into blocks of about ``BLOCK_BYTES`` (>= 1 image)."""
+    step = max(1, BLOCK_BYTES // max(image_bytes, 1))
+    return [slice(n0, min(n, n0 + step)) for n0 in range(0, n, step)]
