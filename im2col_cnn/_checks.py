@@ -83,3 +83,60 @@ def check_dout(dout: object, shape: tuple[int, ...], dtype: np.dtype) -> np.ndar
     if arr.shape != shape:
         raise ValueError(f"dout must have the forward output's shape {shape}, got {arr.shape}")
     return arr.astype(dtype, copy=False)
+
+
+def as_padding4(value: object, name: str) -> tuple[int, int, int, int] | str:
+    """Normalize a convolution padding to ``(top, bottom, left, right)``, or return ``'same'``.
+
+    Accepts an int, an ``(h, w)`` pair, ``((top, bottom), (left, right))``, ``'valid'`` (no padding) and
+    ``'same'`` (resolved by the caller, which knows the kernel).
+    """
+    what = "an int >= 0, an (h, w) pair of them, ((top, bottom), (left, right)), 'valid' or 'same'"
+    if isinstance(value, str):
+        if value == "valid":
+            return (0, 0, 0, 0)
+        if value == "same":
+            return value
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    if isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, Sequence) for v in value):
+        if not all(len(v) == 2 and not isinstance(v, str) for v in value):
+            raise ValueError(f"{name} must be {what}, got {value!r}")
+        (t, b), (left, r) = value
+        return tuple(as_int(v, name, 0, what) for v in (t, b, left, r))  # type: ignore[return-value]
+    try:
+        ph, pw = as_pair(value, name, minimum=0)
+    except TypeError:
+        raise TypeError(f"{name} must be {what}, got {value!r}") from None
+    except ValueError:
+        raise ValueError(f"{name} must be {what}, got {value!r}") from None
+    return (ph, ph, pw, pw)
+
+
+def check_data_format(value: object) -> str:
+    """``'NHWC'`` or ``'NCHW'``; ``ValueError`` naming ``data_format`` otherwise."""
+    return check_choice(value, "data_format", ("NHWC", "NCHW"))
+
+
+def as_float_arrays(x: object, w: object) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` and ``w`` as float arrays of their promoted dtype (see :func:`as_float_array`)."""
+    x_arr, w_arr = as_float_array(x, "x"), as_float_array(w, "w")
+    dtype = common_float_dtype(x_arr, w_arr)
+    return x_arr.astype(dtype, copy=False), w_arr.astype(dtype, copy=False)
+
+
+def check_groups(groups: object, c_in: int, c_out: int) -> int:
+    """``groups`` as an int >= 1 that divides both channel counts; ``ValueError``/``TypeError`` otherwise."""
+    g = as_int(groups, "groups", 1, "an int >= 1")
+    if c_in % g or c_out % g:
+        raise ValueError(f"groups must divide both C_in={c_in} and C_out={c_out}, got groups={g}")
+    return g
+
+
+def check_bias(b: object, c_out: int, dtype: np.dtype) -> tuple[np.ndarray | None, tuple[int, ...] | None]:
+    """The bias as a (C_out,) vector of ``dtype`` and its original shape; ``(None, None)`` for no bias."""
+    if b is None:
+        return None, None
+    arr = as_float_array(b, "b")
+    if arr.shape not in ((c_out,), (1, 1, 1, c_out)):
+        raise ValueError(f"b must have shape (C_out,) = ({c_out},) or (1, 1, 1, {c_out}), got {arr.shape}")
+    return arr.reshape(c_out).astype(dtype, copy=False), arr.shape

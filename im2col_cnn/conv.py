@@ -1,4 +1,4 @@
-"""2-D convolution (cross-correlation, as in PyTorch's ``conv2d``) on NHWC input, forward and backward."""
+"""2-D convolution (cross-correlation, as in PyTorch's ``conv2d``), forward and backward, NHWC or NCHW."""
 
 from __future__ import annotations
 
@@ -6,8 +6,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import as_float_array, as_pair, check_dout, check_ndim, common_float_dtype
+from ._checks import (
+    as_float_arrays,
+    as_padding4,
+    as_pair,
+    check_bias,
+    check_data_format,
+    check_dout,
+    check_groups,
+    check_ndim,
+)
 from .conv_kernels import correlate, input_grad, weight_grad
+from .layout import from_nhwc, to_nhwc, weight_from_hwio, weight_to_hwio
 from .windows import WindowGeometry, make_geometry
 from .workspace import resolve_limit
 
@@ -15,48 +25,60 @@ __all__ = ["ConvCache", "conv2d_forward", "conv2d_backward"]
 
 
 class ConvCache(NamedTuple):
-    """What :func:`conv2d_backward` needs: the input and weights (in the compute dtype), b's shape, the geometry.
+    """What :func:`conv2d_backward` needs: input and weights (compute dtype, NHWC/HWIO views), b's shape, geometry.
 
     The column matrix is rebuilt in the backward pass rather than kept, so a cache costs no more memory than
     the input itself.
     """
 
     x: np.ndarray  # (N, H, W, C_in)
-    w: np.ndarray  # (kh, kw, C_in, C_out)
+    w: np.ndarray  # (kh, kw, C_in // groups, C_out)
     b_shape: tuple[int, ...] | None  # (C_out,), (1, 1, 1, C_out) or None
     geom: WindowGeometry
+    groups: int = 1
+    data_format: str = "NHWC"
+
+
+def same_padding(kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int, int, int]:
+    """PyTorch's padding='same' at stride 1: total ``d*(k-1)`` per axis, the odd one at the bottom/right."""
+    (kh, kw), (dh, dw) = kernel, dilation
+    th, tw = dh * (kh - 1), dw * (kw - 1)
+    return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
 
 
 def prepare_conv(
-    x: object, w: object, b: object, stride: object, padding: object
+    x: object,
+    w: object,
+    b: object,
+    stride: object,
+    padding: object,
+    dilation: object = 1,
+    groups: object = 1,
+    data_format: object = "NHWC",
 ) -> tuple[ConvCache, np.ndarray | None]:
     """Validate conv arguments; return the cache a forward pass leaves and the bias as a (C_out,) vector."""
-    x = as_float_array(x, "x")
-    w = as_float_array(w, "w")
-    check_ndim(x, "x", "(N, H, W, C_in)")
-    check_ndim(w, "w", "(kh, kw, C_in, C_out)")
-    kh, kw, c_in, c_out = w.shape
-    if c_in != x.shape[3]:
-        raise ValueError(f"w has C_in={c_in} input channels (w.shape[2]) but x has C={x.shape[3]} (x.shape[3])")
-    dtype = common_float_dtype(x, w)
-    x = x.astype(dtype, copy=False)
-    w = w.astype(dtype, copy=False)
-    bias = None
-    b_shape = None
-    if b is not None:
-        b_arr = as_float_array(b, "b")
-        if b_arr.shape not in ((c_out,), (1, 1, 1, c_out)):
-            raise ValueError(f"b must have shape (C_out,) = ({c_out},) or (1, 1, 1, {c_out}), got {b_arr.shape}")
-        b_shape = b_arr.shape
-        bias = b_arr.reshape(c_out).astype(dtype, copy=False)
-    geom = make_geometry(
-        x.shape,
-        (kh, kw),
-        as_pair(stride, "stride", minimum=1),
-        as_pair(padding, "padding", minimum=0),
-        kernel_name="w's kernel (kh, kw)",
-    )
-    return ConvCache(x, w, b_shape, geom), bias
+    data_format = check_data_format(data_format)
+    nchw = data_format == "NCHW"
+    x, w = as_float_arrays(x, w)
+    check_ndim(x, "x", "(N, C_in, H, W)" if nchw else "(N, H, W, C_in)")
+    check_ndim(w, "w", "(C_out, C_in // groups, kh, kw)" if nchw else "(kh, kw, C_in // groups, C_out)")
+    x, w = to_nhwc(x, data_format), weight_to_hwio(w, data_format)
+    kh, kw, c_in_g, c_out = w.shape
+    c_in = x.shape[3]
+    groups = check_groups(groups, c_in, c_out)
+    if c_in_g * groups != c_in:
+        per_group = f" per group (groups={groups})" if groups > 1 else ""
+        raise ValueError(f"w has C_in={c_in_g} input channels{per_group} but x has C={c_in} channels")
+    bias, b_shape = check_bias(b, c_out, x.dtype)
+    steps = as_pair(stride, "stride", minimum=1)
+    dilation = as_pair(dilation, "dilation", minimum=1)
+    pads = as_padding4(padding, "padding")
+    if pads == "same":
+        if steps != (1, 1):
+            raise ValueError(f"padding='same' needs stride 1 (as in PyTorch), got stride {steps}")
+        pads = same_padding((kh, kw), dilation)
+    geom = make_geometry(x.shape, (kh, kw), steps, pads, dilation, kernel_name="w's kernel (kh, kw)")
+    return ConvCache(x, w, b_shape, geom, groups, data_format), bias
 
 
 def conv2d_forward(
@@ -65,33 +87,44 @@ def conv2d_forward(
     b: np.ndarray | None = None,
     *,
     stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] = 0,
+    padding: int | tuple[int, int] | tuple[tuple[int, int], tuple[int, int]] | str = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    data_format: str = "NHWC",
     workspace: int | None = None,
 ) -> tuple[np.ndarray, ConvCache]:
-    """2-D convolution of a batch of NHWC images (PyTorch ``conv2d`` semantics, zero padding).
+    """2-D convolution of a batch of images (PyTorch ``conv2d`` semantics: cross-correlation, zero padding).
 
     Parameters
     ----------
-    x : array_like, shape (N, H, W, C_in)
-    w : array_like, shape (kh, kw, C_in, C_out)
+    x : array_like, shape (N, H, W, C_in), or (N, C_in, H, W) with ``data_format='NCHW'``
+    w : array_like, shape (kh, kw, C_in // groups, C_out), or PyTorch's (C_out, C_in // groups, kh, kw) with NCHW
     b : array_like, shape (C_out,) or (1, 1, 1, C_out), optional
     stride : int or (sh, sw), >= 1
-    padding : int or (ph, pw), >= 0
-        Zeros added on both sides of each spatial axis.
+    padding : int, (ph, pw), ((top, bottom), (left, right)), 'valid' or 'same'
+        Zeros added around the input. 'same' (stride 1 only) pads ``d*(k-1)`` per axis in all, the odd one
+        at the bottom/right, so that the output has the input's size.
+    dilation : int or (dh, dw), >= 1
+        Spacing of the kernel taps; the kernel spans ``(k - 1) * d + 1`` pixels.
+    groups : int, >= 1, dividing C_in and C_out
+        Output channels of group g see only input channels of group g (``groups == C_in``: depthwise).
+    data_format : 'NHWC' or 'NCHW'
+        Layout of ``x``, ``w`` and ``out``.
     workspace : int, optional
         Scratch memory limit in bytes for this call (default: :func:`get_workspace_limit`, at least 16 MiB).
         The batch is processed in blocks of a few MiB of columns; the result does not depend on the limit.
 
     Returns
     -------
-    out : ndarray, shape (N, Ho, Wo, C_out)
-        ``Ho = (H + 2*ph - kh) // sh + 1``, ``Wo = (W + 2*pw - kw) // sw + 1``; dtype of ``x`` and ``w``
+    out : ndarray, shape (N, Ho, Wo, C_out) (or (N, C_out, Ho, Wo))
+        ``Ho = (H + top + bottom - dh*(kh - 1) - 1) // sh + 1``, likewise ``Wo``; dtype of ``x`` and ``w``
         promoted (float32 stays float32; integer input is computed in float64).
     cache : ConvCache
         For :func:`conv2d_backward`.
     """
-    cache, bias = prepare_conv(x, w, b, stride, padding)
-    return correlate(cache.x, cache.w, cache.geom, resolve_limit(workspace), bias), cache
+    cache, bias = prepare_conv(x, w, b, stride, padding, dilation, groups, data_format)
+    out = correlate(cache.x, cache.w, cache.geom, resolve_limit(workspace), bias, cache.groups)
+    return from_nhwc(out, cache.data_format), cache
 
 
 def conv2d_backward(
@@ -101,7 +134,7 @@ def conv2d_backward(
 
     Parameters
     ----------
-    dout : array_like, shape (N, Ho, Wo, C_out)
+    dout : array_like, shape of the forward output (N, Ho, Wo, C_out) (or (N, C_out, Ho, Wo))
         Gradient of the loss with respect to the forward output.
     cache : ConvCache
         As returned by :func:`conv2d_forward`.
@@ -110,16 +143,24 @@ def conv2d_backward(
 
     Returns
     -------
-    dx : ndarray, shape (N, H, W, C_in)
-    dw : ndarray, shape (kh, kw, C_in, C_out)
+    dx : ndarray, shape and layout of ``x``
+    dw : ndarray, shape and layout of ``w``
     db : ndarray, shape of ``b`` ((C_out,) when ``b`` was None)
     """
     if not isinstance(cache, ConvCache):
         raise TypeError(f"cache must be the ConvCache returned by conv2d_forward, got {type(cache).__name__}")
     limit = resolve_limit(workspace)
-    x, w, b_shape, geom = cache
-    c_out = w.shape[3]
-    d4 = np.ascontiguousarray(check_dout(dout, (x.shape[0], geom.out_h, geom.out_w, c_out), x.dtype))
-    db = d4.reshape(-1, c_out).sum(axis=0).reshape(b_shape or (c_out,))  # (N*Ho*Wo, C_out) -> (C_out,)
-    dw = weight_grad(x, d4, geom, w.shape[:2], limit)
-    return input_grad(d4, w, geom, x.shape, limit), dw, db
+    x, w, b_shape, geom, groups, data_format = cache
+    d4 = nhwc_dout(dout, x.shape[0], (geom.out_h, geom.out_w), w.shape[3], x.dtype, data_format)
+    db = d4.reshape(-1, w.shape[3]).sum(axis=0).reshape(b_shape or (w.shape[3],))  # (N*Ho*Wo, C_out) -> (C_out,)
+    dw = weight_grad(x, d4, geom, w.shape[:2], limit, groups)
+    dx = input_grad(d4, w, geom, x.shape, limit, groups)
+    return from_nhwc(dx, data_format), weight_from_hwio(dw, data_format), db
+
+
+def nhwc_dout(
+    dout: object, n: int, out_hw: tuple[int, int], c_out: int, dtype: np.dtype, data_format: str
+) -> np.ndarray:
+    """``dout`` checked against the forward output's shape, as a C-contiguous NHWC array of ``dtype``."""
+    shape = (n, c_out, *out_hw) if data_format == "NCHW" else (n, *out_hw, c_out)
+    return np.ascontiguousarray(to_nhwc(check_dout(dout, shape, dtype), data_format))

@@ -6,38 +6,70 @@
   columns' gradient ``dout · wᵀ`` scattered back by col2im.
 * :func:`weight_grad` -- the gradient with respect to the weights: ``colsᵀ · dout`` summed block by block.
 
-Weights are ``(kh, kw, C_in, C_out)``. Blocks come from :func:`~im2col_cnn.windows.iter_columns`; their size does
-not depend on the workspace limit, so neither do the results.
+Weights are ``(kh, kw, C_in // groups, C_out)``. With groups, every product is a stack of one matrix product per
+group over the group-major columns of :func:`~im2col_cnn.windows.iter_columns`; a depthwise convolution (one
+input channel per group) skips columns altogether (:mod:`~im2col_cnn.depthwise`). Blocks do not depend on the
+workspace limit, so neither do the results.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import depthwise
 from .windows import WindowGeometry, column_blocks, iter_columns, scatter_columns
 
 __all__ = ["correlate", "input_grad", "weight_grad"]
 
 
-def correlate(x: np.ndarray, w: np.ndarray, geom: WindowGeometry, limit: int, bias: np.ndarray | None = None):
-    """``out[n, ho, wo, :] = Σ_{i,j,c} x_pad[n, ho*sh + i*dh, wo*sw + j*dw, c] * w[i, j, c, :] (+ bias)``.
+def _grouped_weights(w: np.ndarray, groups: int) -> np.ndarray:
+    """(kh, kw, C_in_g, C_out) -> (G, kh*kw*C_in_g, C_out_g): group g's weight matrix."""
+    kh, kw, c_in_g, c_out = w.shape
+    return w.reshape(kh * kw * c_in_g, groups, c_out // groups).transpose(1, 0, 2)
 
-    ``x`` (N, H, W, C_in), ``w`` (kh, kw, C_in, C_out) -> out (N, Ho, Wo, C_out), dtype of ``x``.
+
+def correlate(
+    x: np.ndarray,
+    w: np.ndarray,
+    geom: WindowGeometry,
+    limit: int,
+    bias: np.ndarray | None = None,
+    groups: int = 1,
+) -> np.ndarray:
+    """``out[n, ho, wo, co] = Σ_{i,j,c} x_pad[n, ho*sh + i*dh, wo*sw + j*dw, c_g0 + c] * w[i, j, c, co] (+ bias)``.
+
+    ``x`` (N, H, W, C_in), ``w`` (kh, kw, C_in // groups, C_out) -> out (N, Ho, Wo, C_out), dtype of ``x``;
+    ``c_g0`` is the first input channel of output channel ``co``'s group.
     """
-    kh, kw, c_in, c_out = w.shape
-    w2 = w.reshape(kh * kw * c_in, c_out)  # (kh, kw, C_in, C_out) -> (kh*kw*C_in, C_out)
+    if groups > 1 and w.shape[2] == 1:
+        return depthwise.correlate(x, w, geom, bias)
+    c_out = w.shape[3]
+    wg = _grouped_weights(w, groups)  # (G, Kg, C_out_g)
     out = np.empty((x.shape[0], geom.out_h, geom.out_w, c_out), dtype=x.dtype)
-    for images, rows, cols in iter_columns(x, geom, limit):
-        block = out[images, rows].reshape(-1, c_out)  # a view: (n_b, h_b, Wo, C_out) -> (n_b*h_b*Wo, C_out)
-        np.matmul(cols, w2, out=block)  # (n_b*h_b*Wo, kh*kw*C_in) @ (kh*kw*C_in, C_out)
+    for images, rows, cols in iter_columns(x, geom, limit, groups):
+        block = out[images, rows].reshape(-1, c_out)  # a view: (n_b, h_b, Wo, C_out) -> (m, C_out)
+        m = block.shape[0]
+        # (G, m, Kg) @ (G, Kg, C_out_g) -> (G, m, C_out_g), written straight into the (m, G, C_out_g) block
+        np.matmul(
+            cols.reshape(m, groups, -1).transpose(1, 0, 2), wg, out=block.reshape(m, groups, -1).transpose(1, 0, 2)
+        )
         if bias is not None:
             block += bias
     return out
 
 
-def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, x_shape: tuple[int, ...], limit: int):
+def input_grad(
+    dout: np.ndarray,
+    w: np.ndarray,
+    geom: WindowGeometry,
+    x_shape: tuple[int, ...],
+    limit: int,
+    groups: int = 1,
+) -> np.ndarray:
     """Gradient of :func:`correlate` with respect to ``x``: ``dout`` (N, Ho, Wo, C_out) -> dx ``x_shape``."""
-    kh, kw, c_in, c_out = w.shape
+    kh, kw, c_in_g, c_out = w.shape
+    if groups > 1 and c_in_g == 1:
+        return depthwise.input_grad(dout, w, geom, x_shape)
     reach_h, reach_w = (kh - 1) * geom.dh, (kw - 1) * geom.dw  # effective kernel extent - 1
     pads = (geom.pad_top, geom.pad_bottom, geom.pad_left, geom.pad_right)
     if (geom.sh, geom.sw) == (1, 1) and max(pads[:2]) <= reach_h and max(pads[2:]) <= reach_w:
@@ -46,31 +78,49 @@ def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, x_shape: t
             geom.out_h, geom.out_w, kh, kw, 1, 1, reach_h - pads[0], reach_h - pads[1],
             reach_w - pads[2], reach_w - pads[3], geom.dh, geom.dw,
         )  # fmt: skip
-        w_flip = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))  # (kh, kw, C_out, C_in)
-        return correlate(dout, w_flip, flipped, limit)
-    k = kh * kw * c_in
-    w2t = w.reshape(k, c_out).T  # (C_out, kh*kw*C_in)
+        # (kh, kw, C_in_g, G, C_out_g) -> (kh, kw, C_out_g, G, C_in_g) -> (kh, kw, C_out_g, C_in), flipped
+        w_flip = w[::-1, ::-1].reshape(kh, kw, c_in_g, groups, -1).transpose(0, 1, 4, 3, 2)
+        return correlate(dout, w_flip.reshape(kh, kw, -1, c_in_g * groups), flipped, limit, groups=groups)
+    wg_t = _grouped_weights(w, groups).transpose(0, 2, 1)  # (G, C_out_g, Kg)
+    k = kh * kw * c_in_g * groups
     dx = np.zeros(x_shape, dtype=dout.dtype)
     dcols_buf = None
     # The column gradient of each block of output rows is scattered into that block's images.
     for images, rows in column_blocks(x_shape, dout.dtype.itemsize, geom, limit):
-        d = dout[images, rows].reshape(-1, c_out)  # (n_b*h_b*Wo, C_out)
+        d = dout[images, rows].reshape(-1, c_out)  # (m, C_out)
+        m = d.shape[0]
         if dcols_buf is None:
-            dcols_buf = np.empty(d.shape[0] * k, dtype=dout.dtype)
-        dcols = np.matmul(d, w2t, out=dcols_buf[: d.shape[0] * k].reshape(-1, k))  # (n_b*h_b*Wo, kh*kw*C_in)
-        scatter_columns(dcols, geom, dx[images], rows)
+            dcols_buf = np.empty(m * k, dtype=dout.dtype)
+        dcols = dcols_buf[: m * k].reshape(m, groups, -1)  # (m, G, Kg): group-major columns
+        # (G, m, C_out_g) @ (G, C_out_g, Kg) -> (G, m, Kg)
+        np.matmul(d.reshape(m, groups, -1).transpose(1, 0, 2), wg_t, out=dcols.transpose(1, 0, 2))
+        scatter_columns(dcols.reshape(m, k), geom, dx[images], rows, groups)
     return dx
 
 
-def weight_grad(x: np.ndarray, dout: np.ndarray, geom: WindowGeometry, kernel: tuple[int, int], limit: int):
+def weight_grad(
+    x: np.ndarray,
+    dout: np.ndarray,
+    geom: WindowGeometry,
+    kernel: tuple[int, int],
+    limit: int,
+    groups: int = 1,
+) -> np.ndarray:
     """Gradient of :func:`correlate` with respect to ``w``: Σ over blocks, in order, of ``colsᵀ · dout``.
 
-    ``x`` (N, H, W, C_in), ``dout`` (N, Ho, Wo, C_out) -> dw (kh, kw, C_in, C_out).
+    ``x`` (N, H, W, C_in), ``dout`` (N, Ho, Wo, C_out) -> dw (kh, kw, C_in // groups, C_out).
     """
-    c_out = dout.shape[3]
-    dw = np.zeros((kernel[0] * kernel[1] * x.shape[3], c_out), dtype=x.dtype)
+    c_in_g, c_out = x.shape[3] // groups, dout.shape[3]
+    if groups > 1 and c_in_g == 1:
+        return depthwise.weight_grad(x, dout, geom)
+    k_g = kernel[0] * kernel[1] * c_in_g
+    dw = np.zeros((groups, k_g, c_out // groups), dtype=x.dtype)
     partial = np.empty_like(dw)
-    for images, rows, cols in iter_columns(x, geom, limit):
-        d = dout[images, rows].reshape(-1, c_out)  # (n_b*h_b*Wo, C_out)
-        dw += np.matmul(cols.T, d, out=partial)  # (kh*kw*C_in, n_b*h_b*Wo) @ (n_b*h_b*Wo, C_out)
-    return dw.reshape(*kernel, x.shape[3], c_out)  # (kh*kw*C_in, C_out) -> (kh, kw, C_in, C_out)
+    for images, rows, cols in iter_columns(x, geom, limit, groups):
+        d = dout[images, rows].reshape(-1, c_out)  # (m, C_out)
+        m = d.shape[0]
+        # (G, Kg, m) @ (G, m, C_out_g) -> (G, Kg, C_out_g)
+        g_cols = cols.reshape(m, groups, k_g).transpose(1, 2, 0)
+        dw += np.matmul(g_cols, d.reshape(m, groups, -1).transpose(1, 0, 2), out=partial)
+    # (G, Kg, C_out_g) -> (Kg, G, C_out_g) -> (kh, kw, C_in_g, C_out)
+    return dw.transpose(1, 0, 2).reshape(*kernel, c_in_g, c_out)

@@ -107,21 +107,26 @@ def make_geometry(
     x_shape: tuple[int, ...],
     kernel_size: tuple[int, int],
     stride: tuple[int, int],
-    padding: tuple[int, int],
+    padding: tuple[int, int] | tuple[int, int, int, int],
+    dilation: tuple[int, int] = (1, 1),
     *,
     kernel_name: str = "kernel_size",
 ) -> WindowGeometry:
-    """Geometry of ``kernel_size`` windows at ``stride`` on NHWC ``x_shape`` zero-padded by ``padding`` (h, w).
+    """Geometry of ``kernel_size`` windows at ``stride`` and ``dilation`` on NHWC ``x_shape``.
 
-    Raises ``ValueError`` when the kernel does not fit in the padded input.
+    ``padding`` is ``(ph, pw)`` (both sides) or ``(top, bottom, left, right)``. Raises ``ValueError`` when the
+    (dilated) kernel does not fit in the padded input.
     """
     _, in_h, in_w, _ = x_shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    geom = WindowGeometry(in_h, in_w, kh, kw, sh, sw, ph, ph, pw, pw)
-    if kh > geom.padded_h or kw > geom.padded_w:
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+    t, b, left, right = padding if len(padding) == 4 else (padding[0], padding[0], padding[1], padding[1])
+    geom = WindowGeometry(in_h, in_w, kh, kw, sh, sw, t, b, left, right, dh, dw)
+    reach = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
+    if reach[0] > geom.padded_h or reach[1] > geom.padded_w:
+        dilated = f" (dilated to {reach})" if (dh, dw) != (1, 1) else ""
         raise ValueError(
-            f"{kernel_name} {(kh, kw)} is larger than the padded input {(geom.padded_h, geom.padded_w)} "
-            f"(input {(in_h, in_w)} with padding {(ph, pw)})"
+            f"{kernel_name} {(kh, kw)}{dilated} is larger than the padded input {(geom.padded_h, geom.padded_w)} "
+            f"(input {(in_h, in_w)} with padding {tuple(padding)})"
         )
     return geom
 
@@ -129,12 +134,14 @@ def make_geometry(
 def pad_input(x: np.ndarray, geom: WindowGeometry, value: float = 0.0, out: np.ndarray | None = None) -> np.ndarray:
     """Return ``x`` (N, H, W, C) padded to (N, Hp, Wp, C) with ``value``; ``x`` itself when there is no padding.
 
-    ``out``, if given, is a buffer of at least N images of shape (Hp, Wp, C) to pad into.
+    A negative bottom or right padding crops. ``out``, if given, is a buffer of at least N images of shape
+    (Hp, Wp, C) to pad into.
     """
     if not geom.has_padding:
         return x
+    t, b, left, r = geom.pad_top, geom.pad_bottom, geom.pad_left, geom.pad_right
+    x = x[:, : x.shape[1] + min(b, 0), : x.shape[2] + min(r, 0)]  # negative padding crops
     n, h, w, c = x.shape
-    t, left = geom.pad_top, geom.pad_left
     shape = (n, geom.padded_h, geom.padded_w, c)
     xp = np.empty(shape, dtype=x.dtype) if out is None else out[:n]
     # Fill only the border strips, then copy the interior once.
@@ -185,12 +192,15 @@ def column_blocks(
     return workspace.row_blocks(n, ho, cols_row_bytes, scratch_row_bytes, limit)
 
 
-def iter_columns(x: np.ndarray, geom: WindowGeometry, limit: int) -> Iterator[tuple[slice, slice, np.ndarray]]:
+def iter_columns(
+    x: np.ndarray, geom: WindowGeometry, limit: int, groups: int = 1
+) -> Iterator[tuple[slice, slice, np.ndarray]]:
     """Yield ``(images, rows, cols)``: the column matrix of ``x`` (N, H, W, C), one block of output rows at a time.
 
     ``cols`` is ``(n_b*h_b*Wo, kh*kw*C)`` for output rows ``(images, rows)`` of the (N, Ho) grid, in the blocks
-    of :func:`column_blocks`. ``cols`` lives in a buffer that the next block overwrites. A pointwise geometry
-    yields ``x`` itself, reshaped.
+    of :func:`column_blocks`, its columns in ``(i, j, c)`` order -- or, with ``groups`` G > 1, in group-major
+    ``(g, i, j, c_g)`` order, so that group g's columns are the contiguous ``cols.reshape(m, G, -1)[:, g]``.
+    ``cols`` lives in a buffer that the next block overwrites. A pointwise geometry yields ``x`` itself.
     """
     n, _, _, c = x.shape
     wo = geom.out_w
@@ -209,23 +219,30 @@ def iter_columns(x: np.ndarray, geom: WindowGeometry, limit: int) -> Iterator[tu
             xp, padded = pad_input(x[images], geom, 0.0, out=pad_buf), images
         view = window_view(xp, geom)[:, rows]  # (n_b, h_b, Wo, kh, kw, C)
         m = view.shape[0] * view.shape[1] * wo
-        cols = cols_buf[: m * k].reshape(view.shape)
-        np.copyto(cols, view)
-        yield images, rows, cols.reshape(m, k)  # (n_b, h_b, Wo, kh, kw, C) -> (n_b*h_b*Wo, kh*kw*C)
+        if groups == 1:
+            np.copyto(cols_buf[: m * k].reshape(view.shape), view)
+        else:  # (n_b, h_b, Wo, kh, kw, G, C_g) -> (n_b, h_b, Wo, G, kh, kw, C_g)
+            grouped = view.reshape(*view.shape[:5], groups, c // groups).transpose(0, 1, 2, 5, 3, 4, 6)
+            np.copyto(cols_buf[: m * k].reshape(grouped.shape), grouped)
+        yield images, rows, cols_buf[: m * k].reshape(m, k)  # (n_b*h_b*Wo, kh*kw*C)
 
 
-def scatter_columns(cols: np.ndarray, geom: WindowGeometry, dx: np.ndarray, rows: slice | None = None) -> np.ndarray:
+def scatter_columns(
+    cols: np.ndarray, geom: WindowGeometry, dx: np.ndarray, rows: slice | None = None, groups: int = 1
+) -> np.ndarray:
     """Adjoint of :func:`columns`: add each column entry back where it was read from; drop the padding.
 
     ``cols`` is ``(n*h_b*Wo, kh*kw*C)`` for the output rows ``rows`` (default: all) of the ``n`` images of
-    ``dx`` (n, H, W, C), which it is added into and which is returned. One strided slice-add per kernel offset.
+    ``dx`` (n, H, W, C), which it is added into and which is returned; with ``groups`` > 1 its columns are in
+    the group-major order of :func:`iter_columns`. One strided slice-add per kernel offset.
     """
     n, _, _, c = dx.shape
     h_b = geom.out_h if rows is None else rows.stop - rows.start
-    # (n*h_b*Wo, kh*kw*C) -> (n, h_b, Wo, kh, kw, C)
-    cols6 = cols.reshape(n, h_b, geom.out_w, geom.kh, geom.kw, c)
+    # (n*h_b*Wo, G*kh*kw*C_g) -> (n, h_b, Wo, G, kh, kw, C_g) -> (n, h_b, Wo, kh, kw, G, C_g)
+    cols7 = cols.reshape(n, h_b, geom.out_w, groups, geom.kh, geom.kw, c // groups).transpose(0, 1, 2, 4, 5, 3, 6)
+    dx5 = dx.reshape(*dx.shape[:3], groups, c // groups)  # (n, H, W, G, C_g)
     for i, j, (orow, ocol), (irow, icol) in geom.offset_slices(rows):
-        dx[:, irow, icol] += cols6[:, orow, ocol, i, j]
+        dx5[:, irow, icol] += cols7[:, orow, ocol, i, j]
     return dx
 
 
