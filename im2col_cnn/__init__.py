@@ -2,7 +2,8 @@
 
 Modern API (PyTorch semantics, NHWC layout): :func:`conv2d_forward`, :func:`conv2d_backward`,
 :func:`max_pool2d_forward`, :func:`max_pool2d_backward`, :func:`avg_pool2d_forward`,
-:func:`avg_pool2d_backward`, and the building blocks :func:`im2col` / :func:`col2im`. Scratch memory is
+:func:`avg_pool2d_backward`, :func:`conv_transpose2d_forward`, :func:`conv_transpose2d_backward`, and the
+building blocks :func:`im2col` / :func:`col2im`. Scratch memory is
 bounded by :func:`workspace_limit` / :func:`set_workspace_limit` (or ``workspace=`` per conv call).
 
 Drop-in API (the notebook's loop functions, same names and numbers): :func:`padding`, :func:`conv_slice`,
@@ -28,6 +29,7 @@ from .pool import (
     max_pool2d_backward,
     max_pool2d_forward,
 )
+from .transpose import ConvTransposeCache, conv_transpose2d_backward, conv_transpose2d_forward
 from .windows import col2im, im2col
 from .workspace import get_workspace_limit, set_workspace_limit, workspace_limit
 
@@ -40,6 +42,8 @@ __all__ = [
     "max_pool2d_backward",
     "avg_pool2d_forward",
     "avg_pool2d_backward",
+    "conv_transpose2d_forward",
+    "conv_transpose2d_backward",
     "im2col",
     "col2im",
     "get_workspace_limit",
@@ -47,6 +51,7 @@ __all__ = [
     "workspace_limit",
     "ConvCache",
     "PoolCache",
+    "ConvTransposeCache",
     "padding",
     "conv_slice",
     "forward",

@@ -1,0 +1,162 @@
+"""Transposed 2-D convolution (PyTorch's ``conv_transpose2d``): the input gradient of conv2d, as a layer.
+
+A transposed convolution with weights ``w`` is exactly the gradient, with respect to its input, of the ordinary
+convolution with the same ``w``, stride, padding, dilation and groups -- so it is computed by the same kernels
+with their roles swapped: its forward pass is that convolution's :func:`~im2col_cnn.conv_kernels.input_grad`,
+its input gradient is that convolution's forward pass, and its weight gradient that convolution's weight
+gradient with input and output exchanged.
+
+Weights: NHWC takes ``(kh, kw, C_out // groups, C_in)`` -- the NHWC weight of the convolution being transposed,
+which maps C_out channels to C_in; NCHW takes PyTorch's ``(C_in, C_out // groups, kh, kw)``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ._checks import as_float_arrays, as_int, as_pair, check_bias, check_data_format, check_groups, check_ndim
+from .conv import nhwc_dout
+from .conv_kernels import correlate, input_grad, weight_grad
+from .layout import from_nhwc, to_nhwc, weight_from_hwio, weight_to_hwio
+from .windows import WindowGeometry
+from .workspace import resolve_limit
+
+__all__ = ["ConvTransposeCache", "conv_transpose2d_forward", "conv_transpose2d_backward"]
+
+
+class ConvTransposeCache(NamedTuple):
+    """What :func:`conv_transpose2d_backward` needs.
+
+    ``geom`` is the geometry of the convolution being transposed: its input is this layer's output.
+    """
+
+    x: np.ndarray  # (N, H, W, C_in)
+    w: np.ndarray  # (kh, kw, C_out // groups, C_in)
+    b_shape: tuple[int, ...] | None
+    geom: WindowGeometry
+    groups: int = 1
+    data_format: str = "NHWC"
+
+
+def _prepare(
+    x: object,
+    w: object,
+    b: object,
+    stride: object,
+    padding: object,
+    output_padding: object,
+    dilation: object,
+    groups: object,
+    data_format: object,
+) -> tuple[ConvTransposeCache, np.ndarray | None]:
+    data_format = check_data_format(data_format)
+    nchw = data_format == "NCHW"
+    x, w = as_float_arrays(x, w)
+    check_ndim(x, "x", "(N, C_in, H, W)" if nchw else "(N, H, W, C_in)")
+    check_ndim(w, "w", "(C_in, C_out // groups, kh, kw)" if nchw else "(kh, kw, C_out // groups, C_in)")
+    x, w = to_nhwc(x, data_format), weight_to_hwio(w, data_format)
+    kh, kw, c_out_g, c_in = w.shape
+    if c_in != x.shape[3]:
+        raise ValueError(f"w has C_in={c_in} input channels but x has C={x.shape[3]} channels")
+    groups = as_int(groups, "groups", 1, "an int >= 1")
+    c_out = c_out_g * groups
+    check_groups(groups, c_in, c_out)
+    bias, b_shape = check_bias(b, c_out, x.dtype)
+    (sh, sw), (ph, pw) = as_pair(stride, "stride", minimum=1), as_pair(padding, "padding", minimum=0)
+    (oph, opw), (dh, dw) = (
+        as_pair(output_padding, "output_padding", minimum=0),
+        as_pair(dilation, "dilation", minimum=1),
+    )
+    if not (oph < sh or oph < dh) or not (opw < sw or opw < dw):
+        raise ValueError(
+            f"output_padding must be smaller than either stride or dilation on each axis, got output_padding "
+            f"{(oph, opw)} with stride {(sh, sw)} and dilation {(dh, dw)}"
+        )
+    _, h, w_in, _ = x.shape
+    out_h = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
+    out_w = (w_in - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"padding {(ph, pw)} leaves no output: the output size would be {(out_h, out_w)}")
+    # The transposed convolution: input (out_h, out_w), padded (ph, ph - oph, pw, pw - opw), output (H, W).
+    geom = WindowGeometry(out_h, out_w, kh, kw, sh, sw, ph, ph - oph, pw, pw - opw, dh, dw)
+    return ConvTransposeCache(x, w, b_shape, geom, groups, data_format), bias
+
+
+def conv_transpose2d_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None = None,
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    output_padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    data_format: str = "NHWC",
+    workspace: int | None = None,
+) -> tuple[np.ndarray, ConvTransposeCache]:
+    """Transposed 2-D convolution (PyTorch ``conv_transpose2d`` semantics).
+
+    Parameters
+    ----------
+    x : array_like, shape (N, H, W, C_in), or (N, C_in, H, W) with ``data_format='NCHW'``
+    w : array_like, shape (kh, kw, C_out // groups, C_in), or PyTorch's (C_in, C_out // groups, kh, kw) with NCHW
+    b : array_like, shape (C_out,) or (1, 1, 1, C_out), optional
+    stride, dilation : int or (h, w) pair, >= 1
+    padding : int or (ph, pw), >= 0
+        Rows/columns cropped from each side of the full output, as in PyTorch.
+    output_padding : int or (h, w) pair, each smaller than stride or dilation
+        Extra rows/columns at the bottom/right of the output.
+    groups : int, >= 1, dividing C_in and C_out
+    data_format : 'NHWC' or 'NCHW'
+    workspace : int, optional
+        Scratch memory limit in bytes, as for :func:`conv2d_forward`.
+
+    Returns
+    -------
+    out : ndarray, shape (N, Ho, Wo, C_out) (or (N, C_out, Ho, Wo))
+        ``Ho = (H - 1)*sh - 2*ph + dh*(kh - 1) + output_padding_h + 1``, likewise ``Wo``.
+    cache : ConvTransposeCache
+        For :func:`conv_transpose2d_backward`.
+    """
+    cache, bias = _prepare(x, w, b, stride, padding, output_padding, dilation, groups, data_format)
+    x, w, _, geom, groups, data_format = cache
+    out_shape = (x.shape[0], geom.in_h, geom.in_w, w.shape[2] * groups)
+    out = input_grad(np.ascontiguousarray(x), w, geom, out_shape, resolve_limit(workspace), groups)
+    if bias is not None:
+        out += bias
+    return from_nhwc(out, data_format), cache
+
+
+def conv_transpose2d_backward(
+    dout: np.ndarray, cache: ConvTransposeCache, *, workspace: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of :func:`conv_transpose2d_forward` with respect to its input, weights and bias.
+
+    Parameters
+    ----------
+    dout : array_like, shape of the forward output
+    cache : ConvTransposeCache from :func:`conv_transpose2d_forward`
+    workspace : int, optional
+        Scratch memory limit in bytes, as for :func:`conv2d_forward`.
+
+    Returns
+    -------
+    dx : ndarray, shape and layout of ``x``
+    dw : ndarray, shape and layout of ``w``
+    db : ndarray, shape of ``b`` ((C_out,) when ``b`` was None)
+    """
+    if not isinstance(cache, ConvTransposeCache):
+        raise TypeError(
+            f"cache must be the ConvTransposeCache returned by conv_transpose2d_forward, got {type(cache).__name__}"
+        )
+    limit = resolve_limit(workspace)
+    x, w, b_shape, geom, groups, data_format = cache
+    c_out = w.shape[2] * groups
+    d4 = nhwc_dout(dout, x.shape[0], (geom.in_h, geom.in_w), c_out, x.dtype, data_format)
+    db = d4.reshape(-1, c_out).sum(axis=0).reshape(b_shape or (c_out,))  # (N*Ho*Wo, C_out) -> (C_out,)
+    dx = correlate(d4, w, geom, limit, groups=groups)  # the transposed convolution's forward pass
+    dw = weight_grad(d4, np.ascontiguousarray(x), geom, w.shape[:2], limit, groups)
+    return from_nhwc(dx, data_format), weight_from_hwio(dw, data_format), db
