@@ -12,7 +12,7 @@ from _helpers import assert_close
 
 import im2col_cnn
 import reference
-from reference.golden import OPS, load_cases
+from reference.golden import OPS, forward_kwargs, load_cases
 
 CASES = load_cases()
 IMPLS = {"engine": im2col_cnn, "reference": reference}
@@ -48,6 +48,17 @@ def run_case(impl, case: dict) -> dict[str, np.ndarray]:
         out, cache = impl.forward(x, None, None, case["pad"], case["stride"], case["f"], mode=case["mode"])
         assert cache[0] is x
         return {"out": out, "dx": impl.pool_backward(case["dout"], cache, mode=case["backward_mode"])}
+    if op in ("conv_general", "conv_transpose"):
+        prefix = "conv2d" if op == "conv_general" else "conv_transpose2d"
+        fwd, bwd = getattr(impl, f"{prefix}_forward"), getattr(impl, f"{prefix}_backward")
+        out, cache = fwd(case["x"], case["w"], case.get("b"), **forward_kwargs(case))
+        dx, dw, db = bwd(case["dout"], cache)
+        return {"out": out, "dx": dx, "dw": dw} | ({"db": db} if "b" in case else {})
+    if op in ("max_pool_general", "avg_pool_general"):
+        name = "max_pool2d" if op == "max_pool_general" else "avg_pool2d"
+        out, cache = getattr(impl, f"{name}_forward")(case["x"], case["kernel"], **forward_kwargs(case))
+        results = {"out": out, "dx": getattr(impl, f"{name}_backward")(case["dout"], cache)}
+        return results | ({"indices": cache.indices} if op == "max_pool_general" else {})
     raise AssertionError(f"unknown golden op {op!r}")
 
 
@@ -65,6 +76,9 @@ def test_golden_case(name, case, impl_name):
     for key, value in results.items():
         assert key in case, f"{name} has no stored {key!r}"
         try:
-            assert_close(value, case[key], dtype)
+            if key == "indices":  # int64 positions: exact
+                np.testing.assert_array_equal(value, case[key])
+            else:
+                assert_close(value, case[key], dtype)
         except AssertionError as exc:
             raise AssertionError(f"{impl_name} {name}: {key} differs from the golden value\n{exc}") from None

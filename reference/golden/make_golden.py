@@ -73,6 +73,55 @@ DROPIN_POOL = [
     (2, 5, 5, 2, 3, 2, 1, "ties"),  # pad 2
 ]
 
+# Issue 4 options. General conv: (N, H, W, C_in, C_out, (kh, kw), stride, padding, dilation, groups, data_format,
+# bias); padding is stored as given (int pairs, ((top, bottom), (left, right)), 'same' or 'valid').
+CONV_GENERAL = [
+    (2, 7, 7, 4, 6, (3, 3), (1, 1), (1, 1), (2, 2), 2, "NHWC", True),  # dilation + padding + groups
+    (2, 6, 6, 3, 3, (3, 3), (1, 1), "same", (1, 1), 3, "NHWC", True),  # depthwise, 'same'
+    (1, 7, 8, 4, 8, (3, 3), (2, 2), ((1, 2), (0, 1)), (1, 1), 4, "NCHW", True),  # depthwise x2, asymmetric pad
+    (2, 6, 5, 2, 3, (2, 3), (1, 1), "same", (2, 1), 1, "NCHW", False),  # 'same', odd total pad on H, no bias
+    (2, 8, 7, 6, 4, (3, 2), (2, 1), "valid", (1, 2), 2, "NCHW", True),
+    (1, 9, 9, 3, 2, (3, 3), (3, 2), (2, 1), (3, 2), 1, "NHWC", True),  # dilation > stride, padding pair
+    (2, 5, 6, 4, 4, (1, 1), (1, 1), "same", (1, 1), 4, "NHWC", True),  # 1x1 depthwise
+    (2, 6, 6, 4, 2, (2, 2), (1, 1), "same", (3, 3), 2, "NHWC", False),  # 'same', odd total pad on both axes
+    (1, 6, 7, 2, 4, (5, 3), (1, 2), ((2, 0), (1, 3)), (1, 1), 2, "NCHW", True),
+]
+# Transposed conv: (N, H, W, C_in, C_out, (kh, kw), stride, padding, output_padding, dilation, groups,
+# data_format, bias)
+CONV_TRANSPOSE = [
+    (2, 4, 4, 3, 2, (3, 3), (2, 2), (1, 1), (1, 1), (1, 1), 1, "NHWC", True),  # the usual 2x upsampling
+    (1, 3, 5, 4, 6, (3, 2), (2, 3), (0, 1), (0, 2), (1, 1), 2, "NHWC", True),
+    (2, 4, 3, 4, 4, (3, 3), (1, 1), (1, 1), (0, 0), (1, 1), 4, "NCHW", True),  # depthwise
+    (2, 3, 4, 2, 3, (2, 2), (1, 2), (0, 0), (1, 1), (2, 2), 1, "NCHW", False),  # output_padding < dilation only
+    (1, 5, 4, 6, 4, (3, 3), (3, 2), (2, 1), (2, 1), (2, 1), 2, "NHWC", True),
+    (2, 2, 3, 3, 3, (4, 4), (2, 2), (1, 1), (0, 1), (1, 1), 3, "NCHW", True),
+    (1, 4, 4, 2, 2, (1, 1), (1, 1), (0, 0), (0, 0), (1, 1), 1, "NHWC", True),  # 1x1 kernel
+    (2, 3, 3, 4, 2, (2, 3), (3, 3), (1, 1), (2, 2), (1, 2), 2, "NCHW", True),
+]
+# General max pool: (N, H, W, C, (kh, kw), stride, padding, dilation, ceil_mode, data_format, values)
+MAX_POOL_GENERAL = [
+    (2, 7, 7, 3, (3, 3), (2, 2), (1, 1), (2, 2), False, "NHWC", "randn"),  # dilation + padding
+    (2, 6, 6, 2, (3, 3), (2, 2), (0, 0), (1, 1), True, "NHWC", "ties"),  # ceil: last window runs past the edge
+    (1, 7, 8, 3, (2, 3), (2, 2), (1, 1), (1, 1), True, "NCHW", "ties"),
+    (2, 5, 7, 2, (2, 2), (3, 3), (1, 1), (2, 1), True, "NCHW", "negative_ties"),  # ceil + dilation
+    (2, 8, 6, 2, (4, 2), (1, 2), (2, 1), (3, 2), False, "NHWC", "randn"),  # padding = k // 2 with dilation
+    (1, 6, 6, 3, (3, 3), (3, 3), (1, 1), (1, 1), True, "NCHW", "randn"),  # ceil adds a window
+    (2, 5, 5, 2, (2, 2), (2, 2), (1, 1), (1, 1), True, "NHWC", "ties"),  # ceil's extra window dropped
+    (1, 2, 2, 2, (3, 3), (2, 2), (0, 0), (1, 1), True, "NHWC", "randn"),  # kernel > input, ceil: one window
+]
+# General avg pool: (N, H, W, C, (kh, kw), stride, padding, ceil_mode, count_include_pad, divisor_override,
+# data_format)
+AVG_POOL_GENERAL = [
+    (2, 6, 6, 2, (3, 3), (2, 2), (1, 1), True, True, None, "NHWC"),  # the overhang is not in the divisor
+    (2, 6, 6, 2, (3, 3), (2, 2), (1, 1), True, False, None, "NHWC"),
+    (1, 7, 8, 3, (2, 3), (2, 2), (1, 1), False, False, None, "NCHW"),
+    (2, 5, 7, 2, (3, 2), (2, 3), (1, 1), True, False, None, "NCHW"),
+    (2, 5, 5, 2, (2, 2), (2, 2), (1, 1), True, True, 3, "NHWC"),
+    (1, 6, 6, 3, (3, 3), (3, 3), (1, 1), True, False, 5, "NCHW"),  # divisor_override beats count_include_pad
+    (2, 4, 4, 2, (3, 3), (1, 1), (1, 1), False, True, None, "NCHW"),
+    (1, 2, 2, 2, (3, 3), (2, 2), (0, 0), True, False, None, "NHWC"),  # kernel > input, ceil: one window
+]
+
 
 def _values(rng: np.random.Generator, shape: tuple[int, ...], kind: str, dtype: str) -> np.ndarray:
     if kind == "randn":
@@ -83,6 +132,89 @@ def _values(rng: np.random.Generator, shape: tuple[int, ...], kind: str, dtype: 
 
 def _ints(*values: int) -> np.ndarray:
     return np.array(values if len(values) > 1 else values[0], dtype=np.int64)
+
+
+def _layout(a: np.ndarray, data_format: str) -> np.ndarray:
+    """An NHWC activation in ``data_format``."""
+    return a if data_format == "NHWC" else np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+
+
+def _padding_value(padding: object) -> np.ndarray:
+    """conv padding as stored: 0-d str, (2,) int64 pair or (2, 2) int64 pair of pairs."""
+    return np.array(padding) if isinstance(padding, str) else np.array(padding, dtype=np.int64)
+
+
+def build_general_cases(dt: str, d_id: int) -> dict[str, dict[str, np.ndarray]]:
+    """The issue 4 cases of one dtype: conv_general, conv_transpose, max_pool_general, avg_pool_general."""
+    cases: dict[str, dict[str, np.ndarray]] = {}
+
+    def rng_for(op_id: int, nn: int) -> np.random.Generator:
+        return np.random.default_rng([2024, op_id, d_id, nn])
+
+    for nn, (n, h, w, ci, co, k, s, p, d, groups, fmt, bias) in enumerate(CONV_GENERAL):
+        rng = rng_for(7, nn)
+        x = _layout(rng.standard_normal((n, h, w, ci)).astype(dt), fmt)
+        wt = rng.standard_normal((*k, ci // groups, co)).astype(dt)  # NHWC weight
+        wt = wt if fmt == "NHWC" else np.ascontiguousarray(wt.transpose(3, 2, 0, 1))
+        b = rng.standard_normal(co).astype(dt) if bias else None
+        kwargs = dict(stride=s, padding=p, dilation=d, groups=groups, data_format=fmt)
+        out, cache = R.conv2d_forward(x, wt, b, **kwargs)
+        dout = rng.standard_normal(out.shape).astype(dt)
+        dx, dw, db = R.conv2d_backward(dout, cache)
+        case = dict(
+            op=np.array("conv_general"), x=x, w=wt, dout=dout, kernel=_ints(*k), stride=_ints(*s),
+            padding=_padding_value(p), dilation=_ints(*d), groups=_ints(groups), data_format=np.array(fmt),
+            out=out, dx=dx, dw=dw, db=db,
+        )  # fmt: skip
+        if b is not None:
+            case["b"] = b
+        cases[f"conv_general_{dt}_{nn:02d}"] = case
+
+    for nn, (n, h, w, ci, co, k, s, p, op_, d, groups, fmt, bias) in enumerate(CONV_TRANSPOSE):
+        rng = rng_for(8, nn)
+        x = _layout(rng.standard_normal((n, h, w, ci)).astype(dt), fmt)
+        wt = rng.standard_normal((*k, co // groups, ci)).astype(dt)  # NHWC weight
+        wt = wt if fmt == "NHWC" else np.ascontiguousarray(wt.transpose(3, 2, 0, 1))
+        b = rng.standard_normal(co).astype(dt) if bias else None
+        kwargs = dict(stride=s, padding=p, output_padding=op_, dilation=d, groups=groups, data_format=fmt)
+        out, cache = R.conv_transpose2d_forward(x, wt, b, **kwargs)
+        dout = rng.standard_normal(out.shape).astype(dt)
+        dx, dw, db = R.conv_transpose2d_backward(dout, cache)
+        case = dict(
+            op=np.array("conv_transpose"), x=x, w=wt, dout=dout, kernel=_ints(*k), stride=_ints(*s),
+            padding=_ints(*p), output_padding=_ints(*op_), dilation=_ints(*d), groups=_ints(groups),
+            data_format=np.array(fmt), out=out, dx=dx, dw=dw, db=db,
+        )  # fmt: skip
+        if b is not None:
+            case["b"] = b
+        cases[f"conv_transpose_{dt}_{nn:02d}"] = case
+
+    for nn, (n, h, w, c, k, s, p, d, ceil, fmt, kind) in enumerate(MAX_POOL_GENERAL):
+        rng = rng_for(9, nn)
+        x = _layout(_values(rng, (n, h, w, c), kind, dt), fmt)
+        out, cache = R.max_pool2d_forward(x, k, stride=s, padding=p, dilation=d, ceil_mode=ceil, data_format=fmt)
+        dout = rng.standard_normal(out.shape).astype(dt)
+        cases[f"max_pool_general_{dt}_{nn:02d}"] = dict(
+            op=np.array("max_pool_general"), x=x, dout=dout, kernel=_ints(*k), stride=_ints(*s),
+            padding=_ints(*p), dilation=_ints(*d), ceil_mode=np.array(ceil), data_format=np.array(fmt),
+            out=out, indices=cache.indices, dx=R.max_pool2d_backward(dout, cache), ties=np.array(kind != "randn"),
+        )  # fmt: skip
+
+    for nn, (n, h, w, c, k, s, p, ceil, cip, div, fmt) in enumerate(AVG_POOL_GENERAL):
+        rng = rng_for(10, nn)
+        x = _layout(rng.standard_normal((n, h, w, c)).astype(dt), fmt)
+        kwargs = dict(stride=s, padding=p, ceil_mode=ceil, count_include_pad=cip, divisor_override=div, data_format=fmt)
+        out, cache = R.avg_pool2d_forward(x, k, **kwargs)
+        dout = rng.standard_normal(out.shape).astype(dt)
+        case = dict(
+            op=np.array("avg_pool_general"), x=x, dout=dout, kernel=_ints(*k), stride=_ints(*s),
+            padding=_ints(*p), ceil_mode=np.array(ceil), count_include_pad=np.array(cip),
+            data_format=np.array(fmt), out=out, dx=R.avg_pool2d_backward(dout, cache),
+        )  # fmt: skip
+        if div is not None:
+            case["divisor_override"] = _ints(div)
+        cases[f"avg_pool_general_{dt}_{nn:02d}"] = case
+    return cases
 
 
 def build_cases() -> dict[str, dict[str, np.ndarray]]:
@@ -160,6 +292,8 @@ def build_cases() -> dict[str, dict[str, np.ndarray]]:
                     f=_ints(f), pad=_ints(pad), stride=_ints(stride), out=out,
                     dx=R.pool_backward(dout, cache, mode=bmode),
                 )  # fmt: skip
+
+        cases.update(build_general_cases(dt, d_id))
     return cases
 
 
