@@ -86,6 +86,8 @@ def pool_forward(
             if divisor_override == 0:
                 raise ValueError("divisor_override must be a nonzero int or None, got 0")
         divisor = avg_divisor(geom, pads, _flag(count_include_pad, "count_include_pad"), divisor_override)
+        if isinstance(divisor, np.ndarray):
+            divisor = divisor.astype(x.dtype)  # dtype never widens: float32 stays float32
         out /= divisor
     return from_nhwc(out, data_format), PoolCache(x, out, geom, kind, ties, divisor, data_format)
 
