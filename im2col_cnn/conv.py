@@ -39,6 +39,21 @@ class ConvCache(NamedTuple):
     data_format: str = "NHWC"
 
 
+def layer_arrays(
+    x: object, w: object, data_format: object, w_layouts: tuple[str, str]
+) -> tuple[str, np.ndarray, np.ndarray]:
+    """Check ``data_format`` and the 4-D float ``x`` and ``w`` (``w_layouts``: NCHW's and NHWC's names).
+
+    Returns the data format, ``x`` as an (N, H, W, C) view and ``w`` as a (kh, kw, I, O) view.
+    """
+    data_format = check_data_format(data_format)
+    nchw = data_format == "NCHW"
+    x, w = as_float_arrays(x, w)
+    check_ndim(x, "x", "(N, C_in, H, W)" if nchw else "(N, H, W, C_in)")
+    check_ndim(w, "w", w_layouts[0] if nchw else w_layouts[1])
+    return data_format, to_nhwc(x, data_format), weight_to_hwio(w, data_format)
+
+
 def same_padding(kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int, int, int]:
     """PyTorch's padding='same' at stride 1: total ``d*(k-1)`` per axis, the odd one at the bottom/right."""
     (kh, kw), (dh, dw) = kernel, dilation
@@ -57,12 +72,9 @@ def prepare_conv(
     data_format: object = "NHWC",
 ) -> tuple[ConvCache, np.ndarray | None]:
     """Validate conv arguments; return the cache a forward pass leaves and the bias as a (C_out,) vector."""
-    data_format = check_data_format(data_format)
-    nchw = data_format == "NCHW"
-    x, w = as_float_arrays(x, w)
-    check_ndim(x, "x", "(N, C_in, H, W)" if nchw else "(N, H, W, C_in)")
-    check_ndim(w, "w", "(C_out, C_in // groups, kh, kw)" if nchw else "(kh, kw, C_in // groups, C_out)")
-    x, w = to_nhwc(x, data_format), weight_to_hwio(w, data_format)
+    data_format, x, w = layer_arrays(
+        x, w, data_format, ("(C_out, C_in // groups, kh, kw)", "(kh, kw, C_in // groups, C_out)")
+    )
     kh, kw, c_in_g, c_out = w.shape
     c_in = x.shape[3]
     groups = check_groups(groups, c_in, c_out)

@@ -16,10 +16,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import as_float_arrays, as_int, as_pair, check_bias, check_data_format, check_groups, check_ndim
-from .conv import nhwc_dout
+from ._checks import as_int, as_pair, check_bias, check_groups
+from .conv import layer_arrays, nhwc_dout
 from .conv_kernels import correlate, input_grad, weight_grad
-from .layout import from_nhwc, to_nhwc, weight_from_hwio, weight_to_hwio
+from .layout import from_nhwc, weight_from_hwio
 from .windows import WindowGeometry
 from .workspace import resolve_limit
 
@@ -51,12 +51,9 @@ def _prepare(
     groups: object,
     data_format: object,
 ) -> tuple[ConvTransposeCache, np.ndarray | None]:
-    data_format = check_data_format(data_format)
-    nchw = data_format == "NCHW"
-    x, w = as_float_arrays(x, w)
-    check_ndim(x, "x", "(N, C_in, H, W)" if nchw else "(N, H, W, C_in)")
-    check_ndim(w, "w", "(C_in, C_out // groups, kh, kw)" if nchw else "(kh, kw, C_out // groups, C_in)")
-    x, w = to_nhwc(x, data_format), weight_to_hwio(w, data_format)
+    data_format, x, w = layer_arrays(
+        x, w, data_format, ("(C_in, C_out // groups, kh, kw)", "(kh, kw, C_out // groups, C_in)")
+    )
     kh, kw, c_out_g, c_in = w.shape
     if c_in != x.shape[3]:
         raise ValueError(f"w has C_in={c_in} input channels but x has C={x.shape[3]} channels")
