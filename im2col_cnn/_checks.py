@@ -92,6 +92,8 @@ def as_padding4(value: object, name: str) -> tuple[int, int, int, int] | str:
     ``'same'`` (resolved by the caller, which knows the kernel).
     """
     what = "an int >= 0, an (h, w) pair of them, ((top, bottom), (left, right)), 'valid' or 'same'"
+    if isinstance(value, np.ndarray) and value.ndim == 2:
+        value = value.tolist()  # a (2, 2) array of ints is ((top, bottom), (left, right))
     if isinstance(value, str):
         if value == "valid":
             return (0, 0, 0, 0)
