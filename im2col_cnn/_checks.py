@@ -48,6 +48,8 @@ def check_ndim(arr: np.ndarray, name: str, layout: str) -> None:
 
 def as_int(value: object, name: str, minimum: int, what: str) -> int:
     """``value`` as an int ``>= minimum``: ``TypeError`` unless an integer (bools excluded), else ``ValueError``."""
+    if type(value) is int and value >= minimum:  # the common case, without the ABC checks
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be {what}, got {value!r}")
     if value < minimum:
@@ -57,6 +59,8 @@ def as_int(value: object, name: str, minimum: int, what: str) -> int:
 
 def as_pair(value: object, name: str, *, minimum: int) -> tuple[int, int]:
     """Normalize an int or an ``(h, w)`` pair of ints, each ``>= minimum``, to a ``(h, w)`` tuple."""
+    if type(value) is int and value >= minimum:  # the common case, without the ABC checks
+        return (value, value)
     what = f"an int >= {minimum} or an (h, w) pair of them"
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]  # a 0-d array is its scalar
@@ -91,6 +95,8 @@ def as_padding4(value: object, name: str) -> tuple[int, int, int, int] | str:
     Accepts an int, an ``(h, w)`` pair, ``((top, bottom), (left, right))``, ``'valid'`` (no padding) and
     ``'same'`` (resolved by the caller, which knows the kernel).
     """
+    if type(value) is int and value >= 0:  # the common case
+        return (value, value, value, value)
     what = "an int >= 0, an (h, w) pair of them, ((top, bottom), (left, right)), 'valid' or 'same'"
     if isinstance(value, np.ndarray) and value.ndim == 2:
         value = value.tolist()  # a (2, 2) array of ints is ((top, bottom), (left, right))

@@ -49,10 +49,11 @@ def correlate(
     for images, rows, cols in iter_columns(x, geom, limit, groups):
         block = out[images, rows].reshape(-1, c_out)  # a view: (n_b, h_b, Wo, C_out) -> (m, C_out)
         m = block.shape[0]
-        # (G, m, Kg) @ (G, Kg, C_out_g) -> (G, m, C_out_g), written straight into the (m, G, C_out_g) block
-        np.matmul(
-            cols.reshape(m, groups, -1).transpose(1, 0, 2), wg, out=block.reshape(m, groups, -1).transpose(1, 0, 2)
-        )
+        if groups == 1:
+            np.matmul(cols, wg[0], out=block)  # (m, K) @ (K, C_out)
+        else:  # (G, m, Kg) @ (G, Kg, C_out_g) -> (G, m, C_out_g), written straight into the (m, G, C_out_g) block
+            g_out = block.reshape(m, groups, -1).transpose(1, 0, 2)
+            np.matmul(cols.reshape(m, groups, -1).transpose(1, 0, 2), wg, out=g_out)
         if bias is not None:
             block += bias
     return out
@@ -92,8 +93,10 @@ def input_grad(
         if dcols_buf is None:
             dcols_buf = np.empty(m * k, dtype=dout.dtype)
         dcols = dcols_buf[: m * k].reshape(m, groups, -1)  # (m, G, Kg): group-major columns
-        # (G, m, C_out_g) @ (G, C_out_g, Kg) -> (G, m, Kg)
-        np.matmul(d.reshape(m, groups, -1).transpose(1, 0, 2), wg_t, out=dcols.transpose(1, 0, 2))
+        if groups == 1:
+            np.matmul(d, wg_t[0], out=dcols[:, 0])  # (m, C_out) @ (C_out, K)
+        else:  # (G, m, C_out_g) @ (G, C_out_g, Kg) -> (G, m, Kg)
+            np.matmul(d.reshape(m, groups, -1).transpose(1, 0, 2), wg_t, out=dcols.transpose(1, 0, 2))
         scatter_columns(dcols.reshape(m, k), geom, dx[images], rows, groups)
     return dx
 
@@ -119,8 +122,10 @@ def weight_grad(
     for images, rows, cols in iter_columns(x, geom, limit, groups):
         d = dout[images, rows].reshape(-1, c_out)  # (m, C_out)
         m = d.shape[0]
-        # (G, Kg, m) @ (G, m, C_out_g) -> (G, Kg, C_out_g)
-        g_cols = cols.reshape(m, groups, k_g).transpose(1, 2, 0)
-        dw += np.matmul(g_cols, d.reshape(m, groups, -1).transpose(1, 0, 2), out=partial)
+        if groups == 1:
+            dw[0] += np.matmul(cols.T, d, out=partial[0])  # (K, m) @ (m, C_out)
+        else:  # (G, Kg, m) @ (G, m, C_out_g) -> (G, Kg, C_out_g)
+            g_cols = cols.reshape(m, groups, k_g).transpose(1, 2, 0)
+            dw += np.matmul(g_cols, d.reshape(m, groups, -1).transpose(1, 0, 2), out=partial)
     # (G, Kg, C_out_g) -> (Kg, G, C_out_g) -> (kh, kw, C_in_g, C_out)
     return dw.transpose(1, 0, 2).reshape(*kernel, c_in_g, c_out)

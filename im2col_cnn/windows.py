@@ -238,11 +238,14 @@ def scatter_columns(
     """
     n, _, _, c = dx.shape
     h_b = geom.out_h if rows is None else rows.stop - rows.start
-    # (n*h_b*Wo, G*kh*kw*C_g) -> (n, h_b, Wo, G, kh, kw, C_g) -> (n, h_b, Wo, kh, kw, G, C_g)
-    cols7 = cols.reshape(n, h_b, geom.out_w, groups, geom.kh, geom.kw, c // groups).transpose(0, 1, 2, 4, 5, 3, 6)
-    dx5 = dx.reshape(*dx.shape[:3], groups, c // groups)  # (n, H, W, G, C_g)
+    if groups == 1:
+        cols6 = cols.reshape(n, h_b, geom.out_w, geom.kh, geom.kw, c)  # (n*h_b*Wo, kh*kw*C) -> (n, h_b, Wo, kh, kw, C)
+        target = dx
+    else:  # (n*h_b*Wo, G*kh*kw*C_g) -> (n, h_b, Wo, G, kh, kw, C_g) -> (n, h_b, Wo, kh, kw, G, C_g)
+        cols6 = cols.reshape(n, h_b, geom.out_w, groups, geom.kh, geom.kw, -1).transpose(0, 1, 2, 4, 5, 3, 6)
+        target = dx.reshape(*dx.shape[:3], groups, -1)  # (n, H, W, G, C_g)
     for i, j, (orow, ocol), (irow, icol) in geom.offset_slices(rows):
-        dx5[:, irow, icol] += cols7[:, orow, ocol, i, j]
+        target[:, irow, icol] += cols6[:, orow, ocol, i, j]
     return dx
 
 
