@@ -51,15 +51,14 @@ def _out_size(size: int, kernel: int, stride: int, padding: int) -> int:
 
 
 @dataclass(frozen=True)
-class ConvCase:
-    """A conv2d case: input shape, square kernel ``k`` x ``k``, ``c_out`` filters, padding and stride."""
+class _WindowCase:
+    """What every case has: a name, the NHWC input shape, a square ``k`` x ``k`` window, stride and padding."""
 
     name: str
     x_shape: tuple[int, int, int, int]  # (N, H, W, C_in)
     k: int
-    c_out: int
-    padding: int
     stride: int
+    padding: int
 
     @property
     def batch(self) -> int:
@@ -69,6 +68,13 @@ class ConvCase:
     def out_hw(self) -> tuple[int, int]:
         _, h, w, _ = self.x_shape
         return _out_size(h, self.k, self.stride, self.padding), _out_size(w, self.k, self.stride, self.padding)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvCase(_WindowCase):
+    """A conv2d case: input shape, square kernel ``k`` x ``k``, ``c_out`` filters, padding and stride."""
+
+    c_out: int
 
     @property
     def w_shape(self) -> tuple[int, int, int, int]:
@@ -96,23 +102,8 @@ class ConvCase:
 
 
 @dataclass(frozen=True)
-class PoolCase:
+class PoolCase(_WindowCase):
     """A pooling case (run as both max and average pooling): input shape, square kernel, stride, padding."""
-
-    name: str
-    x_shape: tuple[int, int, int, int]  # (N, H, W, C)
-    k: int
-    stride: int
-    padding: int
-
-    @property
-    def batch(self) -> int:
-        return self.x_shape[0]
-
-    @property
-    def out_hw(self) -> tuple[int, int]:
-        _, h, w, _ = self.x_shape
-        return _out_size(h, self.k, self.stride, self.padding), _out_size(w, self.k, self.stride, self.padding)
 
     def loop_iterations_per_image(self) -> int:
         ho, wo = self.out_hw
