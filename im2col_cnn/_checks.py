@@ -11,7 +11,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["as_float_array", "as_int", "as_pair", "check_choice", "check_dout", "check_ndim", "common_float_dtype"]
+__all__ = [
+    "as_float_array",
+    "as_float_arrays",
+    "as_int",
+    "as_pair",
+    "as_padding4",
+    "check_bias",
+    "check_choice",
+    "check_data_format",
+    "check_dout",
+    "check_groups",
+    "check_ndim",
+]
 
 
 def as_float_array(value: object, name: str) -> np.ndarray:
@@ -32,11 +44,6 @@ def as_float_array(value: object, name: str) -> np.ndarray:
     if kind == "c":
         raise TypeError(f"{name} must be real-valued, got complex dtype {arr.dtype}")
     raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-
-
-def common_float_dtype(*arrays: np.ndarray) -> np.dtype:
-    """The floating dtype the computation runs in: NumPy's promotion of the (already float) inputs."""
-    return np.result_type(*arrays)
 
 
 def check_ndim(arr: np.ndarray, name: str, layout: str) -> None:
@@ -128,7 +135,7 @@ def check_data_format(value: object) -> str:
 def as_float_arrays(x: object, w: object) -> tuple[np.ndarray, np.ndarray]:
     """``x`` and ``w`` as float arrays of their promoted dtype (see :func:`as_float_array`)."""
     x_arr, w_arr = as_float_array(x, "x"), as_float_array(w, "w")
-    dtype = common_float_dtype(x_arr, w_arr)
+    dtype = np.result_type(x_arr, w_arr)  # NumPy's promotion: float32 with float64 computes in float64
     return x_arr.astype(dtype, copy=False), w_arr.astype(dtype, copy=False)
 
 

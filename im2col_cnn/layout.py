@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LAYOUTS", "to_nhwc", "from_nhwc", "weight_to_hwio", "weight_from_hwio"]
-
-LAYOUTS = ("NHWC", "NCHW")
+__all__ = ["to_nhwc", "from_nhwc", "weight_to_hwio", "weight_from_hwio"]
 
 
 def to_nhwc(x: np.ndarray, data_format: str) -> np.ndarray:
