@@ -51,6 +51,10 @@ def layer_arrays(
     x, w = as_float_arrays(x, w)
     check_ndim(x, "x", "(N, C_in, H, W)" if nchw else "(N, H, W, C_in)")
     check_ndim(w, "w", w_layouts[0] if nchw else w_layouts[1])
+    if 0 in x.shape[1:]:
+        raise ValueError(f"x must not be empty except in the batch dimension, got shape {x.shape}")
+    if 0 in w.shape:
+        raise ValueError(f"w must not be empty, got shape {w.shape}")
     return data_format, to_nhwc(x, data_format), weight_to_hwio(w, data_format)
 
 

@@ -52,8 +52,8 @@ def correlate(
         if groups == 1:
             np.matmul(cols, wg[0], out=block)  # (m, K) @ (K, C_out)
         else:  # (G, m, Kg) @ (G, Kg, C_out_g) -> (G, m, C_out_g), written straight into the (m, G, C_out_g) block
-            g_out = block.reshape(m, groups, -1).transpose(1, 0, 2)
-            np.matmul(cols.reshape(m, groups, -1).transpose(1, 0, 2), wg, out=g_out)
+            g_out = block.reshape(m, groups, wg.shape[2]).transpose(1, 0, 2)
+            np.matmul(cols.reshape(m, groups, wg.shape[1]).transpose(1, 0, 2), wg, out=g_out)
         if bias is not None:
             block += bias
     return out
@@ -92,11 +92,11 @@ def input_grad(
         m = d.shape[0]
         if dcols_buf is None:
             dcols_buf = np.empty(m * k, dtype=dout.dtype)
-        dcols = dcols_buf[: m * k].reshape(m, groups, -1)  # (m, G, Kg): group-major columns
+        dcols = dcols_buf[: m * k].reshape(m, groups, k // groups)  # (m, G, Kg): group-major columns
         if groups == 1:
             np.matmul(d, wg_t[0], out=dcols[:, 0])  # (m, C_out) @ (C_out, K)
         else:  # (G, m, C_out_g) @ (G, C_out_g, Kg) -> (G, m, Kg)
-            np.matmul(d.reshape(m, groups, -1).transpose(1, 0, 2), wg_t, out=dcols.transpose(1, 0, 2))
+            np.matmul(d.reshape(m, groups, c_out // groups).transpose(1, 0, 2), wg_t, out=dcols.transpose(1, 0, 2))
         scatter_columns(dcols.reshape(m, k), geom, dx[images], rows, groups)
     return dx
 
@@ -126,6 +126,6 @@ def weight_grad(
             dw[0] += np.matmul(cols.T, d, out=partial[0])  # (K, m) @ (m, C_out)
         else:  # (G, Kg, m) @ (G, m, C_out_g) -> (G, Kg, C_out_g)
             g_cols = cols.reshape(m, groups, k_g).transpose(1, 2, 0)
-            dw += np.matmul(g_cols, d.reshape(m, groups, -1).transpose(1, 0, 2), out=partial)
+            dw += np.matmul(g_cols, d.reshape(m, groups, c_out // groups).transpose(1, 0, 2), out=partial)
     # (G, Kg, C_out_g) -> (Kg, G, C_out_g) -> (kh, kw, C_in_g, C_out)
     return dw.transpose(1, 0, 2).reshape(*kernel, c_in_g, c_out)

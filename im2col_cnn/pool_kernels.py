@@ -97,7 +97,7 @@ def reduce_windows(x: np.ndarray, geom: WindowGeometry, kind: str) -> np.ndarray
     full = [o for o in offsets if o[2] == (slice(0, geom.out_h), slice(0, geom.out_w))][:1]
     rest = [o for o in offsets if o not in full]
     reduce = np.maximum if kind == "max" else np.add
-    for images in image_blocks(n, x[0].nbytes):  # blocks small enough for out to stay in cache across offsets
+    for images in image_blocks(x):  # blocks small enough for out to stay in cache across offsets
         xb, ob = x[images], out[images]
         if full:
             np.copyto(ob, xb[:, full[0][3][0], full[0][3][1]])
@@ -123,7 +123,7 @@ def scatter_avg(g: np.ndarray, geom: WindowGeometry, x_shape: tuple[int, ...]) -
     dx = np.zeros(x_shape, dtype=g.dtype)
     put = np.copyto if _disjoint(geom) else _add_into
     offsets = list(geom.offset_slices())
-    for images in image_blocks(x_shape[0], dx[0].nbytes):
+    for images in image_blocks(dx):
         gb, dxb = g[images], dx[images]
         for _, _, (orow, ocol), (irow, icol) in offsets:
             put(dxb[:, irow, icol], gb[:, orow, ocol])
@@ -160,7 +160,7 @@ def scatter_max(
     dx = np.zeros(x.shape, dtype=x.dtype)
     put: Callable[[np.ndarray, np.ndarray], None] = np.copyto if _disjoint(geom) else _add_into
     offsets = list(geom.offset_slices())
-    for images in image_blocks(x.shape[0], x[0].nbytes):
+    for images in image_blocks(x):
         xb, ob, gb, dxb = x[images], out[images], dout[images], dx[images]
         # g * mask is exact and fast when g is finite; inf * 0 would be NaN, so otherwise select with np.where.
         finite = bool(np.isfinite(gb).all())
@@ -174,7 +174,7 @@ def argmax_indices(x: np.ndarray, out: np.ndarray, geom: WindowGeometry) -> np.n
     """PyTorch's ``return_indices``: for each window (N, Ho, Wo, C), ``h * W + w`` of the input position that wins."""
     offsets = list(geom.offset_slices())
     winner = np.full(out.shape, -1, dtype=np.intp)  # index into offsets
-    for images in image_blocks(x.shape[0], x[0].nbytes):
+    for images in image_blocks(x):
         wb = winner[images]
         hits = _winners(x[images], out[images], offsets, True)
         for k, (hit, (_, _, (orow, ocol), _)) in enumerate(zip(hits, offsets, strict=True)):

@@ -209,6 +209,8 @@ def iter_columns(
     if geom.is_pointwise:
         yield blocks[0][0], blocks[0][1], x.reshape(n * geom.out_h * wo, c)  # (N, H, W, C) -> (N*H*W, C), no copy
         return
+    if not blocks:  # an empty batch
+        return
     images0, rows0 = blocks[0]
     n0, h0 = images0.stop - images0.start, rows0.stop - rows0.start
     cols_buf = np.empty(n0 * h0 * wo * k, dtype=x.dtype)

@@ -11,8 +11,11 @@ the last bits.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+import numpy as np
 
 from ._checks import as_int
 
@@ -81,7 +84,9 @@ def row_blocks(
     return [(slice(i, i + 1), slice(h0, min(out_h, h0 + rows))) for i in range(n) for h0 in range(0, out_h, rows)]
 
 
-def image_blocks(n: int, image_bytes: int) -> list[slice]:
-    """Split a batch of ``n`` images of ``image_bytes`` each into blocks of about ``BLOCK_BYTES`` (>= 1 image)."""
+def image_blocks(batch: np.ndarray) -> list[slice]:
+    """Split ``batch`` (N, ...) into blocks of whole images of about ``BLOCK_BYTES`` each (>= 1 image; none if N=0)."""
+    n = batch.shape[0]
+    image_bytes = batch.itemsize * math.prod(batch.shape[1:])
     step = max(1, BLOCK_BYTES // max(image_bytes, 1))
     return [slice(n0, min(n, n0 + step)) for n0 in range(0, n, step)]
