@@ -7,6 +7,7 @@ Every public function funnels its arguments through here, so that bad input fail
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,27 +31,43 @@ __all__ = [
 MAX_INT = 2**62
 """Largest magnitude accepted for an int argument, so that sizes computed from a few of them stay within int64."""
 
+# NumPy < 1.24 turns ragged nested lists into an object array with a VisibleDeprecationWarning; later versions
+# raise ValueError. The warning's class moved to numpy.exceptions in 1.25 and left the main namespace in 2.0.
+# warnings.catch_warnings is process-wide (not thread-safe), so it is used only where NumPy would warn.
+_RAGGED_WARNING = getattr(np, "exceptions", np).VisibleDeprecationWarning
+_RAGGED_WARNS = np.lib.NumpyVersion(np.__version__) < "1.24.0"
+
 _STRINGS = (str, bytes, bytearray, memoryview)  # sequences that are never an (h, w) pair
 
 
 def as_float_array(value: object, name: str) -> np.ndarray:
-    """Return ``value`` as an ndarray of a floating dtype, without copying when it already is one.
+    """Return ``value`` as an ndarray of a floating dtype in native byte order, copying only when it has to.
 
-    float16/32/64 arrays are returned as they are (no copy); integer, bool and nested-list input becomes
-    float64. Complex, object, string and other non-numeric input raises ``TypeError``.
+    A float16/32/64 array in native byte order is returned as it is (no copy); one in the other byte order
+    becomes a native copy of the same dtype; integer, bool and nested-list input becomes float64. Complex,
+    object, string, ragged and other non-numeric input raises ``TypeError``.
     """
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
-        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__} ({exc})") from None
+    arr = value if type(value) is np.ndarray else _asarray(value, name)
     kind = arr.dtype.kind
     if kind == "f":
-        return arr
+        return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
     if kind in "biu":
         return arr.astype(np.float64)
     if kind == "c":
         raise TypeError(f"{name} must be real-valued, got complex dtype {arr.dtype}")
     raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+
+
+def _asarray(value: object, name: str) -> np.ndarray:
+    """``np.asarray(value)``; ragged nested lists are a ``TypeError`` (not a warning) on every NumPy version."""
+    try:
+        if not _RAGGED_WARNS:
+            return np.asarray(value)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", _RAGGED_WARNING)
+            return np.asarray(value)
+    except (ValueError, TypeError, _RAGGED_WARNING) as exc:  # ragged nested lists and the like
+        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__} ({exc})") from None
 
 
 def check_ndim(arr: np.ndarray, name: str, layout: str) -> None:
