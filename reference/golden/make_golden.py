@@ -73,9 +73,8 @@ DROPIN_POOL = [
     (2, 5, 5, 2, 3, 2, 1, "ties"),  # pad 2
 ]
 
-# The general options (dilation, groups, padding modes, NCHW, transposed convolution, pooling options).
-# General conv: (N, H, W, C_in, C_out, (kh, kw), stride, padding, dilation, groups, data_format, bias);
-# padding is stored as given (int pairs, ((top, bottom), (left, right)), 'same' or 'valid').
+# The general options. General conv: (N, H, W, C_in, C_out, (kh, kw), stride, padding, dilation, groups, data_format,
+# bias); padding is stored as given (int pairs, ((top, bottom), (left, right)), 'same' or 'valid').
 CONV_GENERAL = [
     (2, 7, 7, 4, 6, (3, 3), (1, 1), (1, 1), (2, 2), 2, "NHWC", True),  # dilation + padding + groups
     (2, 6, 6, 3, 3, (3, 3), (1, 1), "same", (1, 1), 3, "NHWC", True),  # depthwise, 'same'
