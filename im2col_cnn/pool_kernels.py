@@ -11,7 +11,8 @@ import math
 
 import numpy as np
 
-from .pool_tiles import AxisMap, Tile, empty_nhwc, output_tiles
+from .parallel import map_blocks
+from .pool_tiles import AxisMap, Tile, empty_nhwc, max_workers, output_tiles
 from .windows import WindowGeometry
 
 __all__ = ["pool_geometry", "avg_divisor", "axis_maps", "code_dtype", "Scratch", "pool_windows", "argmax_indices"]
@@ -132,9 +133,12 @@ def pool_windows(
     out = empty_nhwc(shape, dtype, nchw)
     win = empty_nhwc(shape, code_dtype(geom), nchw) if winners else None
     rows, cols = axis_maps(geom)
-    scratch = Scratch(nchw)
-    for tile in output_tiles(x.shape, rows, cols, dtype.itemsize):
+
+    def work(tile: Tile, scratch: Scratch) -> None:
         _forward_tile(x, out, win, tile, rows, cols, kind, divisor, scratch)
+
+    tiles = output_tiles(x.shape, rows, cols, dtype.itemsize)
+    map_blocks(work, tiles, lambda: Scratch(nchw), max_threads=max_workers())
     return out, win
 
 

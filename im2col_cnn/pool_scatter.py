@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .parallel import map_blocks
 from .pool_kernels import Scratch, axis_maps
-from .pool_tiles import AxisMap, Tile, empty_nhwc, input_tiles
+from .pool_tiles import AxisMap, Tile, empty_nhwc, input_tiles, max_workers
 from .windows import WindowGeometry
 
 __all__ = ["scatter_windows"]
@@ -42,9 +43,12 @@ def scatter_windows(
     """
     dx = empty_nhwc(x_shape, dtype, nchw)
     rows, cols = axis_maps(geom)
-    scratch = Scratch(nchw)
-    for tile in input_tiles(x_shape, rows, cols, dtype.itemsize):
+
+    def work(tile: Tile, scratch: Scratch) -> None:
         _backward_tile(dout, dx, tile, rows, cols, kind, winners, x, peak, divisor, scratch)
+
+    tiles = input_tiles(x_shape, rows, cols, dtype.itemsize)
+    map_blocks(work, tiles, lambda: Scratch(nchw), max_threads=max_workers())
     return dx
 
 
