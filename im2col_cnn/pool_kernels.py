@@ -208,8 +208,8 @@ def _reduce(src: np.ndarray, dst: np.ndarray, taps: list, axis: int, op: np.ufun
             continue
         d, s = dst[_at(axis, tap[0])], src[_at(axis, tap[1])]
         if first:
-            if d.shape[axis] != dst.shape[axis]:
-                dst.fill(fill)  # outputs the first tap does not reach
+            for rest in _outside(_at(axis, tap[0]), dst.shape):
+                dst[rest].fill(fill)  # outputs the first tap does not reach
             np.copyto(d, s)
             first = False
         else:
@@ -234,8 +234,8 @@ def _running_max(
     other = scratch.get("running", dst.shape, dst.dtype)
     bufs = (dst, other) if len(offsets) % 2 == 1 else (other, dst)  # the last offset writes dst
     _, out0, inp0 = offsets[0]
-    if bufs[0][out0].shape != dst.shape:
-        bufs[0].fill(-np.inf)  # outputs the first offset does not reach
+    for rest in _outside(out0, dst.shape):
+        bufs[0][rest].fill(-np.inf)  # outputs the first offset does not reach
     np.copyto(bufs[0][out0], src[inp0])
     np.copyto(win, first.astype(win.dtype))
     better = scratch.get("better", dst.shape, np.dtype(bool))
@@ -252,19 +252,20 @@ def _running_max(
 
 
 def _carry(old: np.ndarray, new: np.ndarray, out: tuple[slice, ...]) -> None:
-    """Copy from ``old`` to ``new`` the outputs (n, h, w, c) outside ``out`` = (:, rows[, cols])."""
-    rows = out[1]
-    h = old.shape[1]
-    if rows.start > 0:
-        np.copyto(new[:, : rows.start], old[:, : rows.start])
-    if rows.stop < h:
-        np.copyto(new[:, rows.stop :], old[:, rows.stop :])
-    if len(out) > 2:
-        cols, w = out[2], old.shape[2]
-        if cols.start > 0:
-            np.copyto(new[:, rows, : cols.start], old[:, rows, : cols.start])
-        if cols.stop < w:
-            np.copyto(new[:, rows, cols.stop :], old[:, rows, cols.stop :])
+    """Copy from ``old`` to ``new`` the outputs (n, h, w, c) outside ``out``."""
+    for rest in _outside(out, old.shape):
+        np.copyto(new[rest], old[rest])
+
+
+def _outside(index: tuple[slice, ...], shape: tuple[int, ...]) -> list[tuple[slice, ...]]:
+    """The parts of an (n, h, w, c) array outside ``index`` = (:, rows) or (:, :, cols) or (:, rows, cols)."""
+    rows = index[1] if len(index) > 1 else slice(0, shape[1])
+    cols = index[2] if len(index) > 2 else slice(0, shape[2])
+    rows, cols = slice(*rows.indices(shape[1])[:2]), slice(*cols.indices(shape[2])[:2])
+    every = slice(None)
+    parts = [(every, slice(0, rows.start)), (every, slice(rows.stop, shape[1]))]
+    parts += [(every, rows, slice(0, cols.start)), (every, rows, slice(cols.stop, shape[2]))]
+    return [p for p in parts if p[-1].start < p[-1].stop]
 
 
 def _as_code(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -280,10 +281,10 @@ def _column_winners(
 ) -> None:
     """``wt`` = each window's first maximum in row-major order: the least ``row_win + j`` over the kernel columns
     ``j`` whose row maximum equals the window's maximum ``ot`` (the first row, then the first column)."""
-    wt.fill(np.iinfo(wt.dtype).max)
     equal = scratch.get("equal", ot.shape, np.dtype(bool))
     mask = scratch.get("mask", ot.shape, wt.dtype)
     cand = scratch.get("candidates", ot.shape, wt.dtype)
+    first = True
     for j, tap in enumerate(taps):
         if tap is None:
             continue
@@ -291,6 +292,13 @@ def _column_winners(
         es, ms, cs, ws = equal[:, :, o], mask[:, :, o], cand[:, :, o], wt[:, :, o]
         np.equal(r[:, :, i], ot[:, :, o], out=es)
         np.subtract(_as_code(es, ms), 1, out=ms)  # 0 where tied with the maximum, all ones elsewhere
+        if first:
+            for rest in _outside((slice(None), slice(None), o), wt.shape):
+                wt[rest].fill(np.iinfo(wt.dtype).max)  # windows the first column does not reach
+            np.add(row_win[:, :, i], j, out=ws)
+            np.bitwise_or(ws, ms, out=ws)
+            first = False
+            continue
         np.add(row_win[:, :, i], j, out=cs)
         np.bitwise_or(cs, ms, out=cs)
         np.minimum(ws, cs, out=ws)
