@@ -8,6 +8,7 @@ import numpy as np
 
 from ._checks import (
     as_float_arrays,
+    as_int,
     as_padding4,
     as_pair,
     check_bias,
@@ -61,6 +62,27 @@ def layer_arrays(
     return data_format, to_nhwc(x, data_format), weight_to_hwio(w, data_format)
 
 
+def layout_hint(
+    data_format: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...], w_in_axes: tuple[int, int]
+) -> str:
+    """A hint for a channel-count error: the arrays (shapes as given) would fit the other ``data_format``.
+
+    ``w_in_axes`` is the axis of w's per-group input channels in NCHW's and in NHWC's weight layout. Returns
+    ``''`` when the other layout does not fit either.
+    """
+    other = "NHWC" if data_format == "NCHW" else "NCHW"
+    c_in = x_shape[3] if other == "NHWC" else x_shape[1]
+    c_in_w = w_shape[w_in_axes[1] if other == "NHWC" else w_in_axes[0]]
+    if c_in_w < 1 or c_in % c_in_w:
+        return ""
+    if other == "NCHW":
+        return (
+            f"; x {x_shape} and w {w_shape} look like PyTorch's NCHW layout ((N, C, H, W) and its weight layout): "
+            "pass data_format='NCHW'"
+        )
+    return f"; x {x_shape} and w {w_shape} look like NHWC arrays: leave data_format at 'NHWC'"
+
+
 def same_padding(kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int, int, int]:
     """PyTorch's padding='same' at stride 1: total ``d*(k-1)`` per axis, the odd one at the bottom/right."""
     (kh, kw), (dh, dw) = kernel, dilation
@@ -79,15 +101,21 @@ def prepare_conv(
     data_format: object = "NHWC",
 ) -> tuple[ConvCache, np.ndarray | None]:
     """Validate conv arguments; return the cache a forward pass leaves and the bias as a (C_out,) vector."""
+    x0, w0 = x, w
     data_format, x, w = layer_arrays(
         x, w, data_format, ("(C_out, C_in // groups, kh, kw)", "(kh, kw, C_in // groups, C_out)")
     )
     kh, kw, c_in_g, c_out = w.shape
     c_in = x.shape[3]
-    groups = check_groups(groups, c_in, c_out)
-    if c_in_g * groups != c_in:
-        per_group = f" per group (groups={groups})" if groups > 1 else ""
-        raise ValueError(f"w has C_in={c_in_g} input channels{per_group} but x has C={c_in} channels")
+    groups = as_int(groups, "groups", 1, "an int >= 1")
+    try:  # a channel-count mismatch: say so if the arrays fit the other layout
+        check_groups(groups, c_in, c_out)
+        if c_in_g * groups != c_in:
+            per_group = f" per group (groups={groups})" if groups > 1 else ""
+            raise ValueError(f"w has C_in={c_in_g} input channels{per_group} but x has C={c_in} channels")
+    except ValueError as exc:
+        shapes = (x.shape, w.shape) if data_format == "NHWC" else (np.shape(x0), np.shape(w0))
+        raise ValueError(f"{exc}{layout_hint(data_format, *shapes, (1, 2))}") from None
     bias, b_shape = check_bias(b, c_out, x.dtype)
     steps = as_pair(stride, "stride", minimum=1)
     dilation = as_pair(dilation, "dilation", minimum=1)
@@ -105,15 +133,17 @@ def conv2d_forward(
     x: np.ndarray,
     w: np.ndarray,
     b: np.ndarray | None = None,
-    *,
     stride: int | tuple[int, int] = 1,
     padding: int | tuple[int, int] | tuple[tuple[int, int], tuple[int, int]] | str = 0,
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
+    *,
     data_format: str = "NHWC",
     workspace: int | None = None,
 ) -> tuple[np.ndarray, ConvCache]:
     """2-D convolution of a batch of images (PyTorch ``conv2d`` semantics: cross-correlation, zero padding).
+
+    ``b`` to ``groups`` may be given positionally, in ``torch.nn.functional.conv2d``'s order.
 
     Parameters
     ----------

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._checks import as_int, as_pair, check_bias, check_groups
-from .conv import bias_grad, layer_arrays, nhwc_dout
+from .conv import bias_grad, layer_arrays, layout_hint, nhwc_dout
 from .conv_kernels import correlate, input_grad, weight_grad
 from .half_precision import float16_io
 from .layout import new_result, weight_from_hwio
@@ -55,12 +55,14 @@ def _prepare(
     groups: object,
     data_format: object,
 ) -> tuple[ConvTransposeCache, np.ndarray | None]:
+    x0, w0 = x, w
     data_format, x, w = layer_arrays(
         x, w, data_format, ("(C_in, C_out // groups, kh, kw)", "(kh, kw, C_out // groups, C_in)")
     )
     kh, kw, c_out_g, c_in = w.shape
     if c_in != x.shape[3]:
-        raise ValueError(f"w has C_in={c_in} input channels but x has C={x.shape[3]} channels")
+        hint = layout_hint(data_format, np.shape(x0), np.shape(w0), (0, 3))
+        raise ValueError(f"w has C_in={c_in} input channels but x has C={x.shape[3]} channels{hint}")
     groups = as_int(groups, "groups", 1, "an int >= 1")
     c_out = c_out_g * groups
     check_groups(groups, c_in, c_out)
@@ -90,16 +92,19 @@ def conv_transpose2d_forward(
     x: np.ndarray,
     w: np.ndarray,
     b: np.ndarray | None = None,
-    *,
     stride: int | tuple[int, int] = 1,
     padding: int | tuple[int, int] = 0,
     output_padding: int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
     groups: int = 1,
+    dilation: int | tuple[int, int] = 1,
+    *,
     data_format: str = "NHWC",
     workspace: int | None = None,
 ) -> tuple[np.ndarray, ConvTransposeCache]:
     """Transposed 2-D convolution (PyTorch ``conv_transpose2d`` semantics).
+
+    ``b`` to ``dilation`` may be given positionally, in ``torch.nn.functional.conv_transpose2d``'s order
+    (``groups`` before ``dilation``).
 
     Parameters
     ----------
