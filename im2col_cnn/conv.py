@@ -17,6 +17,7 @@ from ._checks import (
     check_ndim,
 )
 from .conv_kernels import correlate, input_grad, weight_grad
+from .half_precision import float16_io
 from .layout import new_result, to_nhwc, weight_from_hwio, weight_to_hwio
 from .windows import WindowGeometry, make_geometry
 from .workspace import image_blocks, resolve_limit
@@ -38,6 +39,7 @@ class ConvCache(NamedTuple):
     geom: WindowGeometry
     groups: int = 1
     data_format: str = "NHWC"
+    io_dtype: np.dtype | None = None  # float16 when the caller's arrays were (computed in float32)
 
 
 def layer_arrays(
@@ -98,6 +100,7 @@ def prepare_conv(
     return ConvCache(x, w, b_shape, geom, groups, data_format), bias
 
 
+@float16_io("forward")
 def conv2d_forward(
     x: np.ndarray,
     w: np.ndarray,
@@ -149,6 +152,7 @@ def conv2d_forward(
     return out, cache
 
 
+@float16_io("backward")
 def conv2d_backward(
     dout: np.ndarray, cache: ConvCache, *, need_dx: bool = True, workspace: int | None = None
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
@@ -175,7 +179,7 @@ def conv2d_backward(
         raise TypeError(f"cache must be the ConvCache returned by conv2d_forward, got {type(cache).__name__}")
     need_dx = as_flag(need_dx, "need_dx")
     limit = resolve_limit(workspace)
-    x, w, b_shape, geom, groups, data_format = cache
+    x, w, b_shape, geom, groups, data_format, _ = cache
     d4 = nhwc_dout(dout, x.shape[0], (geom.out_h, geom.out_w), w.shape[3], x.dtype, data_format)
     db = bias_grad(d4, b_shape)
     dw = weight_grad(x, d4, geom, w.shape[:2], limit, groups)

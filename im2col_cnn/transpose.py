@@ -19,6 +19,7 @@ import numpy as np
 from ._checks import as_int, as_pair, check_bias, check_groups
 from .conv import as_flag, bias_grad, layer_arrays, nhwc_dout
 from .conv_kernels import correlate, input_grad, weight_grad
+from .half_precision import float16_io
 from .layout import new_result, weight_from_hwio
 from .windows import WindowGeometry
 from .workspace import resolve_limit
@@ -40,6 +41,7 @@ class ConvTransposeCache(NamedTuple):
     geom: WindowGeometry
     groups: int = 1
     data_format: str = "NHWC"
+    io_dtype: np.dtype | None = None  # float16 when the caller's arrays were (computed in float32)
 
 
 def _prepare(
@@ -83,6 +85,7 @@ def _prepare(
     return ConvTransposeCache(x, w, b_shape, geom, groups, data_format), bias
 
 
+@float16_io("forward")
 def conv_transpose2d_forward(
     x: np.ndarray,
     w: np.ndarray,
@@ -122,7 +125,7 @@ def conv_transpose2d_forward(
         ``x`` in place before the backward pass changes ``dw``.
     """
     cache, bias = _prepare(x, w, b, stride, padding, output_padding, dilation, groups, data_format)
-    x, w, _, geom, groups, data_format = cache
+    x, w, _, geom, groups, data_format, _ = cache
     out_shape = (x.shape[0], geom.in_h, geom.in_w, w.shape[2] * groups)
     out, out4 = new_result(out_shape, x.dtype, data_format, zeros=True)
     input_grad(x, w, geom, out4, resolve_limit(workspace), groups)
@@ -131,6 +134,7 @@ def conv_transpose2d_forward(
     return out, cache
 
 
+@float16_io("backward")
 def conv_transpose2d_backward(
     dout: np.ndarray, cache: ConvTransposeCache, *, need_dx: bool = True, workspace: int | None = None
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
@@ -157,7 +161,7 @@ def conv_transpose2d_backward(
         )
     need_dx = as_flag(need_dx, "need_dx")
     limit = resolve_limit(workspace)
-    x, w, b_shape, geom, groups, data_format = cache
+    x, w, b_shape, geom, groups, data_format, _ = cache
     c_out = w.shape[2] * groups
     d4 = nhwc_dout(dout, x.shape[0], (geom.in_h, geom.in_w), c_out, x.dtype, data_format)
     db = bias_grad(d4, b_shape)
