@@ -184,8 +184,8 @@ def conv2d_forward(
 
 @float16_io("backward")
 def conv2d_backward(
-    dout: np.ndarray, cache: ConvCache, *, workspace: int | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    dout: np.ndarray, cache: ConvCache, *, need_dx: bool = True, workspace: int | None = None
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d_forward` with respect to its input, weights and bias.
 
     Parameters
@@ -194,25 +194,37 @@ def conv2d_backward(
         Gradient of the loss with respect to the forward output.
     cache : ConvCache
         As returned by :func:`conv2d_forward`.
+    need_dx : bool, default True
+        False skips the input gradient (a network's first layer never needs it): ``dx`` is then None.
     workspace : int, optional
         Scratch memory limit in bytes, as for :func:`conv2d_forward`.
 
     Returns
     -------
-    dx : ndarray, shape and layout of ``x``
+    dx : ndarray, shape and layout of ``x``; None when ``need_dx`` is False
     dw : ndarray, shape and layout of ``w``
     db : ndarray, shape of ``b`` ((C_out,) when ``b`` was None)
     """
     if not isinstance(cache, ConvCache):
         raise TypeError(f"cache must be the ConvCache returned by conv2d_forward, got {type(cache).__name__}")
+    need_dx = as_flag(need_dx, "need_dx")
     limit = resolve_limit(workspace)
     x, w, b_shape, geom, groups, data_format, _ = cache
     d4 = nhwc_dout(dout, x.shape[0], (geom.out_h, geom.out_w), w.shape[3], x.dtype, data_format)
     db = bias_grad(d4, b_shape)
     dw = weight_grad(x, d4, geom, w.shape[:2], limit, groups)
-    dx, dx4 = new_result(x.shape, x.dtype, data_format, zeros=True)
-    input_grad(d4, w, geom, dx4, limit, groups)
+    dx = None
+    if need_dx:
+        dx, dx4 = new_result(x.shape, x.dtype, data_format, zeros=True)
+        input_grad(d4, w, geom, dx4, limit, groups)
     return dx, weight_from_hwio(dw, data_format), db
+
+
+def as_flag(value: object, name: str) -> bool:
+    """``value`` as a bool: True/False, NumPy bools and the integers 0 and 1; ``TypeError`` otherwise."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool (True or False), got {value!r}")
 
 
 def nhwc_dout(

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._checks import as_int, as_pair, check_bias, check_groups
-from .conv import bias_grad, layer_arrays, layout_hint, nhwc_dout
+from .conv import as_flag, bias_grad, layer_arrays, layout_hint, nhwc_dout
 from .conv_kernels import correlate, input_grad, weight_grad
 from .half_precision import float16_io
 from .layout import new_result, weight_from_hwio
@@ -141,20 +141,22 @@ def conv_transpose2d_forward(
 
 @float16_io("backward")
 def conv_transpose2d_backward(
-    dout: np.ndarray, cache: ConvTransposeCache, *, workspace: int | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    dout: np.ndarray, cache: ConvTransposeCache, *, need_dx: bool = True, workspace: int | None = None
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv_transpose2d_forward` with respect to its input, weights and bias.
 
     Parameters
     ----------
     dout : array_like, shape of the forward output
     cache : ConvTransposeCache from :func:`conv_transpose2d_forward`
+    need_dx : bool, default True
+        False skips the input gradient: ``dx`` is then None.
     workspace : int, optional
         Scratch memory limit in bytes, as for :func:`conv2d_forward`.
 
     Returns
     -------
-    dx : ndarray, shape and layout of ``x``
+    dx : ndarray, shape and layout of ``x``; None when ``need_dx`` is False
     dw : ndarray, shape and layout of ``w``
     db : ndarray, shape of ``b`` ((C_out,) when ``b`` was None)
     """
@@ -162,12 +164,15 @@ def conv_transpose2d_backward(
         raise TypeError(
             f"cache must be the ConvTransposeCache returned by conv_transpose2d_forward, got {type(cache).__name__}"
         )
+    need_dx = as_flag(need_dx, "need_dx")
     limit = resolve_limit(workspace)
     x, w, b_shape, geom, groups, data_format, _ = cache
     c_out = w.shape[2] * groups
     d4 = nhwc_dout(dout, x.shape[0], (geom.in_h, geom.in_w), c_out, x.dtype, data_format)
     db = bias_grad(d4, b_shape)
-    dx, dx4 = new_result(x.shape, x.dtype, data_format)
-    correlate(d4, w, geom, limit, groups=groups, out=dx4)  # the transposed convolution's forward pass
+    dx = None
+    if need_dx:
+        dx, dx4 = new_result(x.shape, x.dtype, data_format)
+        correlate(d4, w, geom, limit, groups=groups, out=dx4)  # the transposed convolution's forward pass
     dw = weight_grad(d4, x, geom, w.shape[:2], limit, groups)
     return dx, weight_from_hwio(dw, data_format), db
