@@ -74,7 +74,10 @@ def padding(X: object, pad: int = 1, dims: int = 3, const: float = 0) -> np.ndar
 
 
 def conv_slice(slice: object, W: object, b: object) -> np.floating:  # noqa: A002 - the notebook's name
-    """One window of a convolution: ``sum(slice * W) + b`` for a slice and weights of the same shape."""
+    """One window of a convolution: ``sum(slice * W) + b`` for a slice and weights of the same shape.
+
+    The result has the dtype of ``slice * W`` (float32 stays float32); ``b`` never widens it.
+    """
     a = as_float_array(slice, "slice")
     w = as_float_array(W, "W")
     if a.shape != w.shape:
@@ -82,7 +85,9 @@ def conv_slice(slice: object, W: object, b: object) -> np.floating:  # noqa: A00
     bias = as_float_array(b, "b")
     if bias.size != 1:
         raise ValueError(f"b must be a single value, got shape {bias.shape}")
-    return np.sum(a * w) + float(bias.reshape(()))
+    total = np.sum(a * w)
+    # b as a scalar of the result's dtype: NumPy 1.x would widen a float32 sum plus a Python float to float64
+    return total + total.dtype.type(bias.reshape(())[()])
 
 
 def forward(
