@@ -119,18 +119,20 @@ def _backward_tile(
         g = _copy(scratch, "dout", g, dxt.dtype)
     if kind == "avg":
         div = divisor if np.ndim(divisor) == 0 else divisor[tile.rows[0], tile.cols[0]]  # a number or (ho, wo, 1)
+        scaled = scratch.get("scaled", g.shape, dxt.dtype)
+        np.divide(g, div, out=scaled)  # once: a division costs more than the copies
         if plan.spread is not None:  # overlapping: spread over the columns, then over the rows
-            scaled = scratch.get("scaled", g.shape, dxt.dtype)
-            np.divide(g, div, out=scaled)
             spread = scratch.get("spread", (g.shape[0], g.shape[1], dxt.shape[2], g.shape[3]), dxt.dtype)
             _spread(scaled, spread, plan.col_taps, 2, plan.spread[0])
             _spread(spread, dxt, plan.row_taps, 1, plan.spread[1])
             return
 
         def value(i: int, j: int, o: Index, at: Index, out: np.ndarray | None) -> np.ndarray:
-            """Disjoint windows: each input gets one window's ``g / divisor``, divided straight into place."""
-            d = div if np.ndim(div) == 0 else div[o[1:]]  # type: ignore[index]
-            return np.divide(g[o], d, out=scratch.get("scaled", g.shape, dxt.dtype)[o] if out is None else out)
+            """Disjoint windows: each input gets one window's ``g / divisor``."""
+            if out is None:
+                return scaled[o]
+            np.copyto(out, scaled[o])
+            return out
 
     else:
         with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum only costs the exact slow path
