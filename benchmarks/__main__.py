@@ -26,6 +26,8 @@ import reference
 
 from .cases import CASES, DTYPES, OPS, Case, ConvCase, case_by_name, cases_for, make_call, make_inputs
 from .cases import parse_case_names as parse_cases
+from .memory import format_scratch_table
+from .memory import measure as measure_scratch
 from .report import (
     MemoryRow,
     Row,
@@ -216,6 +218,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH", help="write all rows as JSON to PATH")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG bar chart to PATH (needs matplotlib)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch column even if torch is installed")
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="print only the scratch-memory section (peak scratch against the workspace limit; also part of a "
+        "full run without --cases or --quick)",
+    )
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats must be >= 1")
@@ -233,6 +241,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.memory_only:
+        print("\n".join(format_scratch_table(measure_scratch(progress=progress))))
+        return 0
     settings = Settings(
         repeats=args.repeats or (3 if args.quick else 5),
         min_total_s=0.05 if args.quick else 0.3,
@@ -289,6 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cases is None or MEMORY_CASE in {c.name for c in args.selected}:
         memory, note = measure_memory(settings)
         print("\n".join(format_memory_table(memory, note)) + "\n")
+    if args.cases is None and not args.quick:
+        print("\n".join(format_scratch_table(measure_scratch(progress=progress))) + "\n")
 
     elapsed = time.perf_counter() - started
     print(f"Total time {elapsed:.1f} s.", flush=True)

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._checks import as_float_array, as_int, as_pair, check_data_format, check_dout, check_ndim
+from .half_precision import float16_io
 from .layout import to_nhwc
 from .pool_kernels import argmax_indices, avg_divisor, pool_geometry, pool_windows
 from .pool_scatter import scatter_windows
@@ -49,6 +50,7 @@ class PoolCache(NamedTuple):
     divisor: float | np.ndarray = 1.0
     data_format: str = "NHWC"
     peak: np.ndarray | None = None  # (N, Ho, Wo, C), ties='all' only: a private copy of the window maxima
+    io_dtype: np.dtype | None = None  # float16 when the caller's arrays were (computed in float32)
 
     @property
     def indices(self) -> np.ndarray:
@@ -159,6 +161,7 @@ def _describe(cache: object) -> str:
     return type(cache).__name__
 
 
+@float16_io("forward")
 def max_pool2d_forward(
     x: np.ndarray,
     kernel_size: int | tuple[int, int],
@@ -200,6 +203,7 @@ def max_pool2d_forward(
     )
 
 
+@float16_io("backward")
 def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """Gradient of :func:`max_pool2d_forward`: each window's ``dout`` goes to its maximum.
 
@@ -218,6 +222,7 @@ def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     return pool_backward(dout, cache, "max")
 
 
+@float16_io("forward")
 def avg_pool2d_forward(
     x: np.ndarray,
     kernel_size: int | tuple[int, int],
@@ -267,6 +272,7 @@ def avg_pool2d_forward(
     )
 
 
+@float16_io("backward")
 def avg_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """Gradient of :func:`avg_pool2d_forward`: each window spreads ``dout / divisor`` over its positions.
 
