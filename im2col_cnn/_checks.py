@@ -124,6 +124,16 @@ def as_pair(value: object, name: str, *, minimum: int, what: str | None = None) 
     return (v, v)
 
 
+def as_real(value: object, name: str) -> float:
+    """``value`` as a float: ``TypeError`` unless a real number (a Python or NumPy int or float, or a 0-d real array;
+    bools excluded). ``inf`` and ``nan`` are accepted."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    return float(value)
+
+
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
     """Raise ``ValueError`` unless ``value`` is one of the strings in ``choices``."""
     if not isinstance(value, str) or value not in choices:

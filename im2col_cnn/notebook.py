@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import as_float_array, as_int, as_pair, check_choice, check_ndim
+from ._checks import as_float_array, as_int, as_pair, as_real, check_choice, check_ndim
 from .conv import conv2d_backward, conv2d_forward, prepare_conv
 from .half_precision import HALF, all_half
 from .pool import pool_backward as _pool_backward
@@ -63,9 +63,14 @@ def padding(X: object, pad: int = 1, dims: int = 3, const: float = 0) -> np.ndar
 
     Only the spatial axes are padded, by ``pad`` on each side; the dtype is kept.
     """
+    what = "1 (vector), 2 (matrix), 3 (image) or 4 (batch)"
+    dims = as_int(dims, "dims", 1, what)
     if dims not in _PAD_WIDTHS:
-        raise ValueError(f"dims must be 1 (vector), 2 (matrix), 3 (image) or 4 (batch), got {dims!r}")
+        raise ValueError(f"dims must be {what}, got {dims!r}")
+    const = as_real(const, "const")
     arr = np.asarray(X)
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))  # results are always in native byte order
     if arr.ndim != dims:
         raise ValueError(f"X must be a {dims}-D array for dims={dims}, got shape {arr.shape}")
     p = as_int(pad, "pad", 0, "an int >= 0")
@@ -189,6 +194,7 @@ def max_mask(x: object) -> np.ndarray:
 def distribute_value(dz: float, shape: tuple[int, int]) -> np.ndarray:
     """A ``shape`` (h, w) array holding ``dz / (h*w)`` everywhere: an average's gradient."""
     h, w = as_pair(shape, "shape", minimum=1)
+    as_real(dz, "dz")  # checked only: a float32 dz keeps its dtype
     return np.full((h, w), dz / (h * w))
 
 
