@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -15,8 +16,11 @@ import numpy as np
 import pytest
 
 import im2col_cnn
+from benchmarks import __main__ as report_module
+from benchmarks import sysinfo
 from benchmarks import training_nets as tn
 from benchmarks import training_step as ts
+from benchmarks.__main__ import main as report_main
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = tn.wrap_engine(im2col_cnn)
@@ -135,6 +139,21 @@ def test_section_reports_every_op_and_returns_json_rows(capsys):
         relu_loss = sum(v["median_s"] for k, v in row["ops"].items() if k[:4] == "relu" or k == "loss")
         assert row["relu_loss_s"] == pytest.approx(relu_loss)
     json.dumps(result)  # JSON-able as it is
+
+
+def test_step_only_flag_runs_only_the_section(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(report_module, "QUICK_BATCH", 1)  # keep the test fast: one image per step
+    monkeypatch.setattr(sysinfo, "SAMPLE_S", 0.01)
+    path = tmp_path / "step.json"
+    assert report_main(["--step-only", "--quick", "--no-torch", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "== training step: batch 1" in out and "Per op, net B" in out
+    assert "== conv2d_forward ==" not in out and "workspace limit" not in out
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["rows"] == [] and doc["memory"] == []
+    rows = doc["meta"]["training_step"]["rows"]
+    assert [(r["net"], r["dtype"]) for r in rows] == [(n.name, d) for n in tn.NETS for d in ("float32", "float64")]
+    assert all(math.isfinite(r["engine_min_s"]) for r in rows)
 
 
 def test_engine_flag_times_the_package_in_the_given_directory(tmp_path):
