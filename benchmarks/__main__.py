@@ -1,10 +1,11 @@
-"""``python -m benchmarks``: the performance report of im2col_cnn (issue 3's cases).
+"""``python -m benchmarks``: the performance report of im2col_cnn on the benchmark cases (conv C1-C6, pooling P1-P2).
 
 For every op (conv2d, max/avg pooling; forward and backward), case and dtype it prints the engine's median time,
 GFLOP/s and the ratio to the bare matrix product (conv), the reference loops' time (reduced batch, scaled) and
 the speedup over them, the largest difference from the loops, the peak memory of the call, and PyTorch CPU's
 time when PyTorch is installed. Then conv C4 at the default workspace limit and at a small one, and a training
 step of two small nets against PyTorch (``--step-only``: that section alone; see ``benchmarks/training_step.py``).
+A --quick run says so in the report's first line, in the JSON (meta.quick) and in the plot's title.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ import reference
 
 from .cases import CASES, DTYPES, OPS, Case, ConvCase, case_by_name, cases_for, make_call, make_inputs
 from .cases import parse_case_names as parse_cases
+from .memory import format_scratch_table
+from .memory import measure as measure_scratch
 from .report import (
     MemoryRow,
     Row,
     check_plot_available,
+    check_writable,
     format_memory_table,
     format_op_table,
     table_notes,
@@ -216,6 +220,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--plot", metavar="PATH", help="write a PNG bar chart to PATH (needs matplotlib)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch column even if torch is installed")
     parser.add_argument("--step-only", action="store_true", help="run only the training-step section (two small nets)")
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="print only the scratch-memory section (peak scratch against the workspace limit; also part of a "
+        "full run without --cases or --quick)",
+    )
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats must be >= 1")
@@ -225,6 +235,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(str(exc))
     if args.plot and (problem := check_plot_available()):
         parser.error(problem)
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path and (problem := check_writable(path, option)):
+            parser.error(problem)
     if args.step_only:
         args.selected = []
     return args
@@ -232,6 +245,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.memory_only:
+        print("\n".join(format_scratch_table(measure_scratch(progress=progress))))
+        return 0
     settings = Settings(
         repeats=args.repeats or (3 if args.quick else 5),
         min_total_s=0.05 if args.quick else 0.3,
@@ -240,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     started = time.perf_counter()
     info = collect_system_info()  # before torch loads its own threading libraries
-    print("im2col_cnn benchmark report (python -m benchmarks)")
+    print("im2col_cnn benchmark report (python -m benchmarks" + (" --quick): QUICK RUN" if args.quick else ")"))
     for line in info.lines():
         print(line)
     torch = None
@@ -288,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.step_only and (args.cases is None or MEMORY_CASE in {c.name for c in args.selected}):
         memory, note = measure_memory(settings)
         print("\n".join(format_memory_table(memory, note)) + "\n")
+    if not args.step_only and args.cases is None and not args.quick:
+        print("\n".join(format_scratch_table(measure_scratch(progress=progress))) + "\n")
 
     step = None
     if args.step_only or args.cases is None:
@@ -310,6 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "system": info.as_dict(),
             "torch": torch_line,
             "quick": args.quick,
+            "quick_note": quick_note,
             "repeats": settings.repeats,
             "batch_cap": settings.batch_cap,
             "cases": {c.name: c.describe() for c in args.selected},
@@ -319,7 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_json(args.json, meta, rows, memory)
         print(f"Wrote {args.json}")
     if args.plot:
-        write_plot(args.plot, rows)
+        note = f"quick run: at most {QUICK_BATCH} images per case, not the figures to quote" if args.quick else None
+        write_plot(args.plot, rows, note)
         print(f"Wrote {args.plot}")
     return 0
 
