@@ -171,6 +171,12 @@ def thread_pools() -> list[str]:
     ]
 
 
+def engine_threads(engine: Engine) -> int | None:
+    """The engine's own thread count (``get_num_threads()``), or None for an engine without that setting."""
+    getter = getattr(engine.module, "get_num_threads", None)
+    return int(getter()) if callable(getter) else None
+
+
 def _load_text(load: list[float] | None) -> str:
     return "n/a" if load is None else ", ".join(f"{v:.2f}" for v in load)
 
@@ -180,7 +186,7 @@ def header(engine: Engine, torch_line: str, batch: int, load: list[float] | None
     return [
         f"== training step: batch {batch}, forward + backward of every layer, loss sum(out * g) ==",
         f"Engine: {engine.module.__file__}; first layer's input gradient skipped: {skip}",
-        torch_line,
+        f"Engine threads (get_num_threads): {engine_threads(engine) or 'n/a (no such setting)'}; {torch_line}",
         *thread_pools(),
         f"Load average (1, 5, 15 min) at the start: {_load_text(load)} on {os.cpu_count()} cores",
     ]
@@ -225,6 +231,7 @@ def run(
     meta = {
         "engine_file": engine.module.__file__,
         "need_dx": engine.need_dx,
+        "engine_threads": engine_threads(engine),
         "loadavg_start": load_start,
         "loadavg_end": load_end,
         "torch": torch_line,

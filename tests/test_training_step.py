@@ -131,6 +131,8 @@ def test_section_reports_every_op_and_returns_json_rows(capsys):
     result = ts.run(ENGINE, None, "PyTorch skipped", batch=2, repeats=2, min_total_s=0.0, nets=[NET_A])
     out = capsys.readouterr().out
     assert f"Engine: {im2col_cnn.__file__}" in out and "Per op, net A" in out and "Load average" in out
+    assert f"Engine threads (get_num_threads): {im2col_cnn.get_num_threads()};" in out
+    assert result["meta"]["engine_threads"] == im2col_cnn.get_num_threads()
     assert [(r["net"], r["dtype"]) for r in result["rows"]] == [("A", "float32"), ("A", "float64")]
     for row in result["rows"]:
         assert list(row["ops"]) == OPS_A
