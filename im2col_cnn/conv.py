@@ -16,6 +16,7 @@ from ._checks import (
     check_groups,
     check_ndim,
 )
+from .batch_chunks import batch_chunked
 from .conv_kernels import correlate, input_grad, weight_grad
 from .layout import from_nhwc, to_nhwc, weight_from_hwio, weight_to_hwio
 from .windows import WindowGeometry, make_geometry
@@ -97,6 +98,7 @@ def prepare_conv(
     return ConvCache(x, w, b_shape, geom, groups, data_format), bias
 
 
+@batch_chunked
 def conv2d_forward(
     x: np.ndarray,
     w: np.ndarray,
@@ -143,6 +145,7 @@ def conv2d_forward(
     return from_nhwc(out, cache.data_format), cache
 
 
+@batch_chunked
 def conv2d_backward(
     dout: np.ndarray, cache: ConvCache, *, workspace: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._checks import as_float_array, as_int, as_pair, check_data_format, check_dout, check_ndim
+from .batch_chunks import batch_chunked
 from .layout import from_nhwc, to_nhwc
 from .pool_kernels import argmax_indices, avg_divisor, pool_geometry, reduce_windows, scatter_avg, scatter_max
 from .windows import WindowGeometry
@@ -120,6 +121,7 @@ def _describe(cache: object) -> str:
     return type(cache).__name__
 
 
+@batch_chunked
 def max_pool2d_forward(
     x: np.ndarray,
     kernel_size: int | tuple[int, int],
@@ -159,6 +161,7 @@ def max_pool2d_forward(
     )
 
 
+@batch_chunked
 def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """Gradient of :func:`max_pool2d_forward`: each window's ``dout`` goes to its maximum.
 
@@ -177,6 +180,7 @@ def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     return pool_backward(dout, cache, "max")
 
 
+@batch_chunked
 def avg_pool2d_forward(
     x: np.ndarray,
     kernel_size: int | tuple[int, int],
@@ -226,6 +230,7 @@ def avg_pool2d_forward(
     )
 
 
+@batch_chunked
 def avg_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """Gradient of :func:`avg_pool2d_forward`: each window spreads ``dout / divisor`` over its positions.
 

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._checks import as_int, as_pair, check_bias, check_groups
+from .batch_chunks import batch_chunked
 from .conv import layer_arrays, nhwc_dout
 from .conv_kernels import correlate, input_grad, weight_grad
 from .layout import from_nhwc, weight_from_hwio
@@ -81,6 +82,7 @@ def _prepare(
     return ConvTransposeCache(x, w, b_shape, geom, groups, data_format), bias
 
 
+@batch_chunked
 def conv_transpose2d_forward(
     x: np.ndarray,
     w: np.ndarray,
@@ -127,6 +129,7 @@ def conv_transpose2d_forward(
     return from_nhwc(out, data_format), cache
 
 
+@batch_chunked
 def conv_transpose2d_backward(
     dout: np.ndarray, cache: ConvTransposeCache, *, workspace: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
