@@ -70,22 +70,24 @@ def batch_chunked(fn: F) -> F:
 
     @functools.wraps(fn)
     def layer(*args: Any, **kwargs: Any) -> Any:
-        if "dask.array" in sys.modules and _any_chunked(args, kwargs):
-            return chunked(name, fn, args, kwargs)
+        if "dask.array" in sys.modules:  # else no argument can be a Dask array, nor a ChunkedCache
+            for value in args:
+                if type(value) not in _PLAIN and _is_chunked(value):
+                    return chunked(name, fn, args, kwargs)
+            for value in kwargs.values():
+                if type(value) not in _PLAIN and _is_chunked(value):
+                    return chunked(name, fn, args, kwargs)
         return fn(*args, **kwargs)
 
     return layer  # type: ignore[return-value]
 
 
-def _any_chunked(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    kinds = (sys.modules["dask.array"].Array, ChunkedCache)
-    for value in args:
-        if isinstance(value, kinds):
-            return True
-    for value in kwargs.values():
-        if isinstance(value, kinds):
-            return True
-    return False
+_PLAIN = frozenset({np.ndarray, int, float, str, bool, tuple, list, type(None)})
+"""Types of arguments that are never a Dask array nor a ChunkedCache: skipped without an isinstance check."""
+
+
+def _is_chunked(value: object) -> bool:
+    return isinstance(value, (sys.modules["dask.array"].Array, ChunkedCache))
 
 
 class _Blocks:

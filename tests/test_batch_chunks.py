@@ -342,3 +342,25 @@ def test_importing_the_engine_does_not_import_dask():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).resolve().is_relative_to(ROOT)
+
+
+# --- The out-of-core benchmark's pipeline ---------------------------------------------------------------------
+
+
+def test_the_out_of_core_pipeline_on_the_cluster_equals_numpy_on_the_whole_batch(client):
+    from benchmarks import out_of_core
+
+    x = out_of_core.lazy_batch(40, chunk=16)  # blocks 16, 16, 8
+    expected = out_of_core.numpy_pipeline(x.compute(scheduler="sync"))
+    got = client.compute(out_of_core.pipeline(x)).result()
+    assert got.shape == (out_of_core.C_OUT,) and expected.mean() > 0
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_the_benchmark_command_line_takes_the_dask_options():
+    from benchmarks.__main__ import parse_args
+
+    assert parse_args(["--dask"]).dask and parse_args(["--dask-full"]).dask_full
+    assert parse_args(["--dask-images", "500"]).dask_images == 500
+    with pytest.raises(SystemExit):
+        parse_args(["--dask-images", "0"])
