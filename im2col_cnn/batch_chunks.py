@@ -1,7 +1,8 @@
 """Batches chunked along N: every layer function on a Dask array, one batch block at a time through the engine.
 
 The public layer functions carry the :func:`batch_chunked` decorator. Given NumPy input they run the NumPy
-engine unchanged (one ``sys.modules`` lookup decides; Dask is never imported here). Given a ``dask.array.Array``
+engine unchanged (a ``sys.modules`` lookup, and while Dask is loaded a type check per argument, decide; Dask
+is never imported here). Given a ``dask.array.Array``
 (``x``, ``w``, ``b`` or ``dout``), or a :class:`ChunkedCache`, they build a task graph and return Dask arrays
 at once, computing nothing:
 
@@ -13,10 +14,11 @@ at once, computing nothing:
   stacked on a new axis and summed with Dask's tree reduction (``split_every`` from ``dask.config``, default 4),
   so no task ever holds more than ``split_every`` partials and the batch is never gathered on one worker.
 - **Nothing is recomputed** when the forward and backward graphs are computed together (``dask.compute(loss,
-  dx, dw)``, ``client.compute([...])``): the backward tasks depend on the very forward tasks that produced
-  ``out``, so each block's forward runs once and its cache is freed when its backward has run. Computed in two
-  separate calls, the forward runs twice (Dask keeps no results between calls): ``persist`` the output *and*
-  the cache's blocks (``dask.persist(out, cache)``) or compute everything at once.
+  dx, dw)``, ``client.compute([...])``): the backward tasks read the very forward tasks that produced ``out``
+  (their NumPy caches: max pooling's window maxima included), so each block's forward runs once and its cache
+  is freed when its backward has run. Dask keeps no results between calls, so computed in two separate calls
+  the forward runs again in the second; ``out, cache = dask.persist(out, cache)`` (or ``client.persist``) keeps
+  the blocks' results in memory for a backward pass computed later.
 
 Chunking: ``x`` may have any chunks along the batch (axis 0), uneven ones included; every other axis is
 rechunked to one chunk, since a window needs whole rows and columns and the channels meet in one matrix
@@ -107,11 +109,13 @@ class _Blocks:
 
 
 class ChunkedCache(NamedTuple):
-    """The cache of a forward pass on a Dask array, for the matching backward function.
+    """The cache of a forward pass on a Dask array, for the matching backward function; a Dask collection.
 
     ``blocks`` holds one task per batch block whose result is that block's NumPy ``(out, cache)``; ``out`` is
     the lazy forward output (its chunks are the ones ``dout`` gets); ``probe`` is the NumPy cache of an empty
     batch, from which the backward pass learns its output shapes and dtypes without computing anything.
+    ``dask.persist(cache)`` keeps the blocks' results (in workers' memory on a cluster), so that a backward pass
+    computed later does not run the forward again; ``dask.compute(cache)`` gives the list of NumPy caches.
     """
 
     forward: str
@@ -127,6 +131,48 @@ class ChunkedCache(NamedTuple):
             raise AttributeError("indices exist for max pooling only")
         probe = self.probe.indices
         return _from_blocks(self.blocks, _block_indices, (), probe, f"{self.blocks.name}-indices", self.out.chunks)
+
+    def __dask_graph__(self) -> Any:
+        return self.blocks.graph
+
+    def __dask_keys__(self) -> list[tuple[str, int]]:
+        return self.blocks.__dask_keys__()
+
+    def __dask_layers__(self) -> tuple[str]:
+        return self.blocks.__dask_layers__()
+
+    def __dask_tokenize__(self) -> str:
+        return self.blocks.name
+
+    @property
+    def __dask_optimize__(self) -> Callable[..., Any]:
+        # Dask arrays' own: computed or persisted with arrays, the blocks are optimized in the same graph, so
+        # no fusion renames a block's task away from the arrays reading it (the forward would then run twice).
+        return type(self.out).__dask_optimize__
+
+    @property
+    def __dask_scheduler__(self) -> Callable[..., Any]:
+        return type(self.out).__dask_scheduler__
+
+    def __dask_postcompute__(self) -> tuple[Callable[[list[Any]], list[Any]], tuple[()]]:
+        return _numpy_caches, ()
+
+    def __dask_postpersist__(self) -> tuple[Callable[..., ChunkedCache], tuple[()]]:
+        return self._rebuild, ()
+
+    def _rebuild(self, graph: Any, *, rename: dict[str, str] | None = None) -> ChunkedCache:
+        """This cache on ``graph``, the persisted results of its blocks."""
+        from dask.highlevelgraph import HighLevelGraph
+
+        name = (rename or {}).get(self.blocks.name, self.blocks.name)
+        blocks = _Blocks(HighLevelGraph.from_collections(name, dict(graph)), name, self.blocks.nblocks)
+        out = _from_blocks(blocks, operator.getitem, (0,), self.out._meta, self.out.name, self.out.chunks)
+        return self._replace(blocks=blocks, out=out)
+
+
+def _numpy_caches(results: list[Any]) -> list[Any]:
+    """The NumPy caches from the blocks' ``(out, cache)`` results."""
+    return [result[1] for result in results]
 
 
 # --- Forward and backward graphs ------------------------------------------------------------------------------

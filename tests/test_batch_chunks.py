@@ -211,6 +211,29 @@ def test_graphs_compute_nothing_until_asked_and_each_block_runs_its_forward_once
     }
 
 
+def test_a_persisted_cache_serves_a_later_backward_without_running_the_forward_again(engine_calls):
+    x, args, kwargs = layer_inputs("max_pool2d", "NCHW", np.float64)
+    out, cache = ic.max_pool2d_forward(da.from_array(x, chunks=(3, -1, -1, -1)), *args, **kwargs)
+    caches = dask.compute(cache, scheduler="sync")[0]
+    assert [type(c) for c in caches] == [ic.PoolCache] * 3 and engine_calls == {"max_pool2d_forward": 3}
+    out, cache = dask.persist(out, cache, scheduler="sync")
+    assert engine_calls == {"max_pool2d_forward": 6}  # out and cache together: each block once
+    dout = np.random.default_rng(2).standard_normal(out.shape)
+    dx = ic.max_pool2d_backward(dout, cache).compute(scheduler="sync")
+    assert engine_calls == {"max_pool2d_forward": 6, "max_pool2d_backward": 3}
+    assert_close(dx, numpy_results("max_pool2d", x, args, kwargs, dout)[1], np.float64, rtol=0)
+
+
+def test_a_cache_persisted_on_the_cluster_serves_a_later_backward(client):
+    x, args, kwargs = layer_inputs("conv_transpose2d", "NHWC", np.float32)
+    out, cache = ic.conv_transpose2d_forward(da.from_array(x, chunks=(3, -1, -1, -1)), *args, **kwargs)
+    out, cache = client.persist([out, cache])
+    dout = np.random.default_rng(2).standard_normal(out.shape).astype(np.float32)
+    grads = client.gather(client.compute(list(ic.conv_transpose2d_backward(dout, cache))))
+    for got, want in zip(grads, numpy_results("conv_transpose2d", x, args, kwargs, dout)[1:], strict=True):
+        assert_close(got, want, np.float32, rtol=1e-5)
+
+
 def test_weight_and_bias_gradients_are_summed_by_a_tree_of_split_every_partials():
     x = da.ones((64, 4, 4, 2), chunks=(4, -1, -1, -1))  # 16 blocks
     out, cache = ic.conv2d_forward(x, np.ones((3, 3, 2, 3)), np.zeros(3), padding=1)
