@@ -127,7 +127,7 @@ def dropin_cases(draw, dtype=DTYPES) -> DropInCase:
     return DropInCase(x, wt, b, f, pad, stride, dz_conv, dz_pool, dt)
 
 
-# --- issue 4: general conv2d, conv_transpose2d and pooling ------------------------------------------------------
+# --- the general options: conv2d, conv_transpose2d and pooling ------------------------------------------------------
 #
 # These strategies also produce some invalid problems on purpose (an input one row too short for the dilated
 # kernel, 'same' with stride > 1, an output_padding too large, pooling padding over half the kernel, ...). For
@@ -138,7 +138,7 @@ LAYOUTS = st.sampled_from(["NHWC", "NCHW"])
 
 @dataclass
 class GeneralCase:
-    """One drawn issue-4 problem, arrays in the layout of ``data_format``.
+    """One drawn problem with the general options, arrays in the layout of ``data_format``.
 
     ``kwargs`` are the keyword arguments of the forward call (the positional ones are ``x``, ``w``, ``b`` for
     convolutions and ``x``, ``kernel_size`` for pooling). ``out_shape`` is the expected output shape in the

@@ -1,4 +1,5 @@
-"""Bad issue-4 arguments fail early with a ValueError/TypeError naming the argument and what was expected."""
+"""Bad arguments of the general options (dilation, groups, padding modes, NCHW, ceil_mode, transposed conv)
+fail early with a ValueError/TypeError naming the argument and what was expected."""
 
 from __future__ import annotations
 

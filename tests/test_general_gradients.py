@@ -1,4 +1,4 @@
-"""Central-difference gradient checks (float64) for the issue-4 options.
+"""Central-difference gradient checks (float64) for the general options (dilation, groups, padding modes, NCHW).
 
 Dilated, grouped and depthwise convolution, 'same' padding with an even kernel, NCHW, transposed convolution,
 average pooling with ceil_mode / count_include_pad / divisor_override, and dilated ceil-mode max pooling. The

@@ -1,4 +1,5 @@
-"""The issue-4 functions and options never modify their inputs (read-only arrays work) and return fresh arrays.
+"""The general options (dilation, groups, padding modes, NCHW, transposed convolution) never modify their
+inputs (read-only arrays work) and return fresh arrays.
 
 Every layer in both layouts and both dtypes: x, w, b and every dout are unchanged afterwards; no result aliases
 an input or is read-only; results keep the input dtype (max-pool indices are int64).
@@ -12,8 +13,8 @@ import pytest
 import im2col_cnn as ic
 
 
-def _issue4_calls(a, fmt):
-    """Forward and backward of every issue-4 function/option on the arrays in ``a`` (in layout ``fmt``)."""
+def _general_calls(a, fmt):
+    """Forward and backward of every general function/option on the arrays in ``a`` (in layout ``fmt``)."""
     for kw in (dict(dilation=2, padding="same"), dict(groups=2, stride=2, padding=((1, 0), (0, 2))), dict(groups=4)):
         w = a["w_dw"] if kw.get("groups") == 4 else a["w_g"] if "groups" in kw else a["w"]
         out, cache = ic.conv2d_forward(a["x"], w, a["b"], data_format=fmt, **kw)
@@ -62,7 +63,7 @@ def test_inputs_are_never_modified(dtype, fmt, read_only):
     if read_only:
         for v in a.values():
             v.setflags(write=False)
-    results = [r for group in _issue4_calls(a | {"dout": dout}, fmt) for r in group]
+    results = [r for group in _general_calls(a | {"dout": dout}, fmt) for r in group]
     assert len(results) == 3 * 4 + 2 * 4 + 3 + 2 * 2 and len(douts) == 8
     for k, v in a.items():
         np.testing.assert_array_equal(v, copies[k], err_msg=f"{k} was modified")

@@ -1,4 +1,5 @@
-"""Property tests for the issue-4 options: the engine against the plain-loop reference.
+"""Property tests for the general options (dilation, groups, padding modes, NCHW, transposed convolution):
+the engine against the plain-loop reference.
 
 Random combinations of every option of conv2d (stride, every padding form, dilation, groups incl. depthwise,
 NHWC/NCHW, bias), conv_transpose2d (stride, padding, output_padding, dilation, groups, layouts), max_pool2d

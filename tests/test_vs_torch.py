@@ -1,7 +1,8 @@
 """Optional oracle: the engine against PyTorch's torch.nn.functional on random float64 problems.
 
 Skipped when torch is not installed (it is not a project dependency). For each op, seeded random problems over
-every issue-4 option in both layouts: the forward output and every gradient (autograd with the same ``dout``),
+every general option (dilation, groups, padding modes, ceil_mode, transposed convolution) in both layouts: the
+forward output and every gradient (autograd with the same ``dout``),
 and max pooling's argmax (``cache.indices`` against ``return_indices=True``). Plus PyTorch's tie and NaN rules
 for the max-pool gradient, and its padding limit for dilated max pooling.
 """

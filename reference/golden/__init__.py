@@ -23,7 +23,7 @@ __all__ = [
 
 GOLDEN_DIR = Path(__file__).parent
 BASE_OPS = ("conv", "max_pool", "avg_pool", "im2col", "dropin_conv", "dropin_maxpool", "dropin_avepool")
-# Issue 4: dilation, groups, 'same'/'valid'/asymmetric padding, NCHW, ceil_mode, transposed convolution, ...
+# The general options: dilation, groups, 'same'/'valid'/asymmetric padding, NCHW, ceil_mode, transposed convolution, ...
 GENERAL_OPS = ("conv_general", "conv_transpose", "max_pool_general", "avg_pool_general")
 OPS = BASE_OPS + GENERAL_OPS
 # Stored as small arrays; load_case turns them into Python values (str, int, float, bool, (h, w) tuples,

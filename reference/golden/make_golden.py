@@ -73,7 +73,7 @@ DROPIN_POOL = [
     (2, 5, 5, 2, 3, 2, 1, "ties"),  # pad 2
 ]
 
-# Issue 4 options. General conv: (N, H, W, C_in, C_out, (kh, kw), stride, padding, dilation, groups, data_format,
+# The general options. General conv: (N, H, W, C_in, C_out, (kh, kw), stride, padding, dilation, groups, data_format,
 # bias); padding is stored as given (int pairs, ((top, bottom), (left, right)), 'same' or 'valid').
 CONV_GENERAL = [
     (2, 7, 7, 4, 6, (3, 3), (1, 1), (1, 1), (2, 2), 2, "NHWC", True),  # dilation + padding + groups
@@ -145,7 +145,7 @@ def _padding_value(padding: object) -> np.ndarray:
 
 
 def build_general_cases(dt: str, d_id: int) -> dict[str, dict[str, np.ndarray]]:
-    """The issue 4 cases of one dtype: conv_general, conv_transpose, max_pool_general, avg_pool_general."""
+    """The general-option cases of one dtype: conv_general, conv_transpose, max_pool_general, avg_pool_general."""
     cases: dict[str, dict[str, np.ndarray]] = {}
 
     def rng_for(op_id: int, nn: int) -> np.random.Generator:
