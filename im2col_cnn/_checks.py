@@ -7,11 +7,13 @@ Every public function funnels its arguments through here, so that bad input fail
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 __all__ = [
+    "MAX_INT",
     "as_float_array",
     "as_float_arrays",
     "as_int",
@@ -26,24 +28,46 @@ __all__ = [
 ]
 
 
-def as_float_array(value: object, name: str) -> np.ndarray:
-    """Return ``value`` as an ndarray of a floating dtype, without copying when it already is one.
+MAX_INT = 2**62
+"""Largest magnitude accepted for an int argument, so that sizes computed from a few of them stay within int64."""
 
-    float16/32/64 arrays are returned as they are (no copy); integer, bool and nested-list input becomes
-    float64. Complex, object, string and other non-numeric input raises ``TypeError``.
+# NumPy < 1.24 turns ragged nested lists into an object array with a VisibleDeprecationWarning; later versions
+# raise ValueError. The warning's class moved to numpy.exceptions in 1.25 and left the main namespace in 2.0.
+# warnings.catch_warnings is process-wide (not thread-safe), so it is used only where NumPy would warn.
+_RAGGED_WARNING = getattr(np, "exceptions", np).VisibleDeprecationWarning
+_RAGGED_WARNS = np.lib.NumpyVersion(np.__version__) < "1.24.0"
+
+_STRINGS = (str, bytes, bytearray, memoryview)  # sequences that are never an (h, w) pair
+
+
+def as_float_array(value: object, name: str) -> np.ndarray:
+    """Return ``value`` as an ndarray of a floating dtype in native byte order, copying only when it has to.
+
+    A float16/32/64 array in native byte order is returned as it is (no copy); one in the other byte order
+    becomes a native copy of the same dtype; integer, bool and nested-list input becomes float64. Complex,
+    object, string, ragged and other non-numeric input raises ``TypeError``.
     """
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
-        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__} ({exc})") from None
+    arr = value if type(value) is np.ndarray else _asarray(value, name)
     kind = arr.dtype.kind
     if kind == "f":
-        return arr
+        return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
     if kind in "biu":
         return arr.astype(np.float64)
     if kind == "c":
         raise TypeError(f"{name} must be real-valued, got complex dtype {arr.dtype}")
     raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+
+
+def _asarray(value: object, name: str) -> np.ndarray:
+    """``np.asarray(value)``; ragged nested lists are a ``TypeError`` (not a warning) on every NumPy version."""
+    try:
+        if not _RAGGED_WARNS:
+            return np.asarray(value)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", _RAGGED_WARNING)
+            return np.asarray(value)
+    except (ValueError, TypeError, _RAGGED_WARNING) as exc:  # ragged nested lists and the like
+        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__} ({exc})") from None
 
 
 def check_ndim(arr: np.ndarray, name: str, layout: str) -> None:
@@ -54,29 +78,46 @@ def check_ndim(arr: np.ndarray, name: str, layout: str) -> None:
 
 
 def as_int(value: object, name: str, minimum: int, what: str) -> int:
-    """``value`` as an int ``>= minimum``: ``TypeError`` unless an integer (bools excluded), else ``ValueError``."""
-    if type(value) is int and value >= minimum:  # the common case, without the ABC checks
+    """``value`` as a Python int in ``[minimum, MAX_INT]``.
+
+    ``TypeError`` unless an integer (Python or NumPy; bools and ``np.bool_`` excluded); ``ValueError`` when out
+    of range. ``what`` describes the expected value in the messages, e.g. ``"an int >= 1"``.
+    """
+    if type(value) is int and minimum <= value <= MAX_INT:  # the common case, without the ABC checks
         return value
+    return _checked_int(value, name, minimum, what, value)
+
+
+def _checked_int(value: object, name: str, minimum: int, what: str, shown: object) -> int:
+    """:func:`as_int` without its fast path; messages show ``shown`` (the whole argument ``value`` came from)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be {what}, got {value!r}")
+        raise TypeError(f"{name} must be {what}, got {shown!r}")
+    if value > MAX_INT:
+        raise ValueError(f"{name} must be {what}, at most 2**62, got {shown!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be {what}, got {value!r}")
+        at_least = "" if minimum >= 0 else ", at least -2**62" if minimum == -MAX_INT else f", at least {minimum}"
+        raise ValueError(f"{name} must be {what}{at_least}, got {shown!r}")
     return int(value)
 
 
-def as_pair(value: object, name: str, *, minimum: int) -> tuple[int, int]:
-    """Normalize an int or an ``(h, w)`` pair of ints, each ``>= minimum``, to a ``(h, w)`` tuple."""
-    if type(value) is int and value >= minimum:  # the common case, without the ABC checks
+def as_pair(value: object, name: str, *, minimum: int, what: str | None = None) -> tuple[int, int]:
+    """Normalize an int or an ``(h, w)`` pair of ints, each in ``[minimum, MAX_INT]``, to a ``(h, w)`` tuple.
+
+    ``what`` describes the expected value in the messages (default: ``"an int >= minimum or an (h, w) pair of
+    them"``).
+    """
+    if type(value) is int and minimum <= value <= MAX_INT:  # the common case, without the ABC checks
         return (value, value)
-    what = f"an int >= {minimum} or an (h, w) pair of them"
+    what = what or f"an int >= {minimum} or an (h, w) pair of them"
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]  # a 0-d array is its scalar
-    if isinstance(value, Sequence) and not isinstance(value, str) or isinstance(value, np.ndarray):
+    if isinstance(value, Sequence) and not isinstance(value, _STRINGS) or isinstance(value, np.ndarray):
         items = list(value)
-        if len(items) != 2:
+        if len(items) != 2 or isinstance(value, np.ndarray) and value.ndim != 1:
             raise ValueError(f"{name} must be {what}, got {value!r}")
-        return (as_int(items[0], name, minimum, what), as_int(items[1], name, minimum, what))
-    v = as_int(value, name, minimum, what)
+        h, w = (_checked_int(v, name, minimum, what, value) for v in items)
+        return (h, w)
+    v = _checked_int(value, name, minimum, what, value)
     return (v, v)
 
 
@@ -102,10 +143,10 @@ def as_padding4(value: object, name: str) -> tuple[int, int, int, int] | str:
     Accepts an int, an ``(h, w)`` pair, ``((top, bottom), (left, right))``, ``'valid'`` (no padding) and
     ``'same'`` (resolved by the caller, which knows the kernel).
     """
-    if type(value) is int and value >= 0:  # the common case
+    if type(value) is int and 0 <= value <= MAX_INT:  # the common case
         return (value, value, value, value)
     what = "an int >= 0, an (h, w) pair of them, ((top, bottom), (left, right)), 'valid' or 'same'"
-    if isinstance(value, np.ndarray) and value.ndim == 2:
+    if isinstance(value, np.ndarray) and value.shape == (2, 2):
         value = value.tolist()  # a (2, 2) array of ints is ((top, bottom), (left, right))
     if isinstance(value, str):
         if value == "valid":
@@ -113,17 +154,13 @@ def as_padding4(value: object, name: str) -> tuple[int, int, int, int] | str:
         if value == "same":
             return value
         raise ValueError(f"{name} must be {what}, got {value!r}")
-    if isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, Sequence) for v in value):
-        if not all(len(v) == 2 and not isinstance(v, str) for v in value):
+    nested = isinstance(value, Sequence) and not isinstance(value, _STRINGS) and len(value) == 2
+    if nested and all(isinstance(v, Sequence) for v in value):
+        if not all(len(v) == 2 and not isinstance(v, _STRINGS) for v in value):
             raise ValueError(f"{name} must be {what}, got {value!r}")
         (t, b), (left, r) = value
-        return tuple(as_int(v, name, 0, what) for v in (t, b, left, r))  # type: ignore[return-value]
-    try:
-        ph, pw = as_pair(value, name, minimum=0)
-    except TypeError:
-        raise TypeError(f"{name} must be {what}, got {value!r}") from None
-    except ValueError:
-        raise ValueError(f"{name} must be {what}, got {value!r}") from None
+        return tuple(_checked_int(v, name, 0, what, value) for v in (t, b, left, r))  # type: ignore[return-value]
+    ph, pw = as_pair(value, name, minimum=0, what=what)
     return (ph, ph, pw, pw)
 
 

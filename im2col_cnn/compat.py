@@ -45,12 +45,14 @@ class ConvLayerCache(NamedTuple):
 
 
 class PoolLayerCache(NamedTuple):
-    """The notebook's pool cache ``(X, f, stride)`` plus the ``pad`` it forgot; ``cache[0]`` is ``X``."""
+    """The notebook's pool cache ``(X, f, stride)`` plus the ``pad`` it forgot and the forward ``mode``
+    (``'maxpool'`` or ``'avepool'``; None in a hand-built cache); ``cache[0]`` is ``X``, kept by reference."""
 
     X: object
     f: object
     stride: object
     pad: object = 0
+    mode: str | None = None
 
 
 def padding(X: object, pad: int = 1, dims: int = 3, const: float = 0) -> np.ndarray:
@@ -72,7 +74,10 @@ def padding(X: object, pad: int = 1, dims: int = 3, const: float = 0) -> np.ndar
 
 
 def conv_slice(slice: object, W: object, b: object) -> np.floating:  # noqa: A002 - the notebook's name
-    """One window of a convolution: ``sum(slice * W) + b`` for a slice and weights of the same shape."""
+    """One window of a convolution: ``sum(slice * W) + b`` for a slice and weights of the same shape.
+
+    The result has the dtype of ``slice * W`` (float32 stays float32); ``b`` never widens it.
+    """
     a = as_float_array(slice, "slice")
     w = as_float_array(W, "W")
     if a.shape != w.shape:
@@ -80,7 +85,9 @@ def conv_slice(slice: object, W: object, b: object) -> np.floating:  # noqa: A00
     bias = as_float_array(b, "b")
     if bias.size != 1:
         raise ValueError(f"b must be a single value, got shape {bias.shape}")
-    return np.sum(a * w) + float(bias.reshape(()))
+    total = np.sum(a * w)
+    # b as a scalar of the result's dtype: NumPy 1.x would widen a float32 sum plus a Python float to float64
+    return total + total.dtype.type(bias.reshape(())[()])
 
 
 def forward(
@@ -97,24 +104,37 @@ def forward(
         Conv bias; ignored when pooling.
     pad, stride : int
         Zero padding on each side (pooling pads with zeros too) and step.
-    f : int
-        Pooling window size; ignored for conv, whose window is W's.
+    f : int or None
+        Pooling window size. For conv the window is W's: ``f`` may be None or W's size, anything else is a
+        ``ValueError``.
 
     Returns
     -------
     Z : ndarray, shape (m, Ho, Wo, C_out or C)
         ``Ho = (H + 2*pad - f) // stride + 1``.
-    cache : ConvLayerCache ``(X, W, b, pad, stride)`` or PoolLayerCache ``(X, f, stride, pad)``
+    cache : ConvLayerCache ``(X, W, b, pad, stride)`` or PoolLayerCache ``(X, f, stride, pad, mode)``
+        Both keep a reference to ``X`` (and ``W``, ``b``), not a copy: changing them in place before
+        :func:`backward` changes the gradients it returns.
     """
     kind = _FORWARD_MODES[check_choice(mode, "mode", list(_FORWARD_MODES))]
     pads = as_pair(pad, "pad", minimum=0)
     steps = as_pair(stride, "stride", minimum=1)
     if kind == "conv":
+        if f is not None:
+            _check_window(f, W)
         Z, _ = conv2d_forward(X, W, b, stride=steps, padding=pads)
         return Z, ConvLayerCache(X, W, b, pad, stride)
     window = as_pair(f, "f", minimum=1)
     Z, _ = _pool_forward(_zero_pad(X, pads), window, steps, 0, kind)
-    return Z, PoolLayerCache(X, f, stride, pad)
+    return Z, PoolLayerCache(X, f, stride, pad, mode)
+
+
+def _check_window(f: object, W: object) -> None:
+    """``ValueError`` unless the conv window ``f`` (an int or (fh, fw)) is W's (fh, fw, C, C_out) window."""
+    window = as_pair(f, "f", minimum=1)
+    w = as_float_array(W, "w")
+    if w.ndim == 4 and window != w.shape[:2]:
+        raise ValueError(f"f must be None or the window of W {w.shape[:2]} for mode='conv', got f={f!r}")
 
 
 def backward(dZ: object, cache: ConvLayerCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -131,18 +151,25 @@ def pool_backward(dA: object, cache: PoolLayerCache | tuple, mode: str = "max") 
     """Gradient of a pooling layer with respect to its input X, shape (m, H, W, C).
 
     ``mode='max'`` sends each window's gradient to every position tied at the window's maximum (padding
-    included, then cropped); ``mode='average'`` spreads it evenly over the ``f*f`` window.
+    included, then cropped); it needs a max-pool cache, so a cache made by ``forward(mode='avepool')`` is a
+    ``ValueError``. ``mode='average'`` spreads it evenly over the ``f*f`` window; it depends only on the window
+    geometry, so it takes any pool cache (the notebook's own test takes it from a max-pool cache).
     """
     kind = _BACKWARD_MODES[check_choice(mode, "mode", list(_BACKWARD_MODES))]
-    if not isinstance(cache, tuple) or len(cache) not in (3, 4):
+    if not isinstance(cache, tuple) or len(cache) not in (3, 4, 5):
         raise TypeError("cache must be the pool cache (X, f, stride[, pad]) returned by forward(mode='maxpool')")
-    X, f, stride, pad = PoolLayerCache(*cache)
+    X, f, stride, pad, made_by = PoolLayerCache(*cache)
+    if kind == "max" and made_by == "avepool":
+        raise ValueError(
+            "mode must be 'average' for a cache made by forward(mode='avepool'), got mode='max' "
+            "(a max-pool gradient needs a max-pool layer)"
+        )
     ph, pw = as_pair(pad, "pad", minimum=0)
     xp = _zero_pad(X, (ph, pw))
     _, pool_cache = _pool_forward(
         xp, as_pair(f, "f", minimum=1), as_pair(stride, "stride", minimum=1), 0, kind, ties="all"
     )
-    dxp = _pool_backward(dA, pool_cache, kind)  # (m, H + 2ph, W + 2pw, C)
+    dxp = _pool_backward(dA, pool_cache, kind)  # (m, H + 2ph, W + 2pw, C), a fresh array
     h, w = xp.shape[1] - 2 * ph, xp.shape[2] - 2 * pw
     return np.ascontiguousarray(dxp[:, ph : ph + h, pw : pw + w])
 

@@ -1,19 +1,23 @@
 """Max and average pooling, forward and backward (PyTorch ``max_pool2d``/``avg_pool2d`` semantics), NHWC or NCHW.
 
-Both reduce over the kernel offsets: a running maximum or sum of one strided slice of the input per offset,
-with the padding never read. The backward passes scatter back with the same per-offset slices.
+Both are separable reductions over the kernel offsets, tile by tile (:mod:`~im2col_cnn.pool_kernels`), with the
+padding never read. Max pooling records each window's winner (a small integer per output) in the forward pass;
+the backward pass reads only those, so nothing the forward pass returns is read again. Results are allocated in
+the caller's layout; NCHW input is read through an NHWC view, never copied.
 """
 
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import numpy as np
 
 from ._checks import as_float_array, as_int, as_pair, check_data_format, check_dout, check_ndim
 from .batch_chunks import batch_chunked
-from .layout import from_nhwc, to_nhwc
-from .pool_kernels import argmax_indices, avg_divisor, pool_geometry, reduce_windows, scatter_avg, scatter_max
+from .layout import to_nhwc
+from .pool_kernels import argmax_indices, avg_divisor, pool_geometry, pool_windows
+from .pool_scatter import scatter_windows
 from .windows import WindowGeometry
 
 __all__ = [
@@ -28,26 +32,39 @@ __all__ = [
 class PoolCache(NamedTuple):
     """What the pooling backward passes need.
 
-    ``kind`` is ``'max'`` or ``'avg'``; ``ties`` says where a max window's gradient goes when several
-    positions hold its maximum: ``'first'`` (the first in row-major window order, PyTorch) or ``'all'``.
-    ``divisor`` is average pooling's divisor, a number or an (Ho, Wo, 1) array.
+    ``x`` is the caller's input itself, kept by reference (no copy, as PyTorch's saved tensors are); the backward
+    passes never read its values, so changing ``x`` in place afterwards does not change the gradient. ``winners``
+    (max pooling) holds each window's winner, the kernel offset ``i*kw + j`` of its maximum, in a small unsigned
+    type: (N, Ho, Wo, C), an NHWC view of an array in the call's layout. ``kind`` is ``'max'`` or ``'avg'``;
+    ``ties`` says where a max window's gradient goes when several positions hold its maximum: ``'first'`` (the
+    first in row-major window order, PyTorch) or ``'all'`` (the drop-in API, which keeps a private copy of the
+    window maxima in ``peak`` and reads ``x``). ``divisor`` is average pooling's divisor, a number or an
+    (Ho, Wo, 1) array.
     """
 
-    x: np.ndarray  # (N, H, W, C), the compute dtype, NHWC
-    out: np.ndarray  # (N, Ho, Wo, C), the forward output, NHWC
+    x: np.ndarray  # (N, H, W, C) or (N, C, H, W): the caller's array
+    winners: np.ndarray | None  # (N, Ho, Wo, C) view, max pooling with ties='first'
     geom: WindowGeometry
     kind: str
     ties: str = "first"
     divisor: float | np.ndarray = 1.0
     data_format: str = "NHWC"
+    peak: np.ndarray | None = None  # (N, Ho, Wo, C), ties='all' only: a private copy of the window maxima
 
     @property
     def indices(self) -> np.ndarray:
-        """Max pooling's argmax, as PyTorch's ``return_indices`` gives it: int64, shaped like ``out`` (in the
+        """Max pooling's argmax, as PyTorch's ``return_indices`` gives it: int64, shaped like the output (in the
         call's layout), holding ``h * W + w`` of the input position each window's gradient goes to."""
-        if self.kind != "max":
+        if self.kind != "max" or self.winners is None:
             raise AttributeError("indices exist for max pooling only")
-        return from_nhwc(argmax_indices(self.x, self.out, self.geom), self.data_format)
+        nchw = self.data_format == "NCHW"
+        return _caller_layout(argmax_indices(self.winners, self.geom, nchw), nchw)
+
+
+def _caller_layout(arr: np.ndarray, nchw: bool) -> np.ndarray:
+    """An NHWC view made by :func:`~im2col_cnn.pool_tiles.empty_nhwc` -> the C-contiguous array in the caller's
+    layout: (N, H, W, C) -> (N, C, H, W) when ``nchw`` (undoing the view), else itself."""
+    return arr.transpose(0, 3, 1, 2) if nchw else arr
 
 
 def pool_forward(
@@ -59,8 +76,8 @@ def pool_forward(
     *,
     ties: str = "first",
     dilation: object = 1,
-    ceil_mode: bool = False,
-    count_include_pad: bool = True,
+    ceil_mode: object = False,
+    count_include_pad: object = True,
     divisor_override: object = None,
     data_format: object = "NHWC",
 ) -> tuple[np.ndarray, PoolCache]:
@@ -70,17 +87,20 @@ def pool_forward(
     divisor unless ``count_include_pad`` is false. Padding is at most half the kernel on each axis (PyTorch).
     """
     data_format = check_data_format(data_format)
-    x = as_float_array(x, "x")
-    check_ndim(x, "x", "(N, C, H, W)" if data_format == "NCHW" else "(N, H, W, C)")
-    x = np.ascontiguousarray(to_nhwc(x, data_format))
+    nchw = data_format == "NCHW"
+    arr = as_float_array(x, "x")
+    check_ndim(arr, "x", "(N, C, H, W)" if nchw else "(N, H, W, C)")
+    if 0 in arr.shape[1:]:
+        raise ValueError(f"x must not be empty except in the batch dimension, got shape {arr.shape}")
+    x4 = to_nhwc(arr, data_format)  # (N, C, H, W) -> (N, H, W, C) view
     kernel = as_pair(kernel_size, "kernel_size", minimum=1)
     steps = kernel if stride is None else as_pair(stride, "stride", minimum=1)
     pads = as_pair(padding, "padding", minimum=0)
     if pads[0] > kernel[0] // 2 or pads[1] > kernel[1] // 2:
         raise ValueError(f"padding must be at most half of kernel_size {kernel} on each axis, got {pads}")
-    geom = pool_geometry(x.shape, kernel, steps, pads, as_pair(dilation, "dilation", minimum=1), _flag(ceil_mode))
-    out = reduce_windows(x, geom, kind)
-    divisor = 1.0
+    dilations = as_pair(dilation, "dilation", minimum=1)
+    geom = pool_geometry(x4.shape, kernel, steps, pads, dilations, _flag(ceil_mode, "ceil_mode"))
+    divisor: float | np.ndarray = 1.0
     if kind == "avg":
         if divisor_override is not None:
             divisor_override = as_int(divisor_override, "divisor_override", -(2**62), "a nonzero int or None")
@@ -88,9 +108,12 @@ def pool_forward(
                 raise ValueError("divisor_override must be a nonzero int or None, got 0")
         divisor = avg_divisor(geom, pads, _flag(count_include_pad, "count_include_pad"), divisor_override)
         if isinstance(divisor, np.ndarray):
-            divisor = divisor.astype(x.dtype)  # dtype never widens: float32 stays float32
-        out /= divisor
-    return from_nhwc(out, data_format), PoolCache(x, out, geom, kind, ties, divisor, data_format)
+            divisor = divisor.astype(x4.dtype.newbyteorder("="))  # dtype never widens: float32 stays float32
+    first = kind == "max" and ties == "first"
+    out, winners = pool_windows(x4, geom, kind, winners=first, divisor=divisor, nchw=nchw)
+    peak = out.copy() if kind == "max" and not first else None  # private: the caller may change out
+    cache = PoolCache(arr, winners, geom, kind, ties, divisor, data_format, peak)
+    return _caller_layout(out, nchw), cache
 
 
 def pool_backward(dout: object, cache: PoolCache, kind: str) -> np.ndarray:
@@ -98,21 +121,37 @@ def pool_backward(dout: object, cache: PoolCache, kind: str) -> np.ndarray:
     if not isinstance(cache, PoolCache) or cache.kind != kind:
         forward = "max_pool2d_forward" if kind == "max" else "avg_pool2d_forward"
         raise TypeError(f"cache must be the PoolCache returned by {forward}, got {_describe(cache)}")
-    x, out, geom, _, ties, divisor, data_format = cache
-    n, ho, wo, c = out.shape
-    shape = (n, c, ho, wo) if data_format == "NCHW" else out.shape
-    d4 = np.ascontiguousarray(to_nhwc(check_dout(dout, shape, x.dtype), data_format))
-    if kind == "avg":
-        dx = scatter_avg(d4 / divisor, geom, x.shape)
-    else:
-        dx = scatter_max(d4, x, out, geom, first_only=ties == "first")
-    return from_nhwc(dx, data_format)
+    nchw = cache.data_format == "NCHW"
+    x4 = to_nhwc(cache.x, cache.data_format)  # (N, C, H, W) -> (N, H, W, C) view
+    n, _, _, c = x4.shape
+    geom = cache.geom
+    shape = (n, c, geom.out_h, geom.out_w) if nchw else (n, geom.out_h, geom.out_w, c)
+    d = as_float_array(dout, "dout")
+    d4 = to_nhwc(check_dout(d, shape, d.dtype), cache.data_format)  # cast to x's dtype a tile at a time
+    dx = scatter_windows(
+        d4,
+        x4.shape,
+        geom,
+        kind,
+        winners=cache.winners,
+        x=x4,
+        peak=cache.peak,
+        divisor=cache.divisor,
+        dtype=x4.dtype.newbyteorder("="),
+        nchw=nchw,
+    )
+    return _caller_layout(dx, nchw)
 
 
-def _flag(value: object, name: str = "ceil_mode") -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
+def _flag(value: object, name: str) -> bool:
+    """A bool argument: bools, ``np.bool_`` and the bool-like ints 0 and 1."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        if value in (0, 1):
+            return bool(value)
+        raise ValueError(f"{name} must be a bool (or 0 or 1), got {value!r}")
+    raise TypeError(f"{name} must be a bool (or 0 or 1), got {value!r}")
 
 
 def _describe(cache: object) -> str:
@@ -154,7 +193,9 @@ def max_pool2d_forward(
     out : ndarray, shape (N, Ho, Wo, C) (or (N, C, Ho, Wo))
         ``Ho = floor((H + 2*ph - dh*(kh - 1) - 1) / sh) + 1`` (``ceil`` with ``ceil_mode``); float dtype of ``x``.
     cache : PoolCache
-        For :func:`max_pool2d_backward`; ``cache.indices`` is the argmax as PyTorch's ``return_indices``.
+        For :func:`max_pool2d_backward`; ``cache.indices`` is the argmax as PyTorch's ``return_indices``. It keeps
+        a reference to ``x`` (no copy, as PyTorch's saved tensors) and each window's winner, one byte per output
+        for kernels of up to 255 offsets; it shares no memory with ``out``, which the caller may change freely.
     """
     return pool_forward(
         x, kernel_size, stride, padding, "max", dilation=dilation, ceil_mode=ceil_mode, data_format=data_format
@@ -215,7 +256,7 @@ def avg_pool2d_forward(
     -------
     out : ndarray, shape (N, Ho, Wo, C) (or (N, C, Ho, Wo))
     cache : PoolCache
-        For :func:`avg_pool2d_backward`.
+        For :func:`avg_pool2d_backward`; it keeps a reference to ``x`` (no copy) and shares no memory with ``out``.
     """
     return pool_forward(
         x,

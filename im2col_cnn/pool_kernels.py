@@ -1,22 +1,20 @@
-"""Pooling kernels on NHWC arrays: geometry, reductions over kernel offsets, and their scatters.
+"""Pooling forward kernels: geometry, the separable window maximum (with each window's winner) and sum.
 
-Every loop here runs over the kernel offsets (kh*kw of them) and over blocks of whole images sized to stay in
-cache (:func:`~im2col_cnn.workspace.image_blocks`); each step is one strided slice of the input per offset,
-clipped to the windows that read inside it, so padding is never materialised.
+Arrays are (N, H, W, C) views whatever their memory layout (NHWC, or NCHW seen through a transposed view: NumPy's
+ufuncs then run in memory order). Work goes tile by tile (:mod:`~im2col_cnn.pool_tiles`); within a tile the loops
+run over the kernel rows, then over the kernel columns: one strided slice per tap, the padding never read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import math
 
 import numpy as np
 
+from .pool_tiles import AxisMap, Tile, empty_nhwc, output_tiles
 from .windows import WindowGeometry
-from .workspace import image_blocks
 
-__all__ = ["pool_geometry", "avg_divisor", "reduce_windows", "scatter_avg", "scatter_max", "argmax_indices"]
-
-Offset = tuple[int, int, tuple[slice, slice], tuple[slice, slice]]
+__all__ = ["pool_geometry", "avg_divisor", "axis_maps", "code_dtype", "Scratch", "pool_windows", "argmax_indices"]
 
 
 def _out_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
@@ -88,100 +86,186 @@ def avg_divisor(
     return np.multiply.outer(rows, cols)[:, :, None].astype(np.float64)  # (Ho, Wo, 1)
 
 
-def reduce_windows(x: np.ndarray, geom: WindowGeometry, kind: str) -> np.ndarray:
-    """Window maximum (``kind='max'``; the padding never wins) or window sum (``'avg'``) of x -> (N, Ho, Wo, C)."""
-    n, _, _, c = x.shape
-    out = np.empty((n, geom.out_h, geom.out_w, c), dtype=x.dtype)
-    offsets = list(geom.offset_slices())
-    # Start from an offset that every window reads inside the input (a copy, not a reduction), if one exists.
-    full = [o for o in offsets if o[2] == (slice(0, geom.out_h), slice(0, geom.out_w))][:1]
-    rest = [o for o in offsets if o not in full]
-    reduce = np.maximum if kind == "max" else np.add
-    for images in image_blocks(x):  # blocks small enough for out to stay in cache across offsets
-        xb, ob = x[images], out[images]
-        if full:
-            np.copyto(ob, xb[:, full[0][3][0], full[0][3][1]])
-        else:
-            ob.fill(-np.inf if kind == "max" else 0)
-        for _, _, (orow, ocol), (irow, icol) in rest:
-            o = ob[:, orow, ocol]
-            reduce(o, xb[:, irow, icol], out=o)
-    return out
+def axis_maps(geom: WindowGeometry) -> tuple[AxisMap, AxisMap]:
+    """The row and the column :class:`~im2col_cnn.pool_tiles.AxisMap` of a pooling geometry."""
+    rows = AxisMap(geom.in_h, geom.kh, geom.sh, geom.dh, geom.pad_top, geom.out_h)
+    cols = AxisMap(geom.in_w, geom.kw, geom.sw, geom.dw, geom.pad_left, geom.out_w)
+    return rows, cols
 
 
-def _disjoint(geom: WindowGeometry) -> bool:
-    """Whether windows never overlap, so that scatters may assign instead of add."""
-    return geom.sh >= (geom.kh - 1) * geom.dh + 1 and geom.sw >= (geom.kw - 1) * geom.dw + 1
+def code_dtype(geom: WindowGeometry) -> np.dtype:
+    """The unsigned type of a window's winner, its kernel offset ``i*kw + j``; its largest value is a sentinel.
 
-
-def _add_into(dst: np.ndarray, src: np.ndarray) -> None:
-    np.add(dst, src, out=dst)
-
-
-def scatter_avg(g: np.ndarray, geom: WindowGeometry, x_shape: tuple[int, ...]) -> np.ndarray:
-    """Spread each window's ``g`` (N, Ho, Wo, C) -- dout already divided -- over its positions -> dx ``x_shape``."""
-    dx = np.zeros(x_shape, dtype=g.dtype)
-    put = np.copyto if _disjoint(geom) else _add_into
-    offsets = list(geom.offset_slices())
-    for images in image_blocks(dx):
-        gb, dxb = g[images], dx[images]
-        for _, _, (orow, ocol), (irow, icol) in offsets:
-            put(dxb[:, irow, icol], gb[:, orow, ocol])
-    return dx
-
-
-def _winners(xb: np.ndarray, ob: np.ndarray, offsets: list[Offset], first_only: bool) -> Iterator[np.ndarray]:
-    """For each offset in row-major order, the mask of windows (n, Ho', Wo', C) whose maximum it holds.
-
-    With ``first_only`` only the first maximum of a window wins (PyTorch), else every position tied at it.
-    A window holding NaN outputs NaN and its last NaN wins (PyTorch's scan updates on ``v > max or isnan(v)``).
+    uint8 up to 255 offsets (3x3 and 15x15 kernels alike), wider beyond.
     """
-    taken = np.zeros(ob.shape, dtype=bool) if first_only else None
-    last_nan = None
-    if np.isnan(ob).any():  # rare: find each NaN window's last NaN offset first
-        last_nan = np.full(ob.shape, -1, dtype=np.intp)
-        for k, (_, _, (orow, ocol), (irow, icol)) in enumerate(offsets):
-            np.copyto(last_nan[:, orow, ocol], k, where=np.isnan(xb[:, irow, icol]))
-    for k, (_, _, (orow, ocol), (irow, icol)) in enumerate(offsets):
-        hit = np.equal(xb[:, irow, icol], ob[:, orow, ocol])
-        if last_nan is not None:
-            hit |= last_nan[:, orow, ocol] == k
-        if taken is not None:
-            t = taken[:, orow, ocol]
-            hit &= ~t
-            t |= hit
-        yield hit
+    return np.min_scalar_type(geom.kh * geom.kw)
 
 
-def scatter_max(
-    dout: np.ndarray, x: np.ndarray, out: np.ndarray, geom: WindowGeometry, first_only: bool = True
-) -> np.ndarray:
-    """Send each window's ``dout`` (N, Ho, Wo, C) to its maximum in ``x`` (N, H, W, C) -> dx (see :func:`_winners`)."""
-    dx = np.zeros(x.shape, dtype=x.dtype)
-    put: Callable[[np.ndarray, np.ndarray], None] = np.copyto if _disjoint(geom) else _add_into
-    offsets = list(geom.offset_slices())
-    for images in image_blocks(x):
-        xb, ob, gb, dxb = x[images], out[images], dout[images], dx[images]
-        # g * mask is exact and fast when g is finite; inf * 0 would be NaN, so otherwise select with np.where.
-        finite = bool(np.isfinite(gb).all())
-        for hit, (_, _, (orow, ocol), (irow, icol)) in zip(_winners(xb, ob, offsets, first_only), offsets, strict=True):
-            g = gb[:, orow, ocol]
-            put(dxb[:, irow, icol], g * hit if finite else np.where(hit, g, 0))
-    return dx
+class Scratch:
+    """One worker's scratch buffers, reused from tile to tile, viewed as (N, H, W, C) in the call's memory layout."""
+
+    def __init__(self, nchw: bool) -> None:
+        self.nchw = nchw
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, int, int, int], dtype: np.dtype) -> np.ndarray:
+        size = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = self._buffers[name] = np.empty(size, dtype=dtype)
+        return empty_nhwc(shape, dtype, self.nchw, buffer=buf)
 
 
-def argmax_indices(x: np.ndarray, out: np.ndarray, geom: WindowGeometry) -> np.ndarray:
-    """PyTorch's ``return_indices``: for each window (N, Ho, Wo, C), ``h * W + w`` of the input position that wins."""
-    offsets = list(geom.offset_slices())
-    winner = np.full(out.shape, -1, dtype=np.intp)  # index into offsets
-    for images in image_blocks(x):
-        wb = winner[images]
-        hits = _winners(x[images], out[images], offsets, True)
-        for k, (hit, (_, _, (orow, ocol), _)) in enumerate(zip(hits, offsets, strict=True)):
-            np.copyto(wb[:, orow, ocol], k, where=hit)
-    # Offset k of the window at (ho, wo) reads input row ho*sh + i*dh - top and column wo*sw + j*dw - left.
-    i = np.array([o[0] for o in offsets] + [0])[winner]  # winner -1 (a window with no input) reads entry -1
-    j = np.array([o[1] for o in offsets] + [0])[winner]
-    rows = np.arange(geom.out_h)[:, None, None] * geom.sh + i * geom.dh - geom.pad_top
-    cols = np.arange(geom.out_w)[:, None] * geom.sw + j * geom.dw - geom.pad_left
-    return np.where(winner >= 0, rows * geom.in_w + cols, -1).astype(np.int64)
+def pool_windows(
+    x: np.ndarray, geom: WindowGeometry, kind: str, *, winners: bool, divisor: float | np.ndarray, nchw: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Max pooling (``kind='max'``: the padding never wins) or average pooling (``'avg'``) of ``x`` (N, H, W, C).
+
+    Returns ``out`` (N, Ho, Wo, C) -- window sums divided by ``divisor`` (a number or an (Ho, Wo, 1) array) for
+    ``'avg'`` -- and, when ``winners``, each max window's winner (N, Ho, Wo, C) of :func:`code_dtype`: the kernel
+    offset ``i*kw + j`` of its first maximum in row-major window order, or of its last NaN (PyTorch's rules).
+    Both are allocated in the memory layout the caller uses (NCHW when ``nchw``) and returned as NHWC views.
+    """
+    n, _, _, c = x.shape
+    dtype = x.dtype.newbyteorder("=")
+    shape = (n, geom.out_h, geom.out_w, c)
+    out = empty_nhwc(shape, dtype, nchw)
+    win = empty_nhwc(shape, code_dtype(geom), nchw) if winners else None
+    rows, cols = axis_maps(geom)
+    scratch = Scratch(nchw)
+    for tile in output_tiles(x.shape, rows, cols, dtype.itemsize):
+        _forward_tile(x, out, win, tile, rows, cols, kind, divisor, scratch)
+    return out, win
+
+
+def _forward_tile(
+    x: np.ndarray,
+    out: np.ndarray,
+    win: np.ndarray | None,
+    tile: Tile,
+    rows: AxisMap,
+    cols: AxisMap,
+    kind: str,
+    divisor: float | np.ndarray,
+    scratch: Scratch,
+) -> None:
+    """One output tile: reduce over the kernel rows into (n, ho, w, c) scratch, then over the kernel columns."""
+    xt, ot = x[tile.inp()], out[tile.out()]
+    orows, ocols = tile.rows[0], tile.cols[0]
+    row_taps = rows.taps(orows.start, orows.stop, tile.rows[1].start, tile.rows[1].stop)
+    col_taps = cols.taps(ocols.start, ocols.stop, tile.cols[1].start, tile.cols[1].stop)
+    nb, _, w_in, cb = xt.shape
+    r = scratch.get("rows", (nb, ot.shape[1], w_in, cb), ot.dtype)
+    if kind == "avg":
+        _reduce(xt, r, row_taps, 1, np.add, 0.0)
+        _reduce(r, ot, col_taps, 2, np.add, 0.0)
+        np.divide(ot, divisor if np.ndim(divisor) == 0 else divisor[orows, ocols], out=ot)
+        return
+    if win is None:
+        _reduce(xt, r, row_taps, 1, np.maximum, -np.inf)
+        _reduce(r, ot, col_taps, 2, np.maximum, -np.inf)
+        return
+    row_win = scratch.get("row_winners", r.shape, win.dtype)
+    _row_max(xt, r, row_win, row_taps, rows.first_taps(orows.start, orows.stop) * cols.k, cols.k, scratch)
+    _reduce(r, ot, col_taps, 2, np.maximum, -np.inf)
+    wt = win[tile.out()]
+    _column_winners(r, row_win, ot, wt, col_taps, scratch)
+    if wt.size and wt.max() == np.iinfo(wt.dtype).max:  # only a window holding NaN finds no winner
+        _nan_winners(xt, wt, row_taps, col_taps, cols.k)
+
+
+def _at(axis: int, index: slice) -> tuple[slice, ...]:
+    return (slice(None),) * axis + (index,)
+
+
+def _reduce(src: np.ndarray, dst: np.ndarray, taps: list, axis: int, op: np.ufunc, fill: float) -> None:
+    """``dst`` = ``op`` over the taps of ``src`` along ``axis`` (1: rows, 2: columns), in tap order."""
+    first = True
+    for tap in taps:
+        if tap is None:
+            continue
+        d, s = dst[_at(axis, tap[0])], src[_at(axis, tap[1])]
+        if first:
+            if d.shape[axis] != dst.shape[axis]:
+                dst.fill(fill)  # outputs the first tap does not reach
+            np.copyto(d, s)
+            first = False
+        else:
+            op(d, s, out=d)
+
+
+def _row_max(
+    xt: np.ndarray, r: np.ndarray, row_win: np.ndarray, taps: list, first_codes: np.ndarray, kw: int, scratch: Scratch
+) -> None:
+    """``r`` = the maximum over the kernel rows of ``xt``; ``row_win`` = ``kw`` times the first kernel row holding it.
+
+    Taps go in order and a later row wins only when strictly greater, so ties keep the first row; ``row_win`` only
+    grows, so it is updated as ``max(row_win, better * code)``. A column of -inf keeps its first row in the input.
+    """
+    valid = [(t, tap) for t, tap in enumerate(taps) if tap is not None]
+    t0, (o, i) = valid[0]
+    if o.stop - o.start == r.shape[1]:
+        np.copyto(r, xt[:, i])
+        row_win.fill(t0 * kw)
+    else:
+        r.fill(-np.inf)
+        np.copyto(r[:, o], xt[:, i])
+        np.copyto(row_win, first_codes.astype(row_win.dtype)[None, :, None, None])  # (ho,) -> (1, ho, 1, 1)
+    better = scratch.get("better", r.shape, np.dtype(bool))
+    codes = scratch.get("codes", r.shape, row_win.dtype)
+    for t, (o, i) in valid[1:]:
+        v, rs, bs, cs, ws = xt[:, i], r[:, o], better[:, o], codes[:, o], row_win[:, o]
+        np.greater(v, rs, out=bs)
+        np.maximum(rs, v, out=rs)
+        np.multiply(_as_code(bs, cs), t * kw, out=cs)
+        np.maximum(ws, cs, out=ws)
+
+
+def _as_code(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """A bool mask as 0/1 of ``like``'s unsigned dtype: a free view for uint8, else a cast into ``like``."""
+    if like.dtype == np.uint8:
+        return mask.view(np.uint8)
+    np.copyto(like, mask)
+    return like
+
+
+def _column_winners(
+    r: np.ndarray, row_win: np.ndarray, ot: np.ndarray, wt: np.ndarray, taps: list, scratch: Scratch
+) -> None:
+    """``wt`` = each window's first maximum in row-major order: the least ``row_win + j`` over the kernel columns
+    ``j`` whose row maximum equals the window's maximum ``ot`` (the first row, then the first column)."""
+    wt.fill(np.iinfo(wt.dtype).max)
+    equal = scratch.get("equal", ot.shape, np.dtype(bool))
+    mask = scratch.get("mask", ot.shape, wt.dtype)
+    cand = scratch.get("candidates", ot.shape, wt.dtype)
+    for j, tap in enumerate(taps):
+        if tap is None:
+            continue
+        o, i = tap
+        es, ms, cs, ws = equal[:, :, o], mask[:, :, o], cand[:, :, o], wt[:, :, o]
+        np.equal(r[:, :, i], ot[:, :, o], out=es)
+        np.subtract(_as_code(es, ms), 1, out=ms)  # 0 where tied with the maximum, all ones elsewhere
+        np.add(row_win[:, :, i], j, out=cs)
+        np.bitwise_or(cs, ms, out=cs)
+        np.minimum(ws, cs, out=ws)
+
+
+def _nan_winners(xt: np.ndarray, wt: np.ndarray, row_taps: list, col_taps: list, kw: int) -> None:
+    """Rare: windows holding NaN (they found no winner) send their gradient to their last NaN, as PyTorch does."""
+    for i, rt in enumerate(row_taps):
+        for j, ct in enumerate(col_taps):
+            if rt is not None and ct is not None:
+                np.copyto(wt[:, rt[0], ct[0]], i * kw + j, where=np.isnan(xt[:, rt[1], ct[1]]))
+
+
+def argmax_indices(win: np.ndarray, geom: WindowGeometry, nchw: bool) -> np.ndarray:
+    """PyTorch's ``return_indices``: ``h * W + w`` of each window's winner (N, Ho, Wo, C), int64, as an NHWC view."""
+    idx = empty_nhwc(win.shape, np.dtype(np.int64), nchw)
+    np.floor_divide(win, geom.kw, out=idx)  # kernel row i
+    # Winner i*kw + j reads input row ho*sh - top + i*dh and column wo*sw - left + j*dw.
+    np.multiply(idx, geom.dh * geom.in_w - geom.kw * geom.dw, out=idx)
+    idx += win.astype(np.int64) * geom.dw
+    ho = np.arange(geom.out_h)[:, None] * geom.sh - geom.pad_top
+    wo = np.arange(geom.out_w) * geom.sw - geom.pad_left
+    idx += (ho * geom.in_w + wo)[:, :, None]  # (Ho, Wo) -> (Ho, Wo, 1)
+    return idx

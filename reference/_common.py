@@ -45,6 +45,22 @@ def as_float(value: ArrayLike) -> np.ndarray:
     raise TypeError(f"expected a real numeric array, got dtype {arr.dtype}")
 
 
+def check_dout(
+    dout: ArrayLike, nhwc_shape: tuple[int, int, int, int], dtype: np.dtype, data_format: str, name: str = "dout"
+) -> np.ndarray:
+    """``dout`` as an (N, Ho, Wo, C) array of ``dtype``, after checking it has the forward output's shape.
+
+    ``nhwc_shape`` is the forward output's (N, Ho, Wo, C); the check is on the shape in ``data_format``'s layout
+    ((N, C, Ho, Wo) for NCHW), with the engine's message: a ValueError naming ``name`` and the expected shape.
+    """
+    arr = as_float(dout)
+    n, h, w, c = nhwc_shape
+    shape = (n, c, h, w) if data_format == "NCHW" else (n, h, w, c)
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have the forward output's shape {shape}, got {arr.shape}")
+    return to_nhwc(arr.astype(dtype, copy=False), data_format)
+
+
 def out_size(size: int, kernel: int, stride: int, pad: int) -> int:
     """Number of windows along one axis: ``(size + 2*pad - kernel) // stride + 1``."""
     if kernel > size + 2 * pad:

@@ -20,6 +20,7 @@ from ._common import (
     as_float,
     as_pads,
     check_data_format,
+    check_dout,
     checked_pair,
     conv_out_size,
     conv_pads,
@@ -134,7 +135,7 @@ def conv2d_backward(
 
     Parameters
     ----------
-    dout : (N, Ho, Wo, C_out) (NCHW: (N, C_out, Ho, Wo))
+    dout : (N, Ho, Wo, C_out) (NCHW: (N, C_out, Ho, Wo)): the forward output's shape, else a ValueError naming dout
     cache : ConvCache from conv2d_forward
     workspace : ignored (accepted for call compatibility with the engine)
 
@@ -145,9 +146,11 @@ def conv2d_backward(
     x, w, b, (sh, sw), padding, (dh, dw), groups, data_format = cache
     pads = as_pads(padding)
     dtype = x.dtype
-    dout = to_nhwc(as_float(dout).astype(dtype, copy=False), data_format)
-    n_batch, h_out, w_out, c_out = dout.shape
-    kh, kw, c_group, _ = w.shape
+    kh, kw, c_group, c_out = w.shape
+    h_out = conv_out_size(x.shape[1], kh, sh, pads[0], dh)
+    w_out = conv_out_size(x.shape[2], kw, sw, pads[1], dw)
+    dout = check_dout(dout, (x.shape[0], h_out, w_out, c_out), dtype, data_format)
+    n_batch = x.shape[0]
     out_group = c_out // groups
     ext_h, ext_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
 

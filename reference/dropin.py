@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._common import as_float, out_size
+from ._common import as_float, check_dout, out_size
 
 __all__ = ["backward", "conv_slice", "distribute_value", "forward", "max_mask", "padding", "pool_backward"]
 
@@ -111,7 +111,7 @@ def backward(dZ: ArrayLike, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.nd
 
     Parameters
     ----------
-    dZ : (m, Zh, Zw, Zc)
+    dZ : (m, Zh, Zw, Zc): the forward output's shape, else a ValueError naming dZ
     cache : (X, W, b, pad, stride) from forward(..., mode='conv')
 
     Returns
@@ -123,10 +123,10 @@ def backward(dZ: ArrayLike, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.nd
     W = as_float(W)
     dtype = np.result_type(X, W)
     X, W = X.astype(dtype, copy=False), W.astype(dtype, copy=False)
-    dZ = as_float(dZ).astype(dtype, copy=False)
     m, Xh, Xw, Xc = X.shape
     fh, fw, _, Zc = W.shape
-    _, Zh, Zw, _ = dZ.shape
+    Zh, Zw = out_size(Xh, fh, stride, pad), out_size(Xw, fw, stride, pad)
+    dZ = check_dout(dZ, (m, Zh, Zw, Zc), dtype, "NHWC", name="dZ")
 
     dW = np.zeros(W.shape, dtype=dtype)
     db = np.zeros((1, 1, 1, Zc), dtype=dtype)
@@ -164,7 +164,7 @@ def pool_backward(dA: ArrayLike, cache: tuple, mode: str = "max") -> np.ndarray:
 
     Parameters
     ----------
-    dA : (m, Zh, Zw, Xc)
+    dA : (m, Zh, Zw, Xc): the forward output's shape, else a ValueError naming dA
     cache : (X, f, stride, pad) from forward, or the notebook's (X, f, stride) meaning pad = 0
     mode : 'max' (the gradient goes to every position tied at the window's max; the windows include the
         zero padding, as in forward) or 'average' (dA / (f*f) to each of the f*f positions)
@@ -181,9 +181,9 @@ def pool_backward(dA: ArrayLike, cache: tuple, mode: str = "max") -> np.ndarray:
     else:
         X, f, stride, pad = cache
     X = as_float(X)
-    dA = as_float(dA).astype(X.dtype, copy=False)
     m, Xh, Xw, Xc = X.shape
-    _, Zh, Zw, Zc = dA.shape
+    Zh, Zw, Zc = out_size(Xh, f, stride, pad), out_size(Xw, f, stride, pad), Xc
+    dA = check_dout(dA, (m, Zh, Zw, Zc), X.dtype, "NHWC", name="dA")
 
     X_pad = padding(X, pad, 4, 0)
     dX_pad = np.zeros(X_pad.shape, dtype=X.dtype)

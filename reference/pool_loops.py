@@ -19,6 +19,7 @@ from ._common import (
     IntOrPair,
     as_float,
     check_data_format,
+    check_dout,
     checked_pair,
     from_nhwc,
     pool_out_size,
@@ -144,7 +145,7 @@ def max_pool2d_backward(dout: ArrayLike, cache: PoolCache) -> np.ndarray:
 
     Parameters
     ----------
-    dout : (N, Ho, Wo, C) (NCHW: (N, C, Ho, Wo))
+    dout : (N, Ho, Wo, C) (NCHW: (N, C, Ho, Wo)): the forward output's shape, else a ValueError naming dout
     cache : PoolCache from max_pool2d_forward
 
     Returns
@@ -157,10 +158,8 @@ def max_pool2d_backward(dout: ArrayLike, cache: PoolCache) -> np.ndarray:
         indices = max_pool2d_forward(x, cache.kernel_size, **geometry)[1].indices
     else:
         indices = to_nhwc(cache.indices, data_format)
-    dout = to_nhwc(as_float(dout).astype(x.dtype, copy=False), data_format)
+    dout = check_dout(dout, indices.shape, x.dtype, data_format)
     n_batch, h_out, w_out, channels = dout.shape
-    if indices.shape != dout.shape:
-        raise ValueError(f"dout has shape {dout.shape} (as NHWC), expected {indices.shape}")
 
     w_in = x.shape[2]
     dx = np.zeros_like(x)
@@ -278,7 +277,7 @@ def avg_pool2d_backward(dout: ArrayLike, cache: PoolCache) -> np.ndarray:
 
     Parameters
     ----------
-    dout : (N, Ho, Wo, C) (NCHW: (N, C, Ho, Wo))
+    dout : (N, Ho, Wo, C) (NCHW: (N, C, Ho, Wo)): the forward output's shape, else a ValueError naming dout
     cache : PoolCache from avg_pool2d_forward
 
     Returns
@@ -286,8 +285,9 @@ def avg_pool2d_backward(dout: ArrayLike, cache: PoolCache) -> np.ndarray:
     dx : like x, in the forward call's layout
     """
     x, (kh, kw), (sh, sw), (ph, pw) = cache.x, cache.kernel_size, cache.stride, cache.padding
-    dout = to_nhwc(as_float(dout).astype(x.dtype, copy=False), cache.data_format)
-    n_batch, h_out, w_out, channels = dout.shape
+    h_out, w_out = _out_hw(cache)
+    dout = check_dout(dout, (x.shape[0], h_out, w_out, x.shape[3]), x.dtype, cache.data_format)
+    n_batch, _, _, channels = dout.shape
 
     dx_pad = np.zeros_like(_padded(x, cache, (h_out, w_out), 0.0))
     for n in range(n_batch):

@@ -18,6 +18,7 @@ from ._common import (
     IntOrPair,
     as_float,
     check_data_format,
+    check_dout,
     checked_pair,
     from_nhwc,
     to_nhwc,
@@ -146,7 +147,7 @@ def conv_transpose2d_backward(
 
     Parameters
     ----------
-    dout : (N, Ho, Wo, C_out) (NCHW: (N, C_out, Ho, Wo))
+    dout : (N, Ho, Wo, C_out) (NCHW: (N, C_out, Ho, Wo)): the forward output's shape, else a ValueError naming dout
     cache : ConvTransposeCache from conv_transpose2d_forward
     workspace : ignored (accepted for call compatibility with the engine)
 
@@ -156,13 +157,11 @@ def conv_transpose2d_backward(
     """
     x, w, b, (sh, sw), (ph, pw), (oph, opw), (dh, dw), groups, data_format, (h_out, w_out) = cache
     dtype = x.dtype
-    dout = to_nhwc(as_float(dout).astype(dtype, copy=False), data_format)
     n_batch, h_in, w_in, c_in = x.shape
     kh, kw, out_group, _ = w.shape
     in_group = c_in // groups
     c_out = out_group * groups
-    if dout.shape != (n_batch, h_out, w_out, c_out):
-        raise ValueError(f"dout has shape {dout.shape} (as NHWC), expected {(n_batch, h_out, w_out, c_out)}")
+    dout = check_dout(dout, (n_batch, h_out, w_out, c_out), dtype, data_format)
     ext_h, ext_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
 
     # dout placed back into the uncropped output: zeros where the forward cropped the padding

@@ -3,6 +3,8 @@ fail early with a ValueError/TypeError naming the argument and what was expected
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -205,14 +207,30 @@ def test_divisor_override_bad(value, exc):
         avgpool(divisor_override=True)
 
 
-@pytest.mark.parametrize("value", [1, 0, "yes", None, 1.0], ids=repr)
-@pytest.mark.parametrize(
-    ("fn", "name"), [(maxpool, "ceil_mode"), (avgpool, "ceil_mode"), (avgpool, "count_include_pad")]
-)
+FLAGS = [(maxpool, "ceil_mode"), (avgpool, "ceil_mode"), (avgpool, "count_include_pad")]
+
+
+@pytest.mark.parametrize("value", ["yes", None, 1.0, np.float64(0.0)], ids=repr)
+@pytest.mark.parametrize(("fn", "name"), FLAGS)
 def test_flags_must_be_bools(fn, name, value):
-    with pytest.raises(TypeError, match=rf"{name} must be a bool, got {value!r}"):
+    with pytest.raises(TypeError, match=rf"{name} must be a bool \(or 0 or 1\), got {re.escape(repr(value))}"):
         fn(**{name: value})
-    fn(**{name: np.bool_(True)})  # a NumPy bool is a bool
+
+
+@pytest.mark.parametrize("value", [2, -1, np.int64(3)], ids=repr)
+@pytest.mark.parametrize(("fn", "name"), FLAGS)
+def test_flags_other_ints_are_value_errors(fn, name, value):
+    with pytest.raises(ValueError, match=rf"{name} must be a bool \(or 0 or 1\), got {re.escape(repr(value))}"):
+        fn(**{name: value})
+
+
+@pytest.mark.parametrize("flag", [False, True])
+@pytest.mark.parametrize(("fn", "name"), FLAGS)
+def test_flags_accept_bool_like_ints_and_numpy_bools(fn, name, flag):
+    x = np.arange(2 * 7 * 6 * 3, dtype=np.float64).reshape(2, 7, 6, 3)
+    out, _ = fn(x=x, k=2, padding=1, **{name: flag})
+    for like in (int(flag), np.int64(flag), np.bool_(flag)):
+        np.testing.assert_array_equal(fn(x=x, k=2, padding=1, **{name: like})[0], out)
 
 
 # --- layouts: ndim messages and dout shapes --------------------------------------------------------------------

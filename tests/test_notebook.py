@@ -105,7 +105,7 @@ def test_pool_forward_matches_notebook(mode, expected):
     np.testing.assert_allclose(A[:, 0, 0, :], expected, atol=ATOL)
     assert cache[0] is X
     assert tuple(cache[1:3]) == (3, 2)
-    assert len(cache) in (3, 4) and (len(cache) == 3 or cache[3] == 0)
+    assert len(cache) == 5 and cache[3] == 0 and cache[4] == mode  # (X, f, stride, pad, mode)
 
 
 def test_conv_backward_matches_notebook():

@@ -1,0 +1,181 @@
+"""Where pooling windows sit along one axis, and the tiles the pooling kernels work through.
+
+Pooling is separable: a window's maximum (or sum) is the maximum over its kernel rows of the maximum over its
+kernel columns. Each axis is described by an :class:`AxisMap`; a kernel offset ``t`` of that axis maps a range of
+outputs onto one strided range of inputs (:meth:`AxisMap.taps`), the padding never read.
+
+The kernels split their work into tiles of ``(images, rows, columns, channels)``: the forward passes into tiles
+of the output (each tile reads the input it needs), the backward passes into tiles of the input (each tile
+gathers from the outputs whose windows touch it). Either way every tile writes its own disjoint part of the
+result, and every output element is computed by the same operations in the same order whatever the tiling, so
+results never depend on the tile size, the workspace limit or the number of threads. Tiles are sized to
+``TILE_BYTES`` of input, so that a tile and its intermediates stay in the L2 cache; their size depends only on the
+shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import product
+
+import numpy as np
+
+__all__ = ["TILE_BYTES", "AxisMap", "Tile", "output_tiles", "input_tiles", "empty_nhwc"]
+
+TILE_BYTES = 2**20
+"""Target size of the input one tile reads (forward) or writes (backward): 1 MiB."""
+
+
+@dataclass(frozen=True)
+class AxisMap:
+    """Windows along one axis: ``out`` windows of ``k`` taps, ``d`` apart, every ``s`` inputs of ``size``.
+
+    Output ``o``'s tap ``t`` reads input ``o*s + t*d - pad``; taps outside ``[0, size)`` read the padding.
+    """
+
+    size: int
+    k: int
+    s: int
+    d: int
+    pad: int
+    out: int
+
+    @property
+    def extent(self) -> int:
+        """How many inputs one window spans."""
+        return (self.k - 1) * self.d + 1
+
+    @property
+    def disjoint(self) -> bool:
+        """Whether no input is read by two windows."""
+        return self.s >= self.extent
+
+    def taps(self, o0: int, o1: int, lo: int, hi: int) -> list[tuple[slice, slice] | None]:
+        """For each tap ``t``: the outputs in ``[o0, o1)`` whose tap ``t`` reads an input in ``[lo, hi)``, and
+        those inputs (a strided slice), both relative to ``o0`` and ``lo``; ``None`` where there are none."""
+        result: list[tuple[slice, slice] | None] = []
+        for t in range(self.k):
+            shift = t * self.d - self.pad
+            first = max(o0, -((shift - lo) // self.s))  # ceil((lo - shift) / s)
+            last = min(o1 - 1, (hi - 1 - shift) // self.s)
+            if last < first:
+                result.append(None)
+                continue
+            start = first * self.s + shift - lo
+            result.append((slice(first - o0, last - o0 + 1), slice(start, start + (last - first) * self.s + 1, self.s)))
+        return result
+
+    def in_range(self, o0: int, o1: int) -> tuple[int, int]:
+        """The inputs ``[lo, hi)`` that the windows of outputs ``[o0, o1)`` read."""
+        return max(0, o0 * self.s - self.pad), min(self.size, (o1 - 1) * self.s + self.extent - self.pad)
+
+    def out_range(self, lo: int, hi: int) -> tuple[int, int]:
+        """The outputs ``[o0, o1)`` whose windows span any input in ``[lo, hi)``."""
+        o0 = max(0, -((self.extent - 1 - lo - self.pad) // self.s))  # ceil((lo + pad - extent + 1) / s)
+        return o0, max(o0, min(self.out, (hi - 1 + self.pad) // self.s + 1))
+
+    def first_taps(self, o0: int, o1: int) -> np.ndarray:
+        """For each output in ``[o0, o1)``, its first tap that reads an input (every window has one), (o1 - o0,)."""
+        o = np.arange(o0, o1)
+        return np.maximum(0, -((o * self.s - self.pad) // self.d))  # ceil((pad - o*s) / d)
+
+    def covers(self, o0: int, o1: int, lo: int, hi: int) -> bool:
+        """Whether the windows of outputs ``[o0, o1)`` read every input in ``[lo, hi)``."""
+        hit = np.zeros(hi - lo, dtype=bool)
+        for tap in self.taps(o0, o1, lo, hi):
+            if tap is not None:
+                hit[tap[1]] = True
+        return bool(hit.all())
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: images, output rows and columns (``out``), input rows and columns (``inp``), channels."""
+
+    images: slice
+    rows: tuple[slice, slice]  # (output rows, input rows)
+    cols: tuple[slice, slice]  # (output columns, input columns)
+    channels: slice
+
+    def out(self) -> tuple[slice, slice, slice, slice]:
+        return self.images, self.rows[0], self.cols[0], self.channels
+
+    def inp(self) -> tuple[slice, slice, slice, slice]:
+        return self.images, self.rows[1], self.cols[1], self.channels
+
+    def out_shape(self) -> tuple[int, int, int, int]:
+        return _lens(self.out())
+
+    def in_shape(self) -> tuple[int, int, int, int]:
+        return _lens(self.inp())
+
+
+def _lens(slices: tuple[slice, ...]) -> tuple[int, ...]:
+    return tuple(s.stop - s.start for s in slices)  # type: ignore[return-value]
+
+
+def _blocks(total: int, step: int) -> list[tuple[int, int]]:
+    """``[0, total)`` in blocks of at most ``step``, as even as possible."""
+    count = -(-total // max(1, step))
+    return [(total * b // count, total * (b + 1) // count) for b in range(count)]
+
+
+def _steps(shape: tuple[int, ...], win_rows: int, win_cols: int, itemsize: int) -> tuple[int, int, int, int]:
+    """``(images, rows, columns, channels)`` of input per tile: whole images when one fits ``TILE_BYTES``;
+    else blocks of one image's rows, splitting its columns only when the window rows of a whole row do not fit,
+    and its channels only when one window's taps over all channels do not."""
+    n, h, w, c = shape
+    image = h * w * c * itemsize
+    if image <= TILE_BYTES:
+        return max(1, TILE_BYTES // max(1, image)), h, w, c
+    c_step = min(c, max(1, TILE_BYTES // (win_rows * win_cols * itemsize)))
+    col_step = min(w, max(1, TILE_BYTES // (win_rows * c_step * itemsize)))
+    row_step = min(h, max(1, TILE_BYTES // (col_step * c_step * itemsize)))
+    return 1, row_step, col_step, c_step
+
+
+def output_tiles(x_shape: tuple[int, ...], rows: AxisMap, cols: AxisMap, itemsize: int) -> list[Tile]:
+    """Tiles of the (N, Ho, Wo, C) output, each with the input rows and columns its windows read."""
+    n, _, _, c = x_shape
+    n_step, h_step, w_step, c_step = _steps(x_shape, rows.extent, cols.extent, itemsize)
+    _, h, w, _ = x_shape
+    rows_per = rows.out if h_step >= h else max(1, (h_step - rows.extent) // rows.s + 1)
+    cols_per = cols.out if w_step >= w else max(1, (w_step - cols.extent) // cols.s + 1)
+    tiles = []
+    for (n0, n1), (r0, r1), (q0, q1), (c0, c1) in product(
+        _blocks(n, n_step), _blocks(rows.out, rows_per), _blocks(cols.out, cols_per), _blocks(c, c_step)
+    ):
+        row_in, col_in = rows.in_range(r0, r1), cols.in_range(q0, q1)
+        tiles.append(
+            Tile(slice(n0, n1), (slice(r0, r1), slice(*row_in)), (slice(q0, q1), slice(*col_in)), slice(c0, c1))
+        )
+    return tiles
+
+
+def input_tiles(x_shape: tuple[int, ...], rows: AxisMap, cols: AxisMap, itemsize: int) -> list[Tile]:
+    """Tiles of the (N, H, W, C) input, each with the output rows and columns whose windows span it."""
+    n, h, w, c = x_shape
+    n_step, h_step, w_step, c_step = _steps(x_shape, rows.extent, cols.extent, itemsize)
+    tiles = []
+    for (n0, n1), (h0, h1), (w0, w1), (c0, c1) in product(
+        _blocks(n, n_step), _blocks(h, h_step), _blocks(w, w_step), _blocks(c, c_step)
+    ):
+        row_out, col_out = rows.out_range(h0, h1), cols.out_range(w0, w1)
+        tiles.append(
+            Tile(slice(n0, n1), (slice(*row_out), slice(h0, h1)), (slice(*col_out), slice(w0, w1)), slice(c0, c1))
+        )
+    return tiles
+
+
+def empty_nhwc(shape: tuple[int, int, int, int], dtype: np.dtype, nchw: bool, buffer: np.ndarray | None = None):
+    """An (N, H, W, C) array laid out in memory as NHWC, or as NCHW (then a transposed view) when ``nchw``.
+
+    With ``buffer`` (a flat array of at least the size needed), the array is a view into it.
+    """
+    n, h, w, c = shape
+    mem = (n, c, h, w) if nchw else shape
+    if buffer is None:
+        arr = np.empty(mem, dtype=dtype)
+    else:
+        arr = buffer[: n * h * w * c].reshape(mem)
+    return arr.transpose(0, 2, 3, 1) if nchw else arr  # (N, C, H, W) -> (N, H, W, C) view

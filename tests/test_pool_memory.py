@@ -1,0 +1,71 @@
+"""Pooling keeps its scratch memory within the workspace limit, forward and backward, NHWC and NCHW.
+
+Scratch is what a call allocates besides what it returns (the output and the cache's winners, or ``dx``),
+measured with tracemalloc as the peak of traced memory during the call minus the returned arrays. Inputs are
+cheap to build (``np.broadcast_to`` of one value): the point is what the engine allocates, not the input. NCHW
+input is read through an NHWC view (never copied), results are allocated in the caller's layout, and work goes
+in tiles, so scratch stays a few MiB even for one image larger than the limit.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import im2col_cnn as ic
+
+MiB = 2**20
+LIMIT = 16 * MiB
+POOL_SCRATCH_CONSTANT = 1 * MiB  # the README's allowance beyond the workspace limit
+
+CASES = {
+    # one image of 128 MiB (float64): per-image temporaries would be tens of MiB
+    "one large image NHWC": ((1, 1024, 1024, 16), np.float64, "NHWC"),
+    # 64 MiB of NCHW input (float32): a layout copy would be 64 MiB
+    "NCHW batch": ((4, 16, 512, 512), np.float32, "NCHW"),
+}
+WINDOWS = [(2, 2, 0), (3, 2, 1)]  # (kernel, stride, padding): disjoint and overlapping windows
+
+
+def _scratch(call, inputs: tuple[np.ndarray, ...]) -> tuple[int, int, object]:
+    """Peak traced memory during ``call()`` beyond the arrays it returns, the bytes of those arrays (not counting
+    ``inputs``, which a cache may hold by reference), and what it returned."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        result = call()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    items = result if isinstance(result, tuple) else (result,)
+    arrays = [a for r in items for a in (r if isinstance(r, tuple) else (r,)) if isinstance(a, np.ndarray)]
+    returned = sum(a.nbytes for a in arrays if not any(a is i for i in inputs))
+    return peak - before - returned, returned, result
+
+
+@pytest.mark.parametrize("window", WINDOWS, ids=str)
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_pool_scratch_stays_within_the_workspace_limit(case, kind, window):
+    shape, dtype, fmt = CASES[case]
+    k, s, p = window
+    x = np.broadcast_to(np.asarray(1.5, dtype=dtype), shape)
+    fwd, bwd = getattr(ic, f"{kind}_pool2d_forward"), getattr(ic, f"{kind}_pool2d_backward")
+    with ic.workspace_limit(LIMIT):
+        scratch, kept, (out, cache) = _scratch(lambda: fwd(x, k, stride=s, padding=p, data_format=fmt), (x,))
+        assert scratch <= LIMIT + POOL_SCRATCH_CONSTANT, f"forward scratch {scratch / MiB:.1f} MiB"
+        # the cache holds x by reference, and max pooling's one-byte winners: no copy of x or of out
+        assert kept <= out.nbytes + out.size + MiB, f"forward returned {kept / MiB:.1f} MiB"
+        assert out.dtype == dtype and out.flags.c_contiguous
+        assert out.shape[1 if fmt == "NCHW" else 3] == 16
+        corner = 1.5 if kind == "max" or p == 0 else 1.5 * 4 / 9  # 4 of the 9 taps of the corner window read x
+        np.testing.assert_allclose(out[(0,) * 4], corner, rtol=1e-6)
+        dout = np.broadcast_to(np.asarray(1.0, dtype=dtype), out.shape)
+        scratch, _, dx = _scratch(lambda: bwd(dout, cache), (dout,))
+        assert scratch <= LIMIT + POOL_SCRATCH_CONSTANT, f"backward scratch {scratch / MiB:.1f} MiB"
+        assert dx.shape == shape and dx.dtype == dtype and dx.flags.c_contiguous
+    if kind == "max" and k == 2:  # disjoint windows of equal values: the first position of each gets 1
+        assert dx[(0,) * 4] == 1 and dx.sum() == out.size
