@@ -26,11 +26,7 @@ product. That is free when the other axes already are one chunk (the layout to u
 per batch block, never across blocks. ``dout`` is rechunked to the forward output's chunks; a NumPy ``dout`` is
 split the same way. Shapes must be known (``x.compute_chunk_sizes()`` first, after boolean indexing).
 
-Threads: a block runs with :func:`get_block_threads` threads (default 1) for the BLAS (through threadpoolctl,
-when installed), so Dask's workers, one per core, do not oversubscribe the cores. The limit holds while any
-block task runs in the process and is undone when none does. ``dask.distributed``'s nanny already starts worker
-processes with ``OMP/MKL/OPENBLAS_NUM_THREADS=1``; with the threaded scheduler and no threadpoolctl, set
-``OPENBLAS_NUM_THREADS=1`` yourself. :func:`set_block_threads` changes the count (``None``: leave as is).
+Threads: a block task runs the BLAS with one thread (see :mod:`~im2col_cnn.block_threads`).
 """
 
 from __future__ import annotations
@@ -40,14 +36,14 @@ import inspect
 import math
 import operator
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
-__all__ = ["ChunkedCache", "batch_chunked", "get_block_threads", "is_dask_array", "set_block_threads"]
+from .block_threads import block_threads
+
+__all__ = ["ChunkedCache", "batch_chunked", "is_dask_array"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -242,13 +238,13 @@ def _chunked_backward(op: str, engine: Callable[..., Any], args: tuple[Any, ...]
 
 def _forward_block(op: str, names: tuple[str, ...], params: dict[str, Any], x: np.ndarray, *whole: Any) -> Any:
     """One batch block's ``(out, cache)`` from the NumPy engine."""
-    with _block_threads():
+    with block_threads():
         return _ENGINE[op](x, **dict(zip(names, whole, strict=True)), **params)
 
 
 def _backward_block(op: str, params: dict[str, Any], dout: np.ndarray, forward: tuple[Any, Any]) -> tuple[Any, ...]:
     """One batch block's gradients, always a tuple: ``(dx,)`` or ``(dx, dw, db)``."""
-    with _block_threads():
+    with block_threads():
         grads = _ENGINE[op](dout, forward[1], **params)
     return grads if isinstance(grads, tuple) else (grads,)
 
@@ -325,81 +321,3 @@ def _check_no_dask(params: dict[str, Any]) -> None:
     for key, value in params.items():
         if is_dask_array(value):
             raise TypeError(f"{key} must not be a Dask array: only x, w, b and dout may be, got one for {key}")
-
-
-# --- Threads per block ----------------------------------------------------------------------------------------
-
-_block_thread_count: int | None = 1
-_lock = threading.Lock()
-_running = 0
-_undo: list[Callable[[], object]] = []
-
-
-def get_block_threads() -> int | None:
-    """Threads a batch block task runs the BLAS with (``None``: as the process is set up)."""
-    return _block_thread_count
-
-
-def set_block_threads(n: int | None) -> int | None:
-    """Set the threads a batch block task runs with (an int >= 1, or ``None``); returns the previous setting."""
-    global _block_thread_count
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ValueError(f"n must be an int >= 1 or None, got {n!r}")
-    previous, _block_thread_count = _block_thread_count, n
-    return previous
-
-
-@contextmanager
-def _block_threads() -> Iterator[None]:
-    """While any block task runs in this process, the BLAS runs with the block thread count."""
-    global _running
-    count = _block_thread_count
-    if count is None:
-        yield
-        return
-    with _lock:
-        if _running == 0:
-            _undo.extend(_limit_threads(count))
-        _running += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _running -= 1
-            if _running == 0:
-                while _undo:
-                    _undo.pop()()
-
-
-def _limit_threads(count: int) -> list[Callable[[], object]]:
-    """Limit the BLAS to ``count`` threads; returns what undoes it (called with ``_lock`` held, from any thread)."""
-    controller = _blas_controller()
-    if controller is None:
-        return []
-    limiter = _as_controlling_thread(controller, lambda: controller.limit(limits=count, user_api="blas"))
-    return [lambda: _as_controlling_thread(controller, limiter.restore_original_limits)]
-
-
-def _as_controlling_thread(controller: Any, call: Callable[[], Any]) -> Any:
-    """Run ``call`` as the thread allowed to set OpenBLAS's process-wide thread count, then let go of it.
-
-    threadpoolctl (3.8) lets only one thread at a time set it and silently ignores the others; block tasks
-    start and end on any of Dask's threads, and must leave no thread holding the control when they are done.
-    """
-    clears = {getattr(type(lib), "clear_controlling_thread", None) for lib in controller.lib_controllers} - {None}
-    for clear in clears:
-        clear(force=True)
-    try:
-        return call()
-    finally:
-        for clear in clears:
-            clear(force=True)
-
-
-@functools.cache
-def _blas_controller() -> Any:
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return None
-    return ThreadpoolController()

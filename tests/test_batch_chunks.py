@@ -23,7 +23,7 @@ distributed = pytest.importorskip("distributed")
 from _helpers import assert_close  # noqa: E402
 
 import im2col_cnn as ic  # noqa: E402
-from im2col_cnn import batch_chunks  # noqa: E402
+from im2col_cnn import batch_chunks, block_threads  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -278,26 +278,26 @@ def test_the_thread_limit_holds_until_the_last_overlapping_block_ends():
         return {info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"}
 
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        first, second = batch_chunks._block_threads(), batch_chunks._block_threads()
+        first, second = block_threads.block_threads(), block_threads.block_threads()
         first.__enter__()
         second.__enter__()
         first.__exit__(None, None, None)  # another block still runs: the limit stays
         assert blas_threads() == {1}
         second.__exit__(None, None, None)
         assert blas_threads() == {2}
-        previous = ic.batch_chunks.set_block_threads(None)  # None: blocks leave the threads as they are
+        previous = block_threads.set_block_threads(None)  # None: blocks leave the threads as they are
         try:
-            with batch_chunks._block_threads():
+            with block_threads.block_threads():
                 assert blas_threads() == {2}
         finally:
-            batch_chunks.set_block_threads(previous)
+            block_threads.set_block_threads(previous)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
 def test_block_threads_must_be_a_positive_int_or_none(bad):
     with pytest.raises(ValueError, match=r"n must be an int >= 1 or None, got"):
-        batch_chunks.set_block_threads(bad)
-    assert batch_chunks.get_block_threads() == 1
+        block_threads.set_block_threads(bad)
+    assert block_threads.get_block_threads() == 1
 
 
 # --- Clear errors ---------------------------------------------------------------------------------------------
