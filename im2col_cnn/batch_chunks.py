@@ -2,13 +2,14 @@
 
 The public layer functions carry the :func:`batch_chunked` decorator. Given NumPy input they run the NumPy
 engine unchanged (a ``sys.modules`` lookup, and while Dask is loaded a type check per argument, decide; Dask
-is never imported here). Given a ``dask.array.Array``
-(``x``, ``w``, ``b`` or ``dout``), or a :class:`ChunkedCache`, they build a task graph and return Dask arrays
-at once, computing nothing:
+is never imported here). Given a ``dask.array.Array`` (``x``, ``w``, ``b`` or ``dout``), or a
+:class:`ChunkedCache`, they build a task graph and return Dask arrays at once, computing nothing:
 
 - **Forward**: one task per batch block runs the NumPy forward on that block and keeps its result, the pair
   ``(out, cache)``; ``out`` is read from those tasks, and the returned :class:`ChunkedCache` names them.
-  ``w`` and ``b`` go whole to every block (one key each in the graph). Hyperparameters pass through unchanged.
+  ``w`` and ``b`` go whole to every block (one key each in the graph; a NumPy ``x`` given with Dask weights is
+  one block). Hyperparameters pass through unchanged, and the engine checks them all at once, on an empty
+  batch, so bad arguments raise its usual errors when the graph is built.
 - **Backward**: one task per batch block runs the NumPy backward on that block's ``dout`` and that block's
   NumPy cache. ``dx`` is read from those tasks block by block; ``dw`` and ``db`` are per-block partial sums
   stacked on a new axis and summed with Dask's tree reduction (``split_every`` from ``dask.config``, default 4),
@@ -181,7 +182,7 @@ def _chunked_forward(
 
     params = dict(_signature(engine).bind(*args, **kwargs).arguments)
     x = _batch_chunked(params.pop("x"), "x")
-    whole = {key: _whole_array(params.pop(key)) for key in _WHOLE if params.get(key) is not None}
+    whole = {key: _whole_array(params.pop(key), key) for key in _WHOLE if params.get(key) is not None}
     _check_no_dask(params)
     # The engine itself checks every argument and gives the output's shape and dtype, on an empty batch.
     probe_out, probe_cache = engine(
@@ -303,13 +304,13 @@ def _batch_chunked(value: object, name: str) -> Any:
     return arr
 
 
-def _whole_array(value: object) -> Any:
+def _whole_array(value: object, name: str) -> Any:
     """``value`` (NumPy or Dask) as a one-chunk Dask array: one key in the graph that every block reads."""
     import dask.array as da
 
     arr = value if is_dask_array(value) else da.from_array(np.asarray(value), chunks=-1)
     if any(math.isnan(size) for size in arr.shape):
-        raise ValueError(f"a Dask array of unknown shape {arr.shape} was given for a weight or bias")
+        raise ValueError(f"{name} has unknown chunk sizes {arr.chunks}: call {name}.compute_chunk_sizes() first")
     return arr.rechunk(-1)
 
 
@@ -320,4 +321,4 @@ def _zeros_like(arr: Any) -> np.ndarray:
 def _check_no_dask(params: dict[str, Any]) -> None:
     for key, value in params.items():
         if is_dask_array(value):
-            raise TypeError(f"{key} must not be a Dask array: only x, w, b and dout may be, got one for {key}")
+            raise TypeError(f"{key} must not be a Dask array (only x, w, b and dout may be)")
