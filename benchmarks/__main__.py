@@ -1,9 +1,10 @@
-"""``python -m benchmarks``: the performance report of im2col_cnn (issue 3's cases).
+"""``python -m benchmarks``: the performance report of im2col_cnn on the benchmark cases (conv C1-C6, pooling P1-P2).
 
 For every op (conv2d, max/avg pooling; forward and backward), case and dtype it prints the engine's median time,
 GFLOP/s and the ratio to the bare matrix product (conv), the reference loops' time (reduced batch, scaled) and
 the speedup over them, the largest difference from the loops, the peak memory of the call, and PyTorch CPU's
-time when PyTorch is installed. Then conv C4 at the default workspace limit and at a small one.
+time when PyTorch is installed. Then conv C4 at the default workspace limit and at a small one. A --quick run says
+so in the report's first line, in the JSON (meta.quick) and in the plot's title.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .report import (
     MemoryRow,
     Row,
     check_plot_available,
+    check_writable,
     format_memory_table,
     format_op_table,
     table_notes,
@@ -230,6 +232,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(str(exc))
     if args.plot and (problem := check_plot_available()):
         parser.error(problem)
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path and (problem := check_writable(path, option)):
+            parser.error(problem)
     return args
 
 
@@ -247,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     started = time.perf_counter()
     info = collect_system_info()  # before torch loads its own threading libraries
-    print("im2col_cnn benchmark report (python -m benchmarks)")
+    print("im2col_cnn benchmark report (python -m benchmarks" + (" --quick): QUICK RUN" if args.quick else ")"))
     for line in info.lines():
         print(line)
     torch = None
@@ -303,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "system": info.as_dict(),
             "torch": torch_line,
             "quick": args.quick,
+            "quick_note": quick_note,
             "repeats": settings.repeats,
             "batch_cap": settings.batch_cap,
             "cases": {c.name: c.describe() for c in args.selected},
@@ -311,7 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_json(args.json, meta, rows, memory)
         print(f"Wrote {args.json}")
     if args.plot:
-        write_plot(args.plot, rows)
+        note = f"quick run: at most {QUICK_BATCH} images per case, not the figures to quote" if args.quick else None
+        write_plot(args.plot, rows, note)
         print(f"Wrote {args.plot}")
     return 0
 

@@ -1,4 +1,5 @@
-"""The benchmark cases of issue 3 and deterministic inputs for them, shared by the pytest suite and the report.
+"""The benchmark cases (conv C1-C6, pooling P1-P2) and deterministic inputs for them, shared by the pytest suite
+and the report.
 
 Layout is NHWC: ``x`` (N, H, W, C_in), ``w`` (kh, kw, C_in, C_out). Every case runs in float32 and float64,
 forward and backward. Inputs come from ``np.random.default_rng`` seeded by the case and the dtype, so every run

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ __all__ = [
     "table_notes",
     "write_json",
     "check_plot_available",
+    "check_writable",
+    "plot_figure",
     "write_plot",
 ]
 
@@ -182,8 +185,46 @@ def check_plot_available() -> str | None:
     return None
 
 
-def write_plot(path: str | Path, rows: Sequence[Row]) -> None:
-    """PNG: speedup over the loops (log scale) and the engine/matmul and engine/PyTorch ratios per row."""
+def check_writable(path: str | Path, option: str) -> str | None:
+    """None when a file can be written at ``path``, else the message to show (checked before the benchmarks run).
+
+    Nothing is created: the file itself must be writable if it exists, else its directory must exist and be
+    writable.
+    """
+    target = Path(path)
+    problem = None
+    if target.is_dir():
+        problem = "it is a directory"
+    elif target.exists():
+        if not os.access(target, os.W_OK):
+            problem = "the file is not writable"
+    else:
+        folder = target.parent
+        if not folder.is_dir():
+            problem = f"the directory {str(folder)!r} does not exist"
+        elif not os.access(folder, os.W_OK | os.X_OK):
+            problem = f"the directory {str(folder)!r} is not writable"
+    return None if problem is None else f"{option} {str(path)!r}: cannot write there: {problem}"
+
+
+# Lower panel series: (Row attribute, legend label, colour); a series is drawn only where a row has a value.
+_RATIO_SERIES = (
+    ("x_matmul", "engine / bare matmul", "tab:blue"),
+    ("x_torch", "engine / PyTorch CPU", "tab:orange"),
+)
+
+
+def _row_label(r: Row) -> str:
+    return f"{r.op.replace('_forward', ' fwd').replace('_backward', ' bwd')} {r.case} {r.dtype[-2:]}"
+
+
+def plot_figure(rows: Sequence[Row], note: str | None = None):  # -> matplotlib.figure.Figure
+    """The report's figure: speedup over the loops (log scale) for every row; below, for the rows that have them,
+    the ratios of the engine's time to the bare matrix product (conv rows) and to PyTorch (when it was timed).
+
+    Only the series that have values are drawn (and named in the legend); without any, there is no lower panel.
+    ``note`` (e.g. that this was a quick run) is added to the title. Needs matplotlib (Agg backend).
+    """
     try:
         import matplotlib
 
@@ -192,27 +233,55 @@ def write_plot(path: str | Path, rows: Sequence[Row]) -> None:
     except ImportError as exc:
         raise RuntimeError(PLOT_INSTALL_HINT) from exc
 
-    labels = [f"{r.op.replace('_forward', ' fwd').replace('_backward', ' bwd')} {r.case} {r.dtype[-2:]}" for r in rows]
+    ratio_rows = [r for r in rows if any(getattr(r, attr) is not None for attr, _, _ in _RATIO_SERIES)]
+    series = [s for s in _RATIO_SERIES if any(getattr(r, s[0]) is not None for r in ratio_rows)]
+    panels = 2 if ratio_rows else 1
+    width_in = max(10, 0.32 * len(rows) + 3)
+    fig, axes = plt.subplots(panels, 1, figsize=(width_in, 5.5 * panels), squeeze=False)
+    top = axes[0][0]
     xs = list(range(len(rows)))
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(10, 0.32 * len(rows) + 3), 9), sharex=True)
     top.bar(xs, [r.speedup for r in rows], color="tab:green")
     top.set_yscale("log")
     top.axhline(300, color="gray", linestyle="--", linewidth=1, label="300x target")
     top.set_ylabel("speedup over the loops (x)")
-    top.set_title("im2col_cnn: speedup over the reference loops")
-    top.legend(loc="upper right")
-    width = 0.4
-    matmul = [r.x_matmul if r.x_matmul is not None else math.nan for r in rows]
-    torch = [r.x_torch if r.x_torch is not None else math.nan for r in rows]
-    bottom.bar([x - width / 2 for x in xs], matmul, width, label="engine / bare matmul", color="tab:blue")
-    bottom.bar([x + width / 2 for x in xs], torch, width, label="engine / PyTorch CPU", color="tab:orange")
-    bottom.axhline(1.0, color="black", linewidth=1)
-    bottom.set_yscale("log")
-    bottom.set_ylabel("time ratio (lower is better)")
-    bottom.set_title("ratios to the bare matrix product and to PyTorch (missing bar: n/a)")
-    bottom.legend(loc="upper right")
-    bottom.set_xticks(xs)
-    bottom.set_xticklabels(labels, rotation=75, ha="right", fontsize=8)
+    title = "im2col_cnn: speedup over the reference loops"
+    top.set_title(title if note is None else f"{title}\n{note}", color="black" if note is None else "darkred")
+    top.legend(loc="best")
+    top.set_xticks(xs)
+    top.set_xticklabels([_row_label(r) for r in rows], rotation=75, ha="right", fontsize=8)
+    if ratio_rows:
+        bottom = axes[1][0]
+        xs = list(range(len(ratio_rows)))
+        width = 0.8 / len(series)
+        missing = False
+        for i, (attr, label, color) in enumerate(series):
+            offset = (i - (len(series) - 1) / 2) * width
+            values = [getattr(r, attr) for r in ratio_rows]
+            missing |= None in values
+            bottom.bar(
+                [x + offset for x in xs],
+                [math.nan if v is None else v for v in values],
+                width,
+                label=label,
+                color=color,
+            )
+        bottom.axhline(1.0, color="black", linewidth=1)
+        bottom.set_yscale("log")
+        bottom.set_ylabel("time ratio (lower is better)")
+        names = {"x_matmul": "the bare matrix product", "x_torch": "PyTorch CPU"}
+        against = " and to ".join(names[attr] for attr, _, _ in series)
+        bottom.set_title(f"ratio of the engine's time to {against}" + (" (missing bar: n/a)" if missing else ""))
+        bottom.legend(loc="best")
+        bottom.set_xticks(xs)
+        bottom.set_xticklabels([_row_label(r) for r in ratio_rows], rotation=75, ha="right", fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def write_plot(path: str | Path, rows: Sequence[Row], note: str | None = None) -> None:
+    """Save :func:`plot_figure` as a PNG at ``path``."""
+    fig = plot_figure(rows, note)
     fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
     plt.close(fig)

@@ -1,4 +1,4 @@
-"""pytest-benchmark suite: every op of im2col_cnn on every case of issue 3, in float32 and float64.
+"""pytest-benchmark suite: every op of im2col_cnn on every benchmark case, in float32 and float64.
 
 Run ``python -m pytest benchmarks --benchmark-only`` (the normal test run collects only ``tests/``). Save a run
 with ``--benchmark-autosave`` and compare a later one with ``--benchmark-compare`` (add

@@ -1,10 +1,97 @@
-"""``python -m benchmarks`` (the README's main job) runs and reports sane figures: a quick run on two cases."""
+"""``python -m benchmarks`` (the README's main job): a quick run, the quick-run marks, the plot, bad output paths."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+
+import pytest
+
+from benchmarks.__main__ import main
+from benchmarks.report import Row, check_writable, plot_figure
 from benchmarks.smoke_check import check_report
 
 
 def test_benchmark_report_runs(tmp_path):
     rows = check_report(tmp_path)
     assert {r["case"] for r in rows} == {"C1", "P1"}
+
+
+def _run(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(argv)
+        except SystemExit as exc:
+            status = exc.code
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_quick_run_is_marked_in_the_report_and_the_json(tmp_path):
+    path = tmp_path / "quick.json"
+    status, out, _ = _run(["--quick", "--cases", "C1", "--no-torch", "--repeats", "1", "--json", str(path)])
+    assert status == 0
+    assert out.splitlines()[0] == "im2col_cnn benchmark report (python -m benchmarks --quick): QUICK RUN"
+    meta = json.loads(path.read_text(encoding="utf-8"))["meta"]
+    assert meta["quick"] is True and meta["batch_cap"] == 8
+    assert meta["quick_note"].startswith("QUICK MODE: at most 8 images per case")
+
+
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_unwritable_output_path_fails_before_the_run(tmp_path, option):
+    missing = tmp_path / "no-such-dir" / "out.file"
+    status, out, err = _run(["--quick", "--cases", "C1", "--no-torch", option, str(missing)])
+    assert status == 2 and out == ""  # argparse's usage error, before the report's first line
+    assert f"{option} '{missing}': cannot write there: the directory '{missing.parent}' does not exist" in err
+    status, out, err = _run(["--quick", "--cases", "C1", "--no-torch", option, str(tmp_path)])
+    assert status == 2 and out == ""
+    assert f"{option} '{tmp_path}': cannot write there: it is a directory" in err
+    assert not missing.parent.exists()
+
+
+def test_check_writable_names_a_read_only_file_or_directory(tmp_path, monkeypatch):
+    existing = tmp_path / "old.json"
+    existing.write_text("{}", encoding="utf-8")
+    new = tmp_path / "new.json"
+    assert check_writable(existing, "--json") is None and check_writable(new, "--json") is None
+    assert not new.exists()  # checking creates nothing
+    monkeypatch.setattr("benchmarks.report.os.access", lambda path, mode: False)  # as an unprivileged user sees it
+    assert check_writable(existing, "--json") == f"--json '{existing}': cannot write there: the file is not writable"
+    expected = f"--json '{new}': cannot write there: the directory '{tmp_path}' is not writable"
+    assert check_writable(new, "--json") == expected
+
+
+def _row(op, case, **ratios):
+    return Row(op, case, "float32", 8, 1e-3, 1.0, 1, 0.5, 500.0, 0.0, **ratios)
+
+
+def _legend(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_plot_draws_only_the_series_it_has():
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    conv = _row("conv2d_forward", "C1", gflops=1.0, matmul_s=1e-4, x_matmul=10.0)
+    pool = _row("max_pool2d_forward", "P1")
+    fig = plot_figure([conv, pool], note="quick run: at most 8 images per case, not the figures to quote")
+    top, bottom = fig.axes
+    assert "quick run" in top.get_title()
+    assert len(top.patches) == 2  # a speedup bar for every row
+    assert _legend(bottom) == ["engine / bare matmul"]  # no PyTorch series without PyTorch figures
+    assert len(bottom.patches) == 1 and [t.get_text() for t in bottom.get_xticklabels()] == ["conv2d fwd C1 32"]
+    assert "PyTorch" not in bottom.get_title()
+    plt.close(fig)
+
+    fig = plot_figure([pool])  # pooling without PyTorch: nothing to draw below, so no lower panel
+    assert len(fig.axes) == 1 and "quick run" not in fig.axes[0].get_title()
+    plt.close(fig)
+
+    pool_torch = _row("max_pool2d_forward", "P1", torch_s=1e-3, torch_layout="NCHW", x_torch=0.5)
+    fig = plot_figure([conv, pool_torch])
+    bottom = fig.axes[1]
+    assert _legend(bottom) == ["engine / bare matmul", "engine / PyTorch CPU"]
+    assert "(missing bar: n/a)" in bottom.get_title()  # conv C1 has no PyTorch figure, P1 no matmul
+    plt.close(fig)
