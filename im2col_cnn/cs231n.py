@@ -32,7 +32,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .conv import ConvCache, conv2d_backward, conv2d_forward
-from .pool import PoolCache, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
+from .pool import PoolCache, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward, pool_backward, pool_forward
 
 __all__ = [
     "conv_forward_naive",
@@ -246,12 +246,14 @@ def max_pool_backward_reshape(dout: np.ndarray, cache: tuple) -> np.ndarray:
     -------
     dx : ndarray, shape (N, C, H, W)
     """
-    tied = _pool_cache(cache)._replace(ties="all")  # every maximum of a window gets its gradient
-    ones = np.ones(np.shape(dout), dtype=tied.x.dtype)
-    held = max_pool2d_backward(ones, tied)  # (N, C, H, W): 1 where a position holds its window's maximum
+    x = _pool_cache(cache).x
     ph, pw, stride = _params(cache[1], "pool_param", _POOL_KEYS)
+    # The engine's drop-in tie rule: every maximum of a window gets the window's gradient.
+    _, tied = pool_forward(x, (ph, pw), stride, 0, "max", ties="all", data_format="NCHW")
+    ones = np.ones(np.shape(dout), dtype=tied.peak.dtype)
+    held = pool_backward(ones, tied, "max")  # (N, C, H, W): 1 where a position holds its window's maximum
     counts, _ = avg_pool2d_forward(held, (ph, pw), stride=stride, divisor_override=1, data_format="NCHW")
-    return max_pool2d_backward(np.asarray(dout) / counts, tied)  # counts: (N, C, H', W') maxima per window
+    return pool_backward(np.asarray(dout) / counts, tied, "max")  # counts: (N, C, H', W') maxima per window
 
 
 def max_pool_forward_fast(x: np.ndarray, pool_param: Mapping[str, int]) -> tuple[np.ndarray, tuple]:
