@@ -28,6 +28,7 @@ ROWS = [(case, kind, op) for case in CASES for kind in ("max", "avg") for op in 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 _clock = time.perf_counter
+_row_filter: str | None = None
 
 
 def _best(fn: Callable[[], object], repeats: int, setup: Callable[[], object] | None = None) -> float:
@@ -52,8 +53,11 @@ def _inputs(case: str, dtype: str) -> tuple[np.ndarray, np.ndarray, int, int, in
     return x, dout, k, s, p
 
 
-def _engine_times(repeats: int, dtypes: list[str]) -> dict[str, float]:
+def _engine_times(repeats: int, dtypes: list[str], threads: int | None) -> dict[str, float]:
     import im2col_cnn as ic
+
+    if threads is not None and hasattr(ic, "set_num_threads"):
+        ic.set_num_threads(threads)
 
     times = {}
     for dtype in dtypes:
@@ -105,13 +109,16 @@ def _torch_times(repeats: int, dtypes: list[str]) -> dict[str, float]:
     return times
 
 
-def _side(name: str, path: Path | None, repeats: int, dtypes: list[str], clock: str) -> dict[str, float]:
+def _side(
+    name: str, path: Path | None, repeats: int, dtypes: list[str], clock: str, threads: int | None = None
+) -> dict[str, float]:
     """Run one side in a subprocess (the engine found at ``path``, or PyTorch) and return its times."""
     env = dict(os.environ)
     if path is not None:
         env["PYTHONPATH"] = str(path)
     cmd = [sys.executable, str(Path(__file__)), "--side", name, "--repeats", str(repeats), "--dtypes", ",".join(dtypes)]
-    cmd += ["--clock", clock]
+    cmd += ["--clock", clock] + ([] if threads is None else ["--threads", str(threads)])
+    cmd += [] if _row_filter is None else ["--rows", _row_filter]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -129,23 +136,27 @@ def main(argv: list[str] | None = None) -> None:
         default="wall",
         help="'cpu': the engine's thread CPU time (one thread only; steadier on a busy machine)",
     )
+    parser.add_argument("--threads", type=int, help="the engine's threads (default: its own default)")
     parser.add_argument("--side", choices=["engine", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     dtypes = args.dtypes.split(",")
-    global _clock, ROWS
+    global _clock, ROWS, _row_filter
+    _row_filter = args.rows
     if args.rows:
         ROWS = [row for row in ROWS if args.rows in " ".join(row)]
     if args.side == "engine":
         _clock = CLOCKS[args.clock]
     if args.side == "engine":
-        print(json.dumps(_engine_times(args.repeats, dtypes)))
+        print(json.dumps(_engine_times(args.repeats, dtypes, args.threads)))
         return
     if args.side == "torch":
         print(json.dumps(_torch_times(args.repeats, dtypes)))
         return
-    sides = {"engine": _side("engine", ROOT, args.repeats, dtypes, args.clock)}
+    if args.clock == "cpu":
+        args.threads = 1  # a thread's CPU time measures that thread only
+    sides = {"engine": _side("engine", ROOT, args.repeats, dtypes, args.clock, args.threads)}
     if args.baseline is not None:
-        sides["baseline"] = _side("engine", args.baseline.resolve(), args.repeats, dtypes, args.clock)
+        sides["baseline"] = _side("engine", args.baseline.resolve(), args.repeats, dtypes, args.clock, args.threads)
     if not args.no_torch:
         try:
             sides["torch"] = _side("torch", None, args.repeats, dtypes, "wall")

@@ -4,7 +4,8 @@ Modern API (PyTorch semantics, NHWC layout): :func:`conv2d_forward`, :func:`conv
 :func:`max_pool2d_forward`, :func:`max_pool2d_backward`, :func:`avg_pool2d_forward`,
 :func:`avg_pool2d_backward`, :func:`conv_transpose2d_forward`, :func:`conv_transpose2d_backward`, and the
 building blocks :func:`im2col` / :func:`col2im`. Scratch memory is
-bounded by :func:`workspace_limit` / :func:`set_workspace_limit` (or ``workspace=`` per conv call).
+bounded by :func:`workspace_limit` / :func:`set_workspace_limit` (or ``workspace=`` per conv call); pooling runs on
+:func:`get_num_threads` threads (:func:`set_num_threads`, or the ``IM2COL_CNN_NUM_THREADS`` environment variable).
 
 Drop-in API (the notebook's loop functions, same names and numbers): :func:`padding`, :func:`conv_slice`,
 :func:`forward`, :func:`backward`, :func:`pool_backward`, :func:`max_mask`, :func:`distribute_value`.
@@ -22,6 +23,7 @@ from .compat import (
     pool_backward,
 )
 from .conv import ConvCache, conv2d_backward, conv2d_forward
+from .parallel import get_num_threads, set_num_threads
 from .pool import (
     PoolCache,
     avg_pool2d_backward,
@@ -49,6 +51,8 @@ __all__ = [
     "get_workspace_limit",
     "set_workspace_limit",
     "workspace_limit",
+    "get_num_threads",
+    "set_num_threads",
     "ConvCache",
     "PoolCache",
     "ConvTransposeCache",

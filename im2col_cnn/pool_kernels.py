@@ -11,7 +11,8 @@ import math
 
 import numpy as np
 
-from .pool_tiles import AxisMap, Tile, empty_nhwc, output_tiles
+from .parallel import map_blocks
+from .pool_tiles import AxisMap, Tile, empty_nhwc, max_workers, output_tiles
 from .windows import WindowGeometry
 
 __all__ = ["pool_geometry", "avg_divisor", "axis_maps", "code_dtype", "Scratch", "pool_windows", "argmax_indices"]
@@ -132,9 +133,12 @@ def pool_windows(
     out = empty_nhwc(shape, dtype, nchw)
     win = empty_nhwc(shape, code_dtype(geom), nchw) if winners else None
     rows, cols = axis_maps(geom)
-    scratch = Scratch(nchw)
-    for tile in output_tiles(x.shape, rows, cols, dtype.itemsize):
+
+    def work(tile: Tile, scratch: Scratch) -> None:
         _forward_tile(x, out, win, tile, rows, cols, kind, divisor, scratch)
+
+    tiles = output_tiles(x.shape, rows, cols, dtype.itemsize)
+    map_blocks(work, tiles, lambda: Scratch(nchw), max_threads=max_workers())
     return out, win
 
 
@@ -155,23 +159,41 @@ def _forward_tile(
     row_taps = rows.taps(orows.start, orows.stop, tile.rows[1].start, tile.rows[1].stop)
     col_taps = cols.taps(ocols.start, ocols.stop, tile.cols[1].start, tile.cols[1].stop)
     nb, _, w_in, cb = xt.shape
-    r = scratch.get("rows", (nb, ot.shape[1], w_in, cb), ot.dtype)
+    rows_shape = (nb, ot.shape[1], w_in, cb)
     if kind == "avg":
+        r = scratch.get("rows", rows_shape, ot.dtype)
         _reduce(xt, r, row_taps, 1, np.add, 0.0)
         _reduce(r, ot, col_taps, 2, np.add, 0.0)
         np.divide(ot, divisor if np.ndim(divisor) == 0 else divisor[orows, ocols], out=ot)
         return
     if win is None:
+        r = scratch.get("rows", rows_shape, ot.dtype)
         _reduce(xt, r, row_taps, 1, np.maximum, -np.inf)
         _reduce(r, ot, col_taps, 2, np.maximum, -np.inf)
         return
-    row_win = scratch.get("row_winners", r.shape, win.dtype)
-    _row_max(xt, r, row_win, row_taps, rows.first_taps(orows.start, orows.stop) * cols.k, cols.k, scratch)
-    _reduce(r, ot, col_taps, 2, np.maximum, -np.inf)
     wt = win[tile.out()]
+    kw = cols.k
+    first_rows = rows.first_taps(orows.start, orows.stop) * kw  # (ho,): each window's first kernel row's code
+    if rows.disjoint and cols.disjoint:  # no two windows share an input: one pass over the kernel offsets
+        offsets = [
+            (i * kw + j, (slice(None), rt[0], ct[0]), (slice(None), rt[1], ct[1]))
+            for i, rt in enumerate(row_taps)
+            for j, ct in enumerate(col_taps)
+            if rt is not None and ct is not None
+        ]
+        first = first_rows[:, None] + cols.first_taps(ocols.start, ocols.stop)  # (ho, wo)
+        _running_max(xt, ot, wt, offsets, first[None, :, :, None], scratch)  # (ho, wo) -> (1, ho, wo, 1)
+        if np.isnan(ot.sum()):  # rare (an overflowing sum only costs the exact slow path)
+            _nan_winners(xt, wt, row_taps, col_taps, kw)
+        return
+    r = scratch.get("rows", rows_shape, ot.dtype)
+    row_win = scratch.get("row_winners", rows_shape, win.dtype)
+    offsets = [(i * kw, (slice(None), rt[0]), (slice(None), rt[1])) for i, rt in enumerate(row_taps) if rt is not None]
+    _running_max(xt, r, row_win, offsets, first_rows[None, :, None, None], scratch)  # (ho,) -> (1, ho, 1, 1)
+    _reduce(r, ot, col_taps, 2, np.maximum, -np.inf)
     _column_winners(r, row_win, ot, wt, col_taps, scratch)
     if wt.size and wt.max() == np.iinfo(wt.dtype).max:  # only a window holding NaN finds no winner
-        _nan_winners(xt, wt, row_taps, col_taps, cols.k)
+        _nan_winners(xt, wt, row_taps, col_taps, kw)
 
 
 def _at(axis: int, index: slice) -> tuple[slice, ...]:
@@ -194,31 +216,55 @@ def _reduce(src: np.ndarray, dst: np.ndarray, taps: list, axis: int, op: np.ufun
             op(d, s, out=d)
 
 
-def _row_max(
-    xt: np.ndarray, r: np.ndarray, row_win: np.ndarray, taps: list, first_codes: np.ndarray, kw: int, scratch: Scratch
-) -> None:
-    """``r`` = the maximum over the kernel rows of ``xt``; ``row_win`` = ``kw`` times the first kernel row holding it.
+Offset = tuple[int, tuple[slice, ...], tuple[slice, ...]]
 
-    Taps go in order and a later row wins only when strictly greater, so ties keep the first row; ``row_win`` only
-    grows, so it is updated as ``max(row_win, better * code)``. A column of -inf keeps its first row in the input.
+
+def _running_max(
+    src: np.ndarray, dst: np.ndarray, win: np.ndarray, offsets: list[Offset], first: np.ndarray, scratch: Scratch
+) -> None:
+    """``dst`` = the maximum of ``src[inp]`` over the offsets ``(code, out, inp)``, each placed at ``dst[out]``;
+    ``win`` = the code of the first offset holding it (codes ascend; ``first``, broadcast to ``win``, is each
+    output's first code, kept by a window of -inf).
+
+    A later offset wins only when strictly greater, so ties keep the first. The running maximum moves between two
+    buffers, ``new = maximum(old, v)``, so that ``new != old`` -- two contiguous arrays -- says where ``v`` was
+    greater (cheaper than comparing with the strided ``v``; it differs only where NaN has propagated, and windows
+    holding NaN are redone by :func:`_nan_winners`). As codes ascend, ``win = max(win, better * code)``.
     """
-    valid = [(t, tap) for t, tap in enumerate(taps) if tap is not None]
-    t0, (o, i) = valid[0]
-    if o.stop - o.start == r.shape[1]:
-        np.copyto(r, xt[:, i])
-        row_win.fill(t0 * kw)
-    else:
-        r.fill(-np.inf)
-        np.copyto(r[:, o], xt[:, i])
-        np.copyto(row_win, first_codes.astype(row_win.dtype)[None, :, None, None])  # (ho,) -> (1, ho, 1, 1)
-    better = scratch.get("better", r.shape, np.dtype(bool))
-    codes = scratch.get("codes", r.shape, row_win.dtype)
-    for t, (o, i) in valid[1:]:
-        v, rs, bs, cs, ws = xt[:, i], r[:, o], better[:, o], codes[:, o], row_win[:, o]
-        np.greater(v, rs, out=bs)
-        np.maximum(rs, v, out=rs)
-        np.multiply(_as_code(bs, cs), t * kw, out=cs)
+    other = scratch.get("running", dst.shape, dst.dtype)
+    bufs = (dst, other) if len(offsets) % 2 == 1 else (other, dst)  # the last offset writes dst
+    _, out0, inp0 = offsets[0]
+    if bufs[0][out0].shape != dst.shape:
+        bufs[0].fill(-np.inf)  # outputs the first offset does not reach
+    np.copyto(bufs[0][out0], src[inp0])
+    np.copyto(win, first.astype(win.dtype))
+    better = scratch.get("better", dst.shape, np.dtype(bool))
+    codes = scratch.get("codes", dst.shape, win.dtype)
+    for step, (code, out, inp) in enumerate(offsets[1:]):
+        old, new = bufs[step % 2], bufs[(step + 1) % 2]
+        _carry(old, new, out)
+        ns, os, bs, ws = new[out], old[out], better[out], win[out]
+        np.maximum(os, src[inp], out=ns)
+        np.not_equal(ns, os, out=bs)
+        cs = _as_code(bs, codes[out])
+        np.multiply(cs, code, out=cs)
         np.maximum(ws, cs, out=ws)
+
+
+def _carry(old: np.ndarray, new: np.ndarray, out: tuple[slice, ...]) -> None:
+    """Copy from ``old`` to ``new`` the outputs (n, h, w, c) outside ``out`` = (:, rows[, cols])."""
+    rows = out[1]
+    h = old.shape[1]
+    if rows.start > 0:
+        np.copyto(new[:, : rows.start], old[:, : rows.start])
+    if rows.stop < h:
+        np.copyto(new[:, rows.stop :], old[:, rows.stop :])
+    if len(out) > 2:
+        cols, w = out[2], old.shape[2]
+        if cols.start > 0:
+            np.copyto(new[:, rows, : cols.start], old[:, rows, : cols.start])
+        if cols.stop < w:
+            np.copyto(new[:, rows, cols.stop :], old[:, rows, cols.stop :])
 
 
 def _as_code(mask: np.ndarray, like: np.ndarray) -> np.ndarray:

@@ -3,8 +3,9 @@
 A tile of ``dx`` gathers from every output window that spans it (:func:`~im2col_cnn.pool_tiles.input_tiles`), so
 tiles write disjoint parts of ``dx`` and each element adds its contributions in the same order whatever the
 tiling. Max pooling sends a window's gradient where its recorded winner says (a multiply by a mask, never a
-select), or, with ``ties='all'``, to every position equal to its maximum; average pooling spreads it over the
-kernel columns, then over the kernel rows (separable), or straight onto the input when windows do not overlap.
+select), or, with ``ties='all'``, to every position equal to its maximum, one stride phase of the input at a
+time; average pooling spreads it over the kernel columns, then over the kernel rows (separable), or straight
+onto the input when windows do not overlap.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .parallel import map_blocks
 from .pool_kernels import Scratch, axis_maps
-from .pool_tiles import AxisMap, Tile, empty_nhwc, input_tiles
+from .pool_tiles import AxisMap, Tile, empty_nhwc, input_tiles, max_workers
 from .windows import WindowGeometry
 
 __all__ = ["scatter_windows"]
@@ -42,9 +44,12 @@ def scatter_windows(
     """
     dx = empty_nhwc(x_shape, dtype, nchw)
     rows, cols = axis_maps(geom)
-    scratch = Scratch(nchw)
-    for tile in input_tiles(x_shape, rows, cols, dtype.itemsize):
+
+    def work(tile: Tile, scratch: Scratch) -> None:
         _backward_tile(dout, dx, tile, rows, cols, kind, winners, x, peak, divisor, scratch)
+
+    tiles = input_tiles(x_shape, rows, cols, dtype.itemsize)
+    map_blocks(work, tiles, lambda: Scratch(nchw), max_threads=max_workers())
     return dx
 
 
@@ -72,50 +77,89 @@ def _backward_tile(
     if g.dtype != dxt.dtype:  # dout is cast to x's dtype, a tile at a time
         g = _copy(scratch, "dout", g, dxt.dtype)
     if kind == "avg":
-        scaled = scratch.get("scaled", g.shape, dxt.dtype)
-        np.divide(g, divisor if np.ndim(divisor) == 0 else divisor[orows, ocols], out=scaled)
-        if rows.disjoint and cols.disjoint:
-            _fill_uncovered(dxt, rows, cols, tile)
-            for rt in filter(None, row_taps):
-                for ct in filter(None, col_taps):
-                    np.copyto(dxt[:, rt[1], ct[1]], scaled[:, rt[0], ct[0]])
+        div = divisor if np.ndim(divisor) == 0 else divisor[orows, ocols]  # a number or (ho, wo, 1)
+        if not (rows.disjoint and cols.disjoint):  # overlapping: spread over the columns, then over the rows
+            scaled = scratch.get("scaled", g.shape, dxt.dtype)
+            np.divide(g, div, out=scaled)
+            spread = scratch.get("spread", (g.shape[0], g.shape[1], dxt.shape[2], g.shape[3]), dxt.dtype)
+            _spread(scaled, spread, col_taps, 2, cols.disjoint and cols.covers(ocols.start, ocols.stop, *_span(icols)))
+            _spread(spread, dxt, row_taps, 1, rows.disjoint and rows.covers(orows.start, orows.stop, *_span(irows)))
             return
-        spread = scratch.get("spread", (g.shape[0], g.shape[1], dxt.shape[2], g.shape[3]), dxt.dtype)
-        _spread(
-            scaled, spread, col_taps, 2, cols.disjoint and cols.covers(ocols.start, ocols.stop, icols.start, icols.stop)
-        )
-        _spread(
-            spread, dxt, row_taps, 1, rows.disjoint and rows.covers(orows.start, orows.stop, irows.start, irows.stop)
-        )
-        return
-    disjoint = rows.disjoint and cols.disjoint
-    if disjoint:
-        _fill_uncovered(dxt, rows, cols, tile)
+
+        def value(i: int, j: int, o: tuple[slice, ...], at: tuple[slice, ...], out: np.ndarray | None) -> np.ndarray:
+            """Disjoint windows: each input gets one window's ``g / divisor``, divided straight into place."""
+            d = div if np.ndim(div) == 0 else div[o[1:]]  # type: ignore[index]
+            return np.divide(g[o], d, out=scratch.get("scaled", g.shape, dxt.dtype)[o] if out is None else out)
+
     else:
-        dxt.fill(0)
-    finite = bool(np.isfinite(g.sum()))  # an overflowing sum only sends finite g down the exact slow path
-    equal = scratch.get("equal", g.shape, np.dtype(bool))
-    product = None if disjoint else scratch.get("product", g.shape, dxt.dtype)
-    wt = None if winners is None else winners[tile.out()]
-    xt, pt = (None, None) if winners is not None else (x[tile.inp()], peak[tile.out()])  # type: ignore[index]
-    for i, rt in enumerate(row_taps):
-        for j, ct in enumerate(col_taps):
-            if rt is None or ct is None:
-                continue
-            o, at = (slice(None), rt[0], ct[0]), (slice(None), rt[1], ct[1])
-            es, gs, d = equal[o], g[o], dxt[at]
+        finite = bool(np.isfinite(g.sum()))  # an overflowing sum only sends finite g down the exact slow path
+        equal = scratch.get("equal", g.shape, np.dtype(bool))
+        product = scratch.get("product", g.shape, dxt.dtype)
+        wt = None if winners is None else winners[tile.out()]
+        xt, pt = (None, None) if winners is not None else (x[tile.inp()], peak[tile.out()])  # type: ignore[index]
+
+        def value(i: int, j: int, o: tuple[slice, ...], at: tuple[slice, ...], out: np.ndarray | None) -> np.ndarray:
+            """``g`` where offset (i, j) holds the window's maximum, else 0 (a multiply by the mask)."""
+            es = equal[o]
             if wt is not None:
                 np.equal(wt[o], i * cols.k + j, out=es)
             else:
                 np.equal(xt[at], pt[o], out=es)  # type: ignore[index]
-            if not finite:  # rare: inf * 0 would be NaN, so select instead of multiplying
-                _put(d, np.where(es, gs, 0), disjoint)
-            elif disjoint:
-                np.multiply(gs, es, out=d)
-            else:
-                ps = product[o]  # type: ignore[index]
-                np.multiply(gs, es, out=ps)
-                np.add(d, ps, out=d)
+            dst = product[o] if out is None else out
+            if finite:
+                return np.multiply(g[o], es, out=dst)
+            np.copyto(dst, np.where(es, g[o], 0))  # rare: inf * 0 would be NaN, so select instead
+            return dst
+
+    _scatter_phases(dxt, row_taps, col_taps, rows.s, cols.s, value, scratch)
+
+
+Value = Callable[[int, int, tuple[slice, ...], tuple[slice, ...], "np.ndarray | None"], np.ndarray]
+
+
+def _scatter_phases(
+    dxt: np.ndarray, row_taps: list, col_taps: list, sh: int, sw: int, value: Value, scratch: Scratch
+) -> None:
+    """``dxt`` (n, h, w, c) = the sum of each kernel offset's ``value`` placed where its taps read.
+
+    With stride s, the inputs ``h = q*s + phase`` of one phase are read only by the kernel rows of that phase, at
+    consecutive outputs. So each phase (of rows and of columns) adds its offsets' values, shifted, into one
+    contiguous buffer, and writes the strided phase of ``dxt`` once (directly when one offset covers it all),
+    instead of adding every offset into strided ``dxt``. Each element adds its offsets in row-major order.
+    """
+    row_phases, col_phases = _phases(row_taps, sh, dxt.shape[1]), _phases(col_taps, sw, dxt.shape[2])
+    for ph_r, taps_r in row_phases.items():
+        for ph_c, taps_c in col_phases.items():
+            view = dxt[:, ph_r::sh, ph_c::sw]  # (n, h/sh, w/sw, c)
+            offsets = [(i, j, tr, tc) for i, tr in taps_r for j, tc in taps_c]  # row-major
+            if not offsets:
+                view.fill(0)
+                continue
+            i, j, (o_r, q_r, in_r), (o_c, q_c, in_c) = offsets[0]
+            if len(offsets) == 1 and view[:, q_r, q_c].shape == view.shape:  # one offset writes the whole phase
+                value(i, j, (slice(None), o_r, o_c), (slice(None), in_r, in_c), view)
+                continue
+            acc = view if (sh, sw) == (1, 1) else scratch.get("phase", view.shape, dxt.dtype)
+            acc.fill(0)
+            for i, j, (o_r, q_r, in_r), (o_c, q_c, in_c) in offsets:
+                a = acc[:, q_r, q_c]
+                np.add(a, value(i, j, (slice(None), o_r, o_c), (slice(None), in_r, in_c), None), out=a)
+            if acc is not view:
+                np.copyto(view, acc)
+
+
+Tap = tuple[slice, slice, slice]  # (outputs, the phase's inputs, the tile's inputs)
+
+
+def _phases(taps: list, s: int, size: int) -> dict[int, list[tuple[int, Tap]]]:
+    """The taps by phase: ``{phase: [(t, (out slice, slice of the phase's inputs, input slice))]}``."""
+    phases: dict[int, list[tuple[int, Tap]]] = {p: [] for p in range(min(s, size))}
+    for t, tap in enumerate(taps):
+        if tap is not None:
+            out, inp = tap
+            q = inp.start // s  # the phase's inputs are inp.start % s + q*s
+            phases[inp.start % s].append((t, (out, slice(q, q + out.stop - out.start), inp)))
+    return phases
 
 
 def _copy(scratch: Scratch, name: str, src: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -124,29 +168,19 @@ def _copy(scratch: Scratch, name: str, src: np.ndarray, dtype: np.dtype) -> np.n
     return buf
 
 
-def _put(dst: np.ndarray, src: np.ndarray, assign: bool) -> None:
-    if assign:
-        np.copyto(dst, src)
-    else:
-        np.add(dst, src, out=dst)
-
-
-def _fill_uncovered(dxt: np.ndarray, rows: AxisMap, cols: AxisMap, tile: Tile) -> None:
-    """Zero ``dxt`` unless the (disjoint) windows of the tile write every element of it."""
-    (orows, irows), (ocols, icols) = tile.rows, tile.cols
-    if not (
-        rows.covers(orows.start, orows.stop, irows.start, irows.stop)
-        and cols.covers(ocols.start, ocols.stop, icols.start, icols.stop)
-    ):
-        dxt.fill(0)
+def _span(index: slice) -> tuple[int, int]:
+    return index.start, index.stop
 
 
 def _spread(src: np.ndarray, dst: np.ndarray, taps: list, axis: int, assign: bool) -> None:
     """Add ``src`` onto ``dst`` through the taps along ``axis`` (1: rows, 2: columns); ``assign`` when the taps
     write every element of ``dst`` once."""
-    at: Callable[[slice], tuple[slice, ...]] = lambda index: (slice(None),) * axis + (index,)  # noqa: E731
     if not assign:
         dst.fill(0)
     for tap in taps:
         if tap is not None:
-            _put(dst[at(tap[1])], src[at(tap[0])], assign)
+            d, v = dst[(slice(None),) * axis + (tap[1],)], src[(slice(None),) * axis + (tap[0],)]
+            if assign:
+                np.copyto(d, v)
+            else:
+                np.add(d, v, out=d)

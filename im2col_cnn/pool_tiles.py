@@ -20,10 +20,25 @@ from itertools import product
 
 import numpy as np
 
-__all__ = ["TILE_BYTES", "AxisMap", "Tile", "output_tiles", "input_tiles", "empty_nhwc"]
+from .workspace import get_workspace_limit
+
+__all__ = [
+    "TILE_BYTES",
+    "WORKER_SCRATCH_BYTES",
+    "AxisMap",
+    "Tile",
+    "output_tiles",
+    "input_tiles",
+    "max_workers",
+    "empty_nhwc",
+]
 
 TILE_BYTES = 2**20
 """Target size of the input one tile reads (forward) or writes (backward): 1 MiB."""
+
+WORKER_SCRATCH_BYTES = 4 * TILE_BYTES
+"""A bound on one thread's scratch buffers (its tile's intermediates): the workspace limit caps the number of
+threads at ``limit // WORKER_SCRATCH_BYTES``, so that pooling's scratch stays within the limit."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +180,11 @@ def input_tiles(x_shape: tuple[int, ...], rows: AxisMap, cols: AxisMap, itemsize
             Tile(slice(n0, n1), (slice(*row_out), slice(h0, h1)), (slice(*col_out), slice(w0, w1)), slice(c0, c1))
         )
     return tiles
+
+
+def max_workers() -> int:
+    """How many threads may work on tiles at once within the workspace limit."""
+    return max(1, get_workspace_limit() // WORKER_SCRATCH_BYTES)
 
 
 def empty_nhwc(shape: tuple[int, int, int, int], dtype: np.dtype, nchw: bool, buffer: np.ndarray | None = None):

@@ -54,18 +54,27 @@ def test_pool_scratch_stays_within_the_workspace_limit(case, kind, window):
     k, s, p = window
     x = np.broadcast_to(np.asarray(1.5, dtype=dtype), shape)
     fwd, bwd = getattr(ic, f"{kind}_pool2d_forward"), getattr(ic, f"{kind}_pool2d_backward")
+    ic.set_num_threads(4)  # every core, up to 4: each thread has its own scratch
+    try:
+        _check_scratch(x, k, s, p, fmt, fwd, bwd)
+    finally:
+        ic.set_num_threads(None)
+
+
+def _check_scratch(x, k, s, p, fmt, fwd, bwd):
     with ic.workspace_limit(LIMIT):
         scratch, kept, (out, cache) = _scratch(lambda: fwd(x, k, stride=s, padding=p, data_format=fmt), (x,))
         assert scratch <= LIMIT + POOL_SCRATCH_CONSTANT, f"forward scratch {scratch / MiB:.1f} MiB"
         # the cache holds x by reference, and max pooling's one-byte winners: no copy of x or of out
         assert kept <= out.nbytes + out.size + MiB, f"forward returned {kept / MiB:.1f} MiB"
-        assert out.dtype == dtype and out.flags.c_contiguous
+        assert out.dtype == x.dtype and out.flags.c_contiguous
         assert out.shape[1 if fmt == "NCHW" else 3] == 16
-        corner = 1.5 if kind == "max" or p == 0 else 1.5 * 4 / 9  # 4 of the 9 taps of the corner window read x
+        # 4 of the 9 taps of a 3x3 corner window read x
+        corner = 1.5 if fwd is ic.max_pool2d_forward or p == 0 else 1.5 * 4 / 9
         np.testing.assert_allclose(out[(0,) * 4], corner, rtol=1e-6)
-        dout = np.broadcast_to(np.asarray(1.0, dtype=dtype), out.shape)
+        dout = np.broadcast_to(np.asarray(1.0, dtype=x.dtype), out.shape)
         scratch, _, dx = _scratch(lambda: bwd(dout, cache), (dout,))
         assert scratch <= LIMIT + POOL_SCRATCH_CONSTANT, f"backward scratch {scratch / MiB:.1f} MiB"
-        assert dx.shape == shape and dx.dtype == dtype and dx.flags.c_contiguous
-    if kind == "max" and k == 2:  # disjoint windows of equal values: the first position of each gets 1
+        assert dx.shape == x.shape and dx.dtype == x.dtype and dx.flags.c_contiguous
+    if fwd is ic.max_pool2d_forward and k == 2:  # disjoint windows of equal values: each one's first position gets 1
         assert dx[(0,) * 4] == 1 and dx.sum() == out.size

@@ -1,0 +1,133 @@
+"""The engine's threads: the one module that owns a thread pool; kernels hand it per-block work, never make threads.
+
+NumPy's ufuncs release the GIL, so memory-bound passes (pooling) run blocks of work on several threads at once.
+How many: :func:`set_num_threads` if called, else the environment variable ``IM2COL_CNN_NUM_THREADS``, else the
+number of cores this process may run on (``os.sched_getaffinity``) -- and never more threads than those cores.
+Every block writes its own disjoint part of the result and computes it the same way whichever thread runs it,
+so results never depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from ._checks import as_int
+
+__all__ = ["ENV_VAR", "available_cores", "get_num_threads", "set_num_threads", "map_blocks"]
+
+ENV_VAR = "IM2COL_CNN_NUM_THREADS"
+"""Environment variable giving the default number of threads (an int >= 1)."""
+
+B = TypeVar("B")
+S = TypeVar("S")
+
+_requested: int | None = None  # set_num_threads's value; None: the environment variable or the cores
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def available_cores() -> int:
+    """How many cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _from_environment() -> int | None:
+    raw = os.environ.get(ENV_VAR, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{ENV_VAR} must be an int >= 1, got {raw!r}")
+    return value
+
+
+def get_num_threads() -> int:
+    """The number of threads the engine uses: :func:`set_num_threads`'s value if set, else the environment variable
+    ``IM2COL_CNN_NUM_THREADS``, else the cores this process may use; never more than those cores."""
+    wanted = _requested if _requested is not None else _from_environment()
+    cores = available_cores()
+    return cores if wanted is None else min(wanted, cores)
+
+
+def set_num_threads(n: int | None) -> int:
+    """Use ``n`` threads (an int >= 1; more than the available cores means all of them); ``None`` restores the
+    default (``IM2COL_CNN_NUM_THREADS``, else every available core). Returns the previous :func:`get_num_threads`."""
+    global _requested
+    value = None if n is None else as_int(n, "n", 1, "an int >= 1 or None")
+    try:
+        previous = get_num_threads()
+    except ValueError:  # a bad IM2COL_CNN_NUM_THREADS: reported where it is used, not here
+        previous = available_cores()
+    _requested = value
+    return previous
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            workers = max(1, available_cores() - 1)  # the calling thread works too
+            _executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="im2col_cnn")
+        return _executor
+
+
+def _forget_pool() -> None:  # a forked child has none of its parent's threads
+    global _executor
+    _executor = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+_DONE = object()
+
+
+def map_blocks(
+    work: Callable[[B, S], None], blocks: Sequence[B], make_state: Callable[[], S], *, max_threads: int | None = None
+) -> None:
+    """Run ``work(block, state)`` for every block, on up to :func:`get_num_threads` threads (``max_threads`` at
+    most), the calling thread included. Each thread makes its own ``state`` (e.g. scratch buffers) once, and takes
+    the next block when done with one. Blocks must write disjoint outputs. An exception in any block is raised
+    here, after the other threads have stopped taking blocks.
+    """
+    threads = min(get_num_threads(), len(blocks), max_threads or len(blocks))
+    if threads <= 1:
+        state = make_state()
+        for block in blocks:
+            work(block, state)
+        return
+    queue = iter(blocks)
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def run() -> None:
+        state = make_state()
+        while not failed.is_set():
+            with lock:
+                block = next(queue, _DONE)
+            if block is _DONE:
+                return
+            try:
+                work(block, state)  # type: ignore[arg-type]
+            except BaseException:
+                failed.set()
+                raise
+
+    futures = [_pool().submit(run) for _ in range(threads - 1)]
+    try:
+        run()
+    finally:
+        for future in futures:
+            future.exception()  # wait for every worker
+    for future in futures:
+        future.result()  # raise the first worker exception, if any
