@@ -1,14 +1,16 @@
 """Threads per batch block: what a Dask task running the engine on one block may use.
 
-Dask runs one task per worker thread, and its workers are sized to the cores; a block that also ran the BLAS
-with a thread per core would oversubscribe them. So while any block task runs in a process (the context manager
-:func:`block_threads`, entered by every block task), the BLAS runs with :func:`get_block_threads` threads,
-default 1, through threadpoolctl when it is installed; when no block task runs, the previous setting is back.
-The limit is process-wide (OpenBLAS has one thread pool per process): it also holds for the process's other
-threads while block tasks run. ``dask.distributed``'s nanny starts worker processes with
+Dask runs one task per worker thread, and its workers are sized to the cores; a block that also ran the engine's
+thread pool (:mod:`~im2col_cnn.parallel`) or the BLAS with a thread per core would oversubscribe them. So while
+any block task runs in a process (the context manager :func:`block_threads`, entered by every block task), the
+engine runs with :func:`get_block_threads` threads, default 1, and so does the BLAS (through threadpoolctl, when
+it is installed); when no block task runs, both are back as they were. These limits are process-wide (the
+engine and OpenBLAS each have one thread pool per process): while block tasks run they also hold for the
+process's other threads. ``dask.distributed``'s nanny starts worker processes with
 ``OMP/MKL/OPENBLAS_NUM_THREADS=1`` already; with Dask's threaded or processes scheduler and no threadpoolctl,
-set ``OPENBLAS_NUM_THREADS=1`` before NumPy starts. :func:`set_block_threads` changes the count (``None``: leave
-the threads as the process has them, e.g. with fewer blocks than cores).
+set ``OPENBLAS_NUM_THREADS=1`` before NumPy starts. :func:`set_block_threads` changes the count (e.g. 2 for
+one worker process with one thread on a 2-core machine); ``None`` leaves the engine's and the BLAS's threads as
+the process has them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from . import parallel
+
 __all__ = ["block_threads", "get_block_threads", "set_block_threads"]
 
 _block_thread_count: int | None = 1
@@ -28,7 +32,7 @@ _undo: list[Callable[[], object]] = []
 
 
 def get_block_threads() -> int | None:
-    """Threads a batch block task runs the BLAS with (``None``: as the process is set up)."""
+    """Threads a batch block task runs the engine and the BLAS with (``None``: as the process is set up)."""
     return _block_thread_count
 
 
@@ -43,7 +47,7 @@ def set_block_threads(n: int | None) -> int | None:
 
 @contextmanager
 def block_threads() -> Iterator[None]:
-    """While any block task runs in this process, the BLAS runs with the block thread count."""
+    """While any block task runs in this process, the engine and the BLAS run with the block thread count."""
     global _running
     count = _block_thread_count
     if count is None:
@@ -64,12 +68,16 @@ def block_threads() -> Iterator[None]:
 
 
 def _limit_threads(count: int) -> list[Callable[[], object]]:
-    """Limit the BLAS to ``count`` threads; returns what undoes it (called with ``_lock`` held, from any thread)."""
+    """Limit the engine and the BLAS to ``count`` threads; returns what undoes it, last first (called with
+    ``_lock`` held, from any thread)."""
+    requested = parallel._requested  # None (the environment variable, else the cores) is restored as None
+    parallel.set_num_threads(count)
+    undo: list[Callable[[], object]] = [lambda: parallel.set_num_threads(requested)]
     controller = _blas_controller()
-    if controller is None:
-        return []
-    limiter = _as_controlling_thread(controller, lambda: controller.limit(limits=count, user_api="blas"))
-    return [lambda: _as_controlling_thread(controller, limiter.restore_original_limits)]
+    if controller is not None:
+        limiter = _as_controlling_thread(controller, lambda: controller.limit(limits=count, user_api="blas"))
+        undo.append(lambda: _as_controlling_thread(controller, limiter.restore_original_limits))
+    return undo
 
 
 def _as_controlling_thread(controller: Any, call: Callable[[], Any]) -> Any:

@@ -23,7 +23,7 @@ distributed = pytest.importorskip("distributed")
 from _helpers import assert_close  # noqa: E402
 
 import im2col_cnn as ic  # noqa: E402
-from im2col_cnn import batch_chunks, block_threads  # noqa: E402
+from im2col_cnn import batch_chunks, block_threads, parallel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -269,6 +269,24 @@ def test_blocks_run_the_blas_with_one_thread_and_the_limit_is_undone_after(monke
         assert seen and set(seen) == {1}
         after = {info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"}
         assert after == {2}
+
+
+def test_blocks_run_the_engine_with_one_thread_and_its_default_is_back_after(monkeypatch):
+    monkeypatch.setattr(parallel, "available_cores", lambda: 4)  # the default: 4 threads
+    monkeypatch.delenv(parallel.ENV_VAR, raising=False)
+    seen = []
+    engine = batch_chunks._ENGINE["avg_pool2d_forward"]
+
+    def recording(*args, **kwargs):
+        seen.append(ic.get_num_threads())
+        return engine(*args, **kwargs)
+
+    monkeypatch.setitem(batch_chunks._ENGINE, "avg_pool2d_forward", recording)
+    assert ic.get_num_threads() == 4
+    ic.avg_pool2d_forward(da.ones((8, 4, 4, 2), chunks=(2, -1, -1, -1)), 2)[0].compute(scheduler="threads")
+    assert seen == [1, 1, 1, 1]
+    monkeypatch.setenv(parallel.ENV_VAR, "3")
+    assert ic.get_num_threads() == 3  # the default (the environment variable, else the cores) is back, not "4"
 
 
 def test_the_thread_limit_holds_until_the_last_overlapping_block_ends():
