@@ -3,9 +3,10 @@
 A float32 batch of ``images`` x 64 x 64 x 8 is generated lazily (``dask.array.random``, one seed per chunk,
 never held whole) and run through conv2d 3x3 8->16 pad 1 -> ReLU -> max-pool 2 -> mean per channel on a
 ``LocalCluster`` of 1 and then 2 worker processes (1 thread each, localhost, no dashboard), each run on a fresh
-cluster. Printed per run: wall time, throughput (images/s and MB/s of input), and peak memory: the peak
-resident set (``getrusage(RUSAGE_SELF).ru_maxrss``) of each worker process, asked through ``client.run``, and of
-this process. Default: 2,000 images (262 MB, a quick look); ``--dask-full``: 20,000 (2.6 GB); ``--dask-images N``.
+cluster. Printed per run: wall time, throughput (images/s and MB/s of input), the CPU seconds the workers
+spent, and peak memory: the peak resident set (``getrusage(RUSAGE_SELF).ru_maxrss``) of each worker process,
+asked through ``client.run``, and of this process. Default: 2,000 images (262 MB, a quick look);
+``--dask-full``: 20,000 (2.6 GB); ``--dask-images N``.
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ def max_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """This process's CPU time so far, user and system, in seconds."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 @dataclass
 class Run:
     workers: int
@@ -78,6 +85,7 @@ class Run:
     input_bytes: int
     worker_peaks_mib: list[float]
     main_peak_mib: float  # this process's peak so far
+    worker_cpu_s: float  # CPU seconds the workers spent in the timed run, all together
     result: np.ndarray
 
     @property
@@ -104,11 +112,13 @@ def run(workers: int, images: int, chunk: int = CHUNK_IMAGES) -> Run:
     with cluster, Client(cluster) as client:
         client.compute(pipeline(lazy_batch(min(images, chunk), chunk, seed=1))).result()  # imports, first calls
         x = lazy_batch(images, chunk)
+        cpu_before = sum(client.run(cpu_seconds).values())
         started = time.perf_counter()
         result = client.compute(pipeline(x)).result()
         seconds = time.perf_counter() - started
+        cpu = sum(client.run(cpu_seconds).values()) - cpu_before
         peaks = sorted(client.run(max_rss_mib).values())
-    return Run(workers, seconds, images, x.nbytes, peaks, max_rss_mib(), np.asarray(result))
+    return Run(workers, seconds, images, x.nbytes, peaks, max_rss_mib(), cpu, np.asarray(result))
 
 
 def main(images: int | None = None, chunk: int = CHUNK_IMAGES) -> int:
@@ -129,12 +139,16 @@ def main(images: int | None = None, chunk: int = CHUNK_IMAGES) -> int:
     print(f"Pipeline: conv2d 3x3 {IMAGE_SHAPE[2]}->{C_OUT} pad 1 -> ReLU -> max-pool 2 -> mean per channel")
     print("Workers: LocalCluster processes, 1 thread each (the nanny sets OMP/MKL/OPENBLAS_NUM_THREADS=1)\n")
     runs = [run(workers, images, chunk) for workers in (1, 2)]
-    print("| workers | wall s | images/s | input MB/s | peak RSS per worker, MiB | peak RSS of this process, MiB |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| workers | wall s | images/s | input MB/s | workers' CPU s (cores busy) | peak RSS per worker, MiB "
+        "| peak RSS of this process, MiB |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in runs:
         peaks = ", ".join(f"{p:.0f}" for p in r.worker_peaks_mib)
         speed = f"{r.images_per_s:,.0f} | {r.mb_per_s:,.0f}"
-        print(f"| {r.workers} | {r.seconds:.2f} | {speed} | {peaks} | {r.main_peak_mib:.0f} |")
+        cpu = f"{r.worker_cpu_s:.1f} ({r.worker_cpu_s / r.seconds:.2f})"
+        print(f"| {r.workers} | {r.seconds:.2f} | {speed} | {cpu} | {peaks} | {r.main_peak_mib:.0f} |")
     print(
         f"\nScaling, 2 workers over 1: {runs[0].seconds / runs[1].seconds:.2f}x. "
         f"Largest peak RSS: {max(max(r.worker_peaks_mib) for r in runs):.0f} MiB per worker, {max_rss_mib():.0f} MiB "
@@ -146,7 +160,9 @@ def main(images: int | None = None, chunk: int = CHUNK_IMAGES) -> int:
     )
     print(
         "Peak RSS: getrusage(RUSAGE_SELF).ru_maxrss of each worker process (asked through client.run after the run)"
-        " and of this process; it includes Python, NumPy and Dask themselves (about 100-150 MiB per process)."
+        " and of this process; it includes Python, NumPy and Dask themselves (about 100-150 MiB per process). "
+        "Cores busy: the workers' CPU seconds over the wall time; below the worker count, the workers waited "
+        "(for the scheduler, or for cores other processes held)."
     )
     print(f"Load after: {_load()}. Total time {time.perf_counter() - started:.1f} s.")
     return 0
