@@ -3,10 +3,10 @@
 A float32 batch of ``images`` x 64 x 64 x 8 is generated lazily (``dask.array.random``, one seed per chunk,
 never held whole) and run through conv2d 3x3 8->16 pad 1 -> ReLU -> max-pool 2 -> mean per channel on a
 ``LocalCluster`` of 1 and then 2 worker processes (1 thread each, localhost, no dashboard), each run on a fresh
-cluster. Printed per run: wall time, throughput (images/s and MB/s of input), the CPU seconds the workers
-spent, and peak memory: the peak resident set (``getrusage(RUSAGE_SELF).ru_maxrss``) of each worker process,
-asked through ``client.run``, and of this process. Default: 2,000 images (262 MB, a quick look);
-``--dask-full``: 20,000 (2.6 GB); ``--dask-images N``.
+cluster; then the same layers forward and backward (:func:`gradient`) on 2 workers. Printed per run: wall time,
+throughput (images/s and MB/s of input), the CPU seconds the workers spent, and peak memory: the peak resident
+set (``getrusage(RUSAGE_SELF).ru_maxrss``) of each worker process, asked through ``client.run``, and of this
+process. Default: 2,000 images (262 MB, a quick look); ``--dask-full``: 20,000 (2.6 GB); ``--dask-images N``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import im2col_cnn as engine
 
 from .sysinfo import collect_system_info
 
-__all__ = ["QUICK_IMAGES", "FULL_IMAGES", "pipeline", "numpy_pipeline", "run", "main"]
+__all__ = ["QUICK_IMAGES", "FULL_IMAGES", "gradient", "numpy_gradient", "pipeline", "numpy_pipeline", "run", "main"]
 
 QUICK_IMAGES = 2_000
 FULL_IMAGES = 20_000
@@ -66,6 +66,32 @@ def numpy_pipeline(x: np.ndarray) -> np.ndarray:
     return pooled.mean(axis=(0, 1, 2), dtype=np.float64)
 
 
+def gradient(x: Any) -> list[Any]:
+    """The same layers, forward and backward, for ``loss = sum(pooled**2) / 2``: ``[loss, dw, db]``, lazily.
+
+    Computed as one graph, each block's forward runs once and its caches wait in memory only until that block's
+    backward has run; dw and db are tree sums of per-block partials.
+    """
+    import dask.array as da
+
+    w, b = weights()
+    out, conv_cache = engine.conv2d_forward(x, w, b, padding=1)
+    pooled, pool_cache = engine.max_pool2d_forward(da.maximum(out, 0), 2)
+    d_out = engine.max_pool2d_backward(pooled, pool_cache) * (out > 0)  # dloss/dpooled = pooled; ReLU's mask
+    _, dw, db = engine.conv2d_backward(d_out, conv_cache)
+    return [(pooled.astype(np.float64) ** 2).sum() / 2, dw, db]
+
+
+def numpy_gradient(x: np.ndarray) -> list[Any]:
+    """The same on a NumPy batch, all at once."""
+    w, b = weights()
+    out, conv_cache = engine.conv2d_forward(x, w, b, padding=1)
+    pooled, pool_cache = engine.max_pool2d_forward(np.maximum(out, 0), 2)
+    d_out = engine.max_pool2d_backward(pooled, pool_cache) * (out > 0)
+    _, dw, db = engine.conv2d_backward(d_out, conv_cache)
+    return [(pooled.astype(np.float64) ** 2).sum() / 2, dw, db]
+
+
 def max_rss_mib() -> float:
     """This process's peak resident set size in MiB (``ru_maxrss`` is in KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -86,7 +112,8 @@ class Run:
     worker_peaks_mib: list[float]
     main_peak_mib: float  # this process's peak so far
     worker_cpu_s: float  # CPU seconds the workers spent in the timed run, all together
-    result: np.ndarray
+    result: Any
+    work: str = "features"
 
     @property
     def images_per_s(self) -> float:
@@ -97,10 +124,12 @@ class Run:
         return self.input_bytes / 1e6 / self.seconds
 
 
-def run(workers: int, images: int, chunk: int = CHUNK_IMAGES) -> Run:
-    """The pipeline on a fresh LocalCluster of ``workers`` processes; timed after a one-block warm-up."""
+def run(workers: int, images: int, chunk: int = CHUNK_IMAGES, work: str = "features") -> Run:
+    """``pipeline`` (``work='features'``) or ``gradient`` on a fresh LocalCluster of ``workers`` processes, timed
+    after a one-block warm-up."""
     from distributed import Client, LocalCluster
 
+    lazy = pipeline if work == "features" else gradient
     cluster = LocalCluster(
         n_workers=workers,
         threads_per_worker=1,
@@ -110,15 +139,15 @@ def run(workers: int, images: int, chunk: int = CHUNK_IMAGES) -> Run:
         silence_logs=logging.ERROR,
     )
     with cluster, Client(cluster) as client:
-        client.compute(pipeline(lazy_batch(min(images, chunk), chunk, seed=1))).result()  # imports, first calls
+        client.compute(lazy(lazy_batch(min(images, chunk), chunk, seed=1)), sync=True)  # imports, first calls
         x = lazy_batch(images, chunk)
         cpu_before = sum(client.run(cpu_seconds).values())
         started = time.perf_counter()
-        result = client.compute(pipeline(x)).result()
+        result = client.compute(lazy(x), sync=True)
         seconds = time.perf_counter() - started
         cpu = sum(client.run(cpu_seconds).values()) - cpu_before
         peaks = sorted(client.run(max_rss_mib).values())
-    return Run(workers, seconds, images, x.nbytes, peaks, max_rss_mib(), cpu, np.asarray(result))
+    return Run(workers, seconds, images, x.nbytes, peaks, max_rss_mib(), cpu, result, work)
 
 
 def main(images: int | None = None, chunk: int = CHUNK_IMAGES) -> int:
@@ -138,25 +167,27 @@ def main(images: int | None = None, chunk: int = CHUNK_IMAGES) -> int:
     )
     print(f"Pipeline: conv2d 3x3 {IMAGE_SHAPE[2]}->{C_OUT} pad 1 -> ReLU -> max-pool 2 -> mean per channel")
     print("Workers: LocalCluster processes, 1 thread each (the nanny sets OMP/MKL/OPENBLAS_NUM_THREADS=1)\n")
-    runs = [run(workers, images, chunk) for workers in (1, 2)]
+    print("Gradient: the same layers forward and backward, loss = sum(pooled**2) / 2 -> (loss, dw, db) in one graph\n")
+    runs = [run(workers, images, chunk) for workers in (1, 2)] + [run(2, images, chunk, "gradient")]
     print(
-        "| workers | wall s | images/s | input MB/s | workers' CPU s (cores busy) | peak RSS per worker, MiB "
+        "| work | workers | wall s | images/s | input MB/s | workers' CPU s (cores busy) | peak RSS per worker, MiB "
         "| peak RSS of this process, MiB |"
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in runs:
         peaks = ", ".join(f"{p:.0f}" for p in r.worker_peaks_mib)
         speed = f"{r.images_per_s:,.0f} | {r.mb_per_s:,.0f}"
         cpu = f"{r.worker_cpu_s:.1f} ({r.worker_cpu_s / r.seconds:.2f})"
-        print(f"| {r.workers} | {r.seconds:.2f} | {speed} | {cpu} | {peaks} | {r.main_peak_mib:.0f} |")
+        print(f"| {r.work} | {r.workers} | {r.seconds:.2f} | {speed} | {cpu} | {peaks} | {r.main_peak_mib:.0f} |")
     print(
-        f"\nScaling, 2 workers over 1: {runs[0].seconds / runs[1].seconds:.2f}x. "
+        f"\nScaling of features, 2 workers over 1: {runs[0].seconds / runs[1].seconds:.2f}x. "
         f"Largest peak RSS: {max(max(r.worker_peaks_mib) for r in runs):.0f} MiB per worker, {max_rss_mib():.0f} MiB "
         f"here, against an input of {nbytes / MIB:,.0f} MiB."
     )
     diff = float(np.max(np.abs(runs[0].result - runs[1].result)))
     print(
-        f"Mean activation per channel (first 4): {np.round(runs[0].result[:4], 5)}; 1 vs 2 workers differ by {diff:.1e}"
+        f"Mean activation per channel (first 4): {np.round(runs[0].result[:4], 5)}; 1 vs 2 workers differ by "
+        f"{diff:.1e}. Gradient: loss {float(runs[2].result[0]):.6g}, |dw| {np.linalg.norm(runs[2].result[1]):.6g}."
     )
     print(
         "Peak RSS: getrusage(RUSAGE_SELF).ru_maxrss of each worker process (asked through client.run after the run)"

@@ -396,6 +396,10 @@ def test_the_out_of_core_pipeline_on_the_cluster_equals_numpy_on_the_whole_batch
     got = client.compute(out_of_core.pipeline(x)).result()
     assert got.shape == (out_of_core.C_OUT,) and expected.mean() > 0
     np.testing.assert_allclose(got, expected, rtol=1e-6)
+    whole = x.compute(scheduler="sync")
+    got = client.compute(out_of_core.gradient(x), sync=True)
+    for got_one, want in zip(got, out_of_core.numpy_gradient(whole), strict=True):
+        assert_close(got_one, want, np.float32 if np.ndim(want) else np.float64, rtol=1e-5)
 
 
 def test_the_benchmark_command_line_takes_the_dask_options():
