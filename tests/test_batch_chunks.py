@@ -391,7 +391,7 @@ def test_importing_the_engine_does_not_import_dask():
 def test_the_out_of_core_pipeline_on_the_cluster_equals_numpy_on_the_whole_batch(client):
     from benchmarks import out_of_core
 
-    x = out_of_core.lazy_batch(40, chunk=16)  # blocks 16, 16, 8
+    x = out_of_core.lazy_batch(20, chunk=8)  # blocks 8, 8, 4
     expected = out_of_core.numpy_pipeline(x.compute(scheduler="sync"))
     got = client.compute(out_of_core.pipeline(x)).result()
     assert got.shape == (out_of_core.C_OUT,) and expected.mean() > 0
