@@ -26,6 +26,8 @@ import reference
 
 from .cases import CASES, DTYPES, OPS, Case, ConvCase, case_by_name, cases_for, make_call, make_inputs
 from .cases import parse_case_names as parse_cases
+from .memory import format_scratch_table
+from .memory import measure as measure_scratch
 from .report import (
     MemoryRow,
     Row,
@@ -217,6 +219,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--plot", metavar="PATH", help="write a PNG bar chart to PATH (needs matplotlib)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch column even if torch is installed")
     parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="print only the scratch-memory section (peak scratch against the workspace limit; also part of a "
+        "full run without --cases or --quick)",
+    )
+    parser.add_argument(
         "--dask", action="store_true", help="only the out-of-core section: a lazy batch on 1 and 2 Dask workers"
     )
     parser.add_argument("--dask-full", action="store_true", help="--dask on 20,000 images (2.6 GB) instead of 2,000")
@@ -244,6 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import out_of_core
 
         return out_of_core.main(args.dask_images or (out_of_core.FULL_IMAGES if args.dask_full else None))
+    if args.memory_only:
+        print("\n".join(format_scratch_table(measure_scratch(progress=progress))))
+        return 0
     settings = Settings(
         repeats=args.repeats or (3 if args.quick else 5),
         min_total_s=0.05 if args.quick else 0.3,
@@ -300,6 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cases is None or MEMORY_CASE in {c.name for c in args.selected}:
         memory, note = measure_memory(settings)
         print("\n".join(format_memory_table(memory, note)) + "\n")
+    if args.cases is None and not args.quick:
+        print("\n".join(format_scratch_table(measure_scratch(progress=progress))) + "\n")
 
     elapsed = time.perf_counter() - started
     print(f"Total time {elapsed:.1f} s.", flush=True)

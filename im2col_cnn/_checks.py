@@ -43,13 +43,16 @@ _STRINGS = (str, bytes, bytearray, memoryview)  # sequences that are never an (h
 def as_float_array(value: object, name: str) -> np.ndarray:
     """Return ``value`` as an ndarray of a floating dtype in native byte order, copying only when it has to.
 
-    A float16/32/64 array in native byte order is returned as it is (no copy); one in the other byte order
-    becomes a native copy of the same dtype; integer, bool and nested-list input becomes float64. Complex,
-    object, string, ragged and other non-numeric input raises ``TypeError``.
+    A float32/64 array in native byte order is returned as it is (no copy); one in the other byte order
+    becomes a native copy of the same dtype; float16 becomes float32 (the engine computes float16 layers in
+    float32, see :mod:`~im2col_cnn.half_precision`); integer, bool and nested-list input becomes float64.
+    Complex, object, string, ragged and other non-numeric input raises ``TypeError``.
     """
     arr = value if type(value) is np.ndarray else _asarray(value, name)
     kind = arr.dtype.kind
     if kind == "f":
+        if arr.dtype.itemsize == 2:
+            return arr.astype(np.float32)
         return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
     if kind in "biu":
         return arr.astype(np.float64)

@@ -218,22 +218,24 @@ def _chunked_backward(op: str, engine: Callable[..., Any], args: tuple[Any, ...]
     if tuple(np.shape(dout)) != out.shape:
         raise ValueError(f"dout must have the forward output's shape {out.shape}, got shape {np.shape(dout)}")
     dout = dout.rechunk(out.chunks) if is_dask_array(dout) else da.from_array(np.asarray(dout), chunks=out.chunks)
-    probe = engine(np.zeros((0, *out.shape[1:]), dout.dtype), cache.probe, **params)
-    probe = probe if isinstance(probe, tuple) else (probe,)
+    empty = np.zeros((0, *out.shape[1:]), dout.dtype)
+    probe = _as_tuple(engine(empty, cache.probe, **params))  # what the caller gets: shapes and dtypes
+    computed = _as_tuple(inspect.unwrap(engine)(empty, cache.probe, **params))  # what a block computes in
     name = f"{op}-blocks-{tokenize(op, dout, cache.blocks.name, params)}"
     task = functools.partial(_backward_block, op, params)
     layer = {(name, i): (task, (dout.name, i, 0, 0, 0), (cache.blocks.name, i)) for i in range(dout.numblocks[0])}
     grads = _layer(name, layer, [dout, cache.blocks], dout.numblocks[0])
     dx = probe[0]
     if dx is not None:  # (N, ...) in the blocks of dout
-        dx = _from_blocks(
-            grads, operator.getitem, (0,), dx, f"{name}-0", (dout.chunks[0], *((s,) for s in dx.shape[1:]))
-        )
+        dx_chunks = (dout.chunks[0], *((size,) for size in dx.shape[1:]))
+        dx = _from_blocks(grads, _item_as, (0, dx.dtype), dx, f"{name}-0", dx_chunks)
     results = [dx]
-    for k, grad in enumerate(probe[1:], 1):  # dw, db: per-block partial sums (1, ...) stacked, then a tree sum
+    for k, (grad, block_grad) in enumerate(zip(probe[1:], computed[1:], strict=True), 1):
+        # dw, db: per-block partial sums (1, ...) stacked, summed by a tree in the dtype the blocks compute in
+        # (float32 for float16 callers), then given the caller's dtype: one rounding, as for a NumPy batch.
         chunks = ((1,) * grads.nblocks, *((size,) for size in grad.shape))
-        parts = _from_blocks(grads, _stacked, (k,), grad, f"{name}-{k}", chunks)
-        results.append(parts.sum(axis=0, dtype=grad.dtype))  # no task sums more than split_every partials
+        parts = _from_blocks(grads, _stacked, (k,), block_grad, f"{name}-{k}", chunks)
+        results.append(parts.sum(axis=0, dtype=block_grad.dtype).astype(grad.dtype))  # split_every at a time
     return results[0] if len(results) == 1 else tuple(results)
 
 
@@ -244,10 +246,19 @@ def _forward_block(op: str, names: tuple[str, ...], params: dict[str, Any], x: n
 
 
 def _backward_block(op: str, params: dict[str, Any], dout: np.ndarray, forward: tuple[Any, Any]) -> tuple[Any, ...]:
-    """One batch block's gradients, always a tuple: ``(dx,)`` or ``(dx, dw, db)``."""
+    """One batch block's gradients in the engine's compute dtype (the public function unwrapped: float16 callers
+    get float32 partial sums, rounded once when summed), always a tuple: ``(dx,)`` or ``(dx, dw, db)``."""
     with block_threads():
-        grads = _ENGINE[op](dout, forward[1], **params)
+        return _as_tuple(inspect.unwrap(_ENGINE[op])(dout, forward[1], **params))
+
+
+def _as_tuple(grads: Any) -> tuple[Any, ...]:
     return grads if isinstance(grads, tuple) else (grads,)
+
+
+def _item_as(grads: tuple[Any, ...], k: int, dtype: np.dtype) -> np.ndarray:
+    """Gradient ``k`` of one block in the caller's ``dtype``."""
+    return grads[k].astype(dtype, copy=False)
 
 
 def _stacked(grads: tuple[Any, ...], k: int) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 
 from ._checks import as_float_array, as_int, as_pair, check_choice, check_ndim
 from .conv import conv2d_backward, conv2d_forward, prepare_conv
+from .half_precision import HALF, all_half
 from .pool import pool_backward as _pool_backward
 from .pool import pool_forward as _pool_forward
 
@@ -126,7 +127,7 @@ def forward(
         return Z, ConvLayerCache(X, W, b, pad, stride)
     window = as_pair(f, "f", minimum=1)
     Z, _ = _pool_forward(_zero_pad(X, pads), window, steps, 0, kind)
-    return Z, PoolLayerCache(X, f, stride, pad, mode)
+    return (Z.astype(HALF) if all_half(X) else Z), PoolLayerCache(X, f, stride, pad, mode)
 
 
 def _check_window(f: object, W: object) -> None:
@@ -143,6 +144,8 @@ def backward(dZ: object, cache: ConvLayerCache) -> tuple[np.ndarray, np.ndarray,
         raise TypeError("cache must be the conv cache (X, W, b, pad, stride) returned by forward(mode='conv')")
     X, W, b, pad, stride = cache
     conv_cache, _ = prepare_conv(X, W, b, as_pair(stride, "stride", minimum=1), as_pair(pad, "pad", minimum=0))
+    if all_half(X, W, b):  # as forward(): float16 layers are computed in float32 and answer in float16
+        conv_cache = conv_cache._replace(io_dtype=HALF)
     dX, dW, db = conv2d_backward(dZ, conv_cache)
     return dX, dW, db.reshape(1, 1, 1, -1)
 
@@ -171,7 +174,8 @@ def pool_backward(dA: object, cache: PoolLayerCache | tuple, mode: str = "max") 
     )
     dxp = _pool_backward(dA, pool_cache, kind)  # (m, H + 2ph, W + 2pw, C), a fresh array
     h, w = xp.shape[1] - 2 * ph, xp.shape[2] - 2 * pw
-    return np.ascontiguousarray(dxp[:, ph : ph + h, pw : pw + w])
+    dx = np.ascontiguousarray(dxp[:, ph : ph + h, pw : pw + w])
+    return dx.astype(HALF) if all_half(X) else dx
 
 
 def max_mask(x: object) -> np.ndarray:

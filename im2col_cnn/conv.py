@@ -18,9 +18,10 @@ from ._checks import (
 )
 from .batch_chunks import batch_chunked
 from .conv_kernels import correlate, input_grad, weight_grad
-from .layout import from_nhwc, to_nhwc, weight_from_hwio, weight_to_hwio
+from .half_precision import float16_io
+from .layout import new_result, to_nhwc, weight_from_hwio, weight_to_hwio
 from .windows import WindowGeometry, make_geometry
-from .workspace import resolve_limit
+from .workspace import image_blocks, resolve_limit
 
 __all__ = ["ConvCache", "conv2d_forward", "conv2d_backward"]
 
@@ -29,7 +30,8 @@ class ConvCache(NamedTuple):
     """What :func:`conv2d_backward` needs: input and weights (compute dtype, NHWC/HWIO views), b's shape, geometry.
 
     The column matrix is rebuilt in the backward pass rather than kept, so a cache costs no more memory than
-    the input itself.
+    the input itself. The cache keeps a reference to the caller's ``x`` (a view, not a copy, as PyTorch's saved
+    tensors do): changing ``x`` in place between the forward and the backward pass changes ``dw``.
     """
 
     x: np.ndarray  # (N, H, W, C_in)
@@ -38,6 +40,7 @@ class ConvCache(NamedTuple):
     geom: WindowGeometry
     groups: int = 1
     data_format: str = "NHWC"
+    io_dtype: np.dtype | None = None  # float16 when the caller's arrays were (computed in float32)
 
 
 def layer_arrays(
@@ -99,6 +102,7 @@ def prepare_conv(
 
 
 @batch_chunked
+@float16_io("forward")
 def conv2d_forward(
     x: np.ndarray,
     w: np.ndarray,
@@ -129,8 +133,10 @@ def conv2d_forward(
     data_format : 'NHWC' or 'NCHW'
         Layout of ``x``, ``w`` and ``out``.
     workspace : int, optional
-        Scratch memory limit in bytes for this call (default: :func:`get_workspace_limit`, at least 16 MiB).
-        The batch is processed in blocks of a few MiB of columns; the result does not depend on the limit.
+        Scratch memory limit in bytes for this call (default: :func:`get_workspace_limit`, at least 16 MiB);
+        scratch stays within it plus the small slack :mod:`~im2col_cnn.workspace` documents. The batch is
+        processed in blocks of a few MiB of columns; the result does not depend on the limit unless one image
+        alone exceeds it.
 
     Returns
     -------
@@ -138,14 +144,18 @@ def conv2d_forward(
         ``Ho = (H + top + bottom - dh*(kh - 1) - 1) // sh + 1``, likewise ``Wo``; dtype of ``x`` and ``w``
         promoted (float32 stays float32; integer input is computed in float64).
     cache : ConvCache
-        For :func:`conv2d_backward`.
+        For :func:`conv2d_backward`. It references ``x`` and ``w`` without copying them: changing ``x`` in
+        place before the backward pass changes ``dw``.
     """
     cache, bias = prepare_conv(x, w, b, stride, padding, dilation, groups, data_format)
-    out = correlate(cache.x, cache.w, cache.geom, resolve_limit(workspace), bias, cache.groups)
-    return from_nhwc(out, cache.data_format), cache
+    n, geom = cache.x.shape[0], cache.geom
+    out, out4 = new_result((n, geom.out_h, geom.out_w, cache.w.shape[3]), cache.x.dtype, cache.data_format)
+    correlate(cache.x, cache.w, geom, resolve_limit(workspace), bias, cache.groups, out=out4)
+    return out, cache
 
 
 @batch_chunked
+@float16_io("backward")
 def conv2d_backward(
     dout: np.ndarray, cache: ConvCache, *, workspace: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -169,17 +179,37 @@ def conv2d_backward(
     if not isinstance(cache, ConvCache):
         raise TypeError(f"cache must be the ConvCache returned by conv2d_forward, got {type(cache).__name__}")
     limit = resolve_limit(workspace)
-    x, w, b_shape, geom, groups, data_format = cache
+    x, w, b_shape, geom, groups, data_format, _ = cache
     d4 = nhwc_dout(dout, x.shape[0], (geom.out_h, geom.out_w), w.shape[3], x.dtype, data_format)
-    db = d4.reshape(-1, w.shape[3]).sum(axis=0).reshape(b_shape or (w.shape[3],))  # (N*Ho*Wo, C_out) -> (C_out,)
+    db = bias_grad(d4, b_shape)
     dw = weight_grad(x, d4, geom, w.shape[:2], limit, groups)
-    dx = input_grad(d4, w, geom, x.shape, limit, groups)
-    return from_nhwc(dx, data_format), weight_from_hwio(dw, data_format), db
+    dx, dx4 = new_result(x.shape, x.dtype, data_format, zeros=True)
+    input_grad(d4, w, geom, dx4, limit, groups)
+    return dx, weight_from_hwio(dw, data_format), db
 
 
 def nhwc_dout(
     dout: object, n: int, out_hw: tuple[int, int], c_out: int, dtype: np.dtype, data_format: str
 ) -> np.ndarray:
-    """``dout`` checked against the forward output's shape, as a C-contiguous NHWC array of ``dtype``."""
+    """``dout`` checked against the forward output's shape, as an (N, Ho, Wo, C_out) array (a view) of ``dtype``."""
     shape = (n, c_out, *out_hw) if data_format == "NCHW" else (n, *out_hw, c_out)
-    return np.ascontiguousarray(to_nhwc(check_dout(dout, shape, dtype), data_format))
+    return to_nhwc(check_dout(dout, shape, dtype), data_format)
+
+
+def bias_grad(d4: np.ndarray, b_shape: tuple[int, ...] | None) -> np.ndarray:
+    """``db``: ``d4`` (N, Ho, Wo, C_out), any memory layout, summed over all but the channels, in ``b``'s shape.
+
+    Summed in blocks of whole images (copied to NHWC where ``d4`` is not NHWC in memory), so that the sum is the
+    same, bit for bit, in every layout.
+    """
+    c_out = d4.shape[3]
+    db = np.zeros(c_out, dtype=d4.dtype)
+    buf = None
+    for images in image_blocks(d4):
+        block = d4[images]  # (n_b, Ho, Wo, C_out)
+        if not block.flags.c_contiguous:
+            buf = np.empty(block.shape, dtype=d4.dtype) if buf is None else buf[: block.shape[0]]
+            np.copyto(buf, block)
+            block = buf
+        db += block.reshape(-1, c_out).sum(axis=0)  # (n_b, Ho, Wo, C_out) -> (n_b*Ho*Wo, C_out) -> (C_out,)
+    return db.reshape(b_shape or (c_out,))

@@ -1,15 +1,20 @@
-"""The three computations every convolution layer is made of, on NHWC arrays, block by block.
+"""The three computations every convolution layer is made of, on (N, H, W, C) arrays, tile by tile.
 
 * :func:`correlate` -- the forward pass: columns of ``x`` times the weights.
 * :func:`input_grad` -- the gradient with respect to the input (also the forward pass of a transposed
-  convolution): for stride 1 a correlation of ``dout`` with the flipped kernel (no scatter at all), otherwise the
-  columns' gradient ``dout · wᵀ`` scattered back by col2im.
-* :func:`weight_grad` -- the gradient with respect to the weights: ``colsᵀ · dout`` summed block by block.
+  convolution): either a correlation of ``dout`` with the flipped kernel (stride 1 only; no scatter at all) or
+  the columns' gradient ``dout · wᵀ`` scattered back by col2im, whichever :func:`flipped_correlation_pays`
+  estimates to be cheaper.
+* :func:`weight_grad` -- the gradient with respect to the weights: ``colsᵀ · dout`` summed tile by tile.
 
 Weights are ``(kh, kw, C_in // groups, C_out)``. With groups, every product is a stack of one matrix product per
 group over the group-major columns of :func:`~im2col_cnn.windows.iter_columns`; a depthwise convolution (one
-input channel per group) skips columns altogether (:mod:`~im2col_cnn.depthwise`). Blocks do not depend on the
-workspace limit, so neither do the results.
+input channel per group) skips columns altogether (:mod:`~im2col_cnn.depthwise`).
+
+Arrays are (N, H, W, C) but need not be NHWC in memory: an NCHW array's transposed view is read and written
+tile by tile, through small NHWC staging buffers, never converted whole. Every buffer is sized by
+:func:`~im2col_cnn.workspace.tiles`, whose tiles do not depend on the workspace limit (so neither do the
+results) unless one image alone exceeds it.
 """
 
 from __future__ import annotations
@@ -17,9 +22,57 @@ from __future__ import annotations
 import numpy as np
 
 from . import depthwise
-from .windows import WindowGeometry, column_blocks, iter_columns, scatter_columns
+from .windows import WindowGeometry, iter_columns, scatter_tile
+from .workspace import Tile, tiles
 
-__all__ = ["correlate", "input_grad", "weight_grad"]
+__all__ = ["correlate", "input_grad", "weight_grad", "flipped_correlation_pays", "Buffers", "tile_rows"]
+
+COPY_FLOPS = 8
+"""Time of copying one element into a column matrix, in flops of a matrix product (measured: 5-10)."""
+
+SCATTER_FLOPS = 60
+"""Time of adding one column entry back by col2im's strided slice-adds, in flops of a matrix product."""
+
+
+class Buffers:
+    """Scratch buffers of one call, allocated on first use and grown only if a later tile needs more."""
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype = dtype
+        self._bufs: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """An uninitialised ``shape`` array in buffer ``name`` (which the next ``get`` of that name reuses)."""
+        size = int(np.prod(shape))
+        buf = self._bufs.get(name)
+        if buf is None or buf.size < size:
+            buf = self._bufs[name] = np.empty(size, dtype=self.dtype)
+        return buf[:size].reshape(shape)
+
+
+def tile_rows(a: np.ndarray, tile: Tile, bufs: Buffers, name: str) -> np.ndarray:
+    """``a[tile]`` (n_b, h_b, w_b, C) as an (n_b*h_b*w_b, C) matrix: a view where ``a`` allows, else a copy."""
+    block = a[tile.images, tile.rows, tile.cols]
+    if block.flags.c_contiguous:
+        return block.reshape(-1, block.shape[3])  # (n_b, h_b, w_b, C) -> (m, C), no copy
+    buf = bufs.get(name, block.shape)
+    np.copyto(buf, block)
+    return buf.reshape(-1, block.shape[3])  # (n_b, h_b, w_b, C) -> (m, C)
+
+
+def column_tiles(
+    x_shape: tuple[int, ...], itemsize: int, geom: WindowGeometry, limit: int, extra: int, *, always_slab: bool = False
+) -> list[Tile]:
+    """Tiles for a pass that builds (or scatters) the columns of an ``x_shape`` input.
+
+    Per output position the pass needs its column row (none for a pointwise geometry, whose columns are the
+    input itself) and ``extra`` more elements (an output or ``dout`` row); plus the staged slab of the tile's
+    input (:meth:`~im2col_cnn.windows.WindowGeometry.tile_scratch`; ``always_slab`` counts it even for 1x1).
+    """
+    n, _, _, c = x_shape
+    k = 0 if geom.is_pointwise else geom.kh * geom.kw * c
+    scratch = geom.tile_scratch(c, itemsize, (k + extra) * itemsize, always_slab=always_slab)
+    return tiles(n, geom.out_h, geom.out_w, k * geom.out_h * geom.out_w * itemsize, scratch, limit)
 
 
 def _grouped_weights(w: np.ndarray, groups: int) -> np.ndarray:
@@ -35,20 +88,26 @@ def correlate(
     limit: int,
     bias: np.ndarray | None = None,
     groups: int = 1,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """``out[n, ho, wo, co] = Σ_{i,j,c} x_pad[n, ho*sh + i*dh, wo*sw + j*dw, c_g0 + c] * w[i, j, c, co] (+ bias)``.
 
-    ``x`` (N, H, W, C_in), ``w`` (kh, kw, C_in // groups, C_out) -> out (N, Ho, Wo, C_out), dtype of ``x``;
-    ``c_g0`` is the first input channel of output channel ``co``'s group.
+    ``x`` (N, H, W, C_in), ``w`` (kh, kw, C_in // groups, C_out) -> ``out`` (N, Ho, Wo, C_out), dtype of ``x``;
+    ``c_g0`` is the first input channel of output channel ``co``'s group. ``out``, if given, is written in
+    place (any memory layout, e.g. the NHWC view of an NCHW array) and returned.
     """
     if groups > 1 and w.shape[2] == 1:
-        return depthwise.correlate(x, w, geom, bias)
+        return depthwise.correlate(x, w, geom, limit, bias, out)
     c_out = w.shape[3]
+    if out is None:
+        out = np.empty((x.shape[0], geom.out_h, geom.out_w, c_out), dtype=x.dtype)
     wg = _grouped_weights(w, groups)  # (G, Kg, C_out_g)
-    out = np.empty((x.shape[0], geom.out_h, geom.out_w, c_out), dtype=x.dtype)
-    for images, rows, cols in iter_columns(x, geom, limit, groups):
-        block = out[images, rows].reshape(-1, c_out)  # a view: (n_b, h_b, Wo, C_out) -> (m, C_out)
-        m = block.shape[0]
+    bufs = Buffers(x.dtype)
+    for tile, cols in iter_columns(x, geom, column_tiles(x.shape, x.itemsize, geom, limit, c_out), groups):
+        target = out[tile.images, tile.rows, tile.cols]  # (n_b, h_b, w_b, C_out)
+        m = cols.shape[0]
+        direct = target.flags.c_contiguous
+        block = target.reshape(m, c_out) if direct else bufs.get("out", (m, c_out))  # a view when direct
         if groups == 1:
             np.matmul(cols, wg[0], out=block)  # (m, K) @ (K, C_out)
         else:  # (G, m, Kg) @ (G, Kg, C_out_g) -> (G, m, C_out_g), written straight into the (m, G, C_out_g) block
@@ -56,48 +115,95 @@ def correlate(
             np.matmul(cols.reshape(m, groups, wg.shape[1]).transpose(1, 0, 2), wg, out=g_out)
         if bias is not None:
             block += bias
+        if not direct:
+            np.copyto(target, block.reshape(target.shape))  # (m, C_out) -> (n_b, h_b, w_b, C_out)
     return out
+
+
+def _flipped_geometry(geom: WindowGeometry, kernel: tuple[int, int]) -> WindowGeometry | None:
+    """The geometry in which the stride-1 input gradient is a correlation of ``dout``; None where it is not one."""
+    kh, kw = kernel
+    reach_h, reach_w = (kh - 1) * geom.dh, (kw - 1) * geom.dw  # effective kernel extent - 1
+    pads = (geom.pad_top, geom.pad_bottom, geom.pad_left, geom.pad_right)
+    if (geom.sh, geom.sw) != (1, 1) or max(pads[:2]) > reach_h or max(pads[2:]) > reach_w:
+        return None
+    # dx is dout, padded by the kernel's reach less the forward padding, correlated with the flipped kernel.
+    return WindowGeometry(
+        geom.out_h, geom.out_w, kh, kw, 1, 1, reach_h - pads[0], reach_h - pads[1],
+        reach_w - pads[2], reach_w - pads[3], geom.dh, geom.dw,
+    )  # fmt: skip
+
+
+def flipped_correlation_pays(geom: WindowGeometry, w_shape: tuple[int, ...], groups: int = 1) -> bool:
+    """Whether the input gradient should be the flipped-kernel correlation rather than ``dout · wᵀ`` + col2im.
+
+    Estimated cost, per image, in flops: the correlation multiplies ``H*W`` column rows of ``kh*kw*C_out``
+    entries (built by copying) by the weights; the scatter path multiplies ``Ho*Wo`` rows of ``C_out`` and
+    adds ``Ho*Wo*kh*kw*C_in`` column entries back. The correlation wins at stride 1 when the output is about
+    as large as the input and ``C_out`` is not much larger than ``C_in``; it loses badly when the kernel is
+    nearly as large as the input (few outputs, each a huge window). Only shapes decide, never the limit.
+    """
+    kh, kw, c_in_g, c_out = w_shape
+    if _flipped_geometry(geom, (kh, kw)) is None:
+        return False
+    p_in, p_out, taps = geom.in_h * geom.in_w, geom.out_h * geom.out_w, kh * kw
+    correlation = 2 * p_in * taps * c_out * c_in_g + COPY_FLOPS * p_in * taps * c_out
+    scatter = 2 * p_out * c_out * taps * c_in_g + SCATTER_FLOPS * p_out * taps * c_in_g * groups
+    return correlation <= scatter
 
 
 def input_grad(
     dout: np.ndarray,
     w: np.ndarray,
     geom: WindowGeometry,
-    x_shape: tuple[int, ...],
+    dx: np.ndarray,
     limit: int,
     groups: int = 1,
+    *,
+    path: str | None = None,
 ) -> np.ndarray:
-    """Gradient of :func:`correlate` with respect to ``x``: ``dout`` (N, Ho, Wo, C_out) -> dx ``x_shape``."""
+    """Gradient of :func:`correlate` with respect to ``x``: ``dout`` (N, Ho, Wo, C_out) -> ``dx`` (N, H, W, C_in).
+
+    ``dx`` must be zero-filled (e.g. ``np.zeros``; any memory layout); it is written in place and returned.
+    ``path`` forces ``'correlate'`` or ``'scatter'`` (default: :func:`flipped_correlation_pays` decides).
+    """
     kh, kw, c_in_g, c_out = w.shape
     if groups > 1 and c_in_g == 1:
-        return depthwise.input_grad(dout, w, geom, x_shape)
-    reach_h, reach_w = (kh - 1) * geom.dh, (kw - 1) * geom.dw  # effective kernel extent - 1
-    pads = (geom.pad_top, geom.pad_bottom, geom.pad_left, geom.pad_right)
-    if (geom.sh, geom.sw) == (1, 1) and max(pads[:2]) <= reach_h and max(pads[2:]) <= reach_w:
-        # dx is dout, padded by the kernel's reach less the forward padding, correlated with the flipped kernel.
-        flipped = WindowGeometry(
-            geom.out_h, geom.out_w, kh, kw, 1, 1, reach_h - pads[0], reach_h - pads[1],
-            reach_w - pads[2], reach_w - pads[3], geom.dh, geom.dw,
-        )  # fmt: skip
+        return depthwise.input_grad(dout, w, geom, dx, limit)
+    if path is None:
+        path = "correlate" if flipped_correlation_pays(geom, w.shape, groups) else "scatter"
+    if path == "correlate":
+        flipped = _flipped_geometry(geom, (kh, kw))
+        if flipped is None:
+            raise ValueError("the flipped-kernel correlation needs stride 1 and padding within the kernel's reach")
         # (kh, kw, C_in_g, G, C_out_g) -> (kh, kw, C_out_g, G, C_in_g) -> (kh, kw, C_out_g, C_in), flipped
         w_flip = w[::-1, ::-1].reshape(kh, kw, c_in_g, groups, -1).transpose(0, 1, 4, 3, 2)
-        return correlate(dout, w_flip.reshape(kh, kw, -1, c_in_g * groups), flipped, limit, groups=groups)
+        return correlate(dout, w_flip.reshape(kh, kw, -1, c_in_g * groups), flipped, limit, groups=groups, out=dx)
     wg_t = _grouped_weights(w, groups).transpose(0, 2, 1)  # (G, C_out_g, Kg)
     k = kh * kw * c_in_g * groups
-    dx = np.zeros(x_shape, dtype=dout.dtype)
-    dcols_buf = None
-    # The column gradient of each block of output rows is scattered into that block's images.
-    for images, rows in column_blocks(x_shape, dout.dtype.itemsize, geom, limit):
-        d = dout[images, rows].reshape(-1, c_out)  # (m, C_out)
+    direct = dx.flags.c_contiguous
+    bufs = Buffers(dout.dtype)
+    for tile in column_tiles(dx.shape, dout.itemsize, geom, limit, c_out, always_slab=True):
+        d = tile_rows(dout, tile, bufs, "dout")  # (m, C_out)
         m = d.shape[0]
-        if dcols_buf is None:
-            dcols_buf = np.empty(m * k, dtype=dout.dtype)
-        dcols = dcols_buf[: m * k].reshape(m, groups, k // groups)  # (m, G, Kg): group-major columns
+        dcols = bufs.get("dcols", (m, groups, k // groups))  # (m, G, Kg): group-major columns
         if groups == 1:
             np.matmul(d, wg_t[0], out=dcols[:, 0])  # (m, C_out) @ (C_out, K)
         else:  # (G, m, C_out_g) @ (G, C_out_g, Kg) -> (G, m, Kg)
             np.matmul(d.reshape(m, groups, c_out // groups).transpose(1, 0, 2), wg_t, out=dcols.transpose(1, 0, 2))
-        scatter_columns(dcols.reshape(m, k), geom, dx[images], rows, groups)
+        if direct:  # scatter straight into dx
+            scatter_tile(dcols.reshape(m, k), geom, tile, dx[tile.images], groups=groups)
+            continue
+        # Another layout: scatter into a zeroed NHWC slab of the input the tile reads, then add it in once.
+        r0, r1, c0, c1 = geom.input_extent(tile.rows, tile.cols)
+        a0, a1, b0, b1 = max(r0, 0), min(r1, geom.in_h), max(c0, 0), min(c1, geom.in_w)
+        if a1 <= a0 or b1 <= b0:  # the tile's windows read only padding
+            continue
+        n_b = len(range(tile.images.start, tile.images.stop))
+        slab = bufs.get("slab", (n_b, a1 - a0, b1 - b0, dx.shape[3]))  # (n_b, rows read, columns read, C_in)
+        slab.fill(0)
+        scatter_tile(dcols.reshape(m, k), geom, tile, slab, origin=(a0, b0), groups=groups)
+        dx[tile.images, a0:a1, b0:b1] += slab
     return dx
 
 
@@ -109,18 +215,19 @@ def weight_grad(
     limit: int,
     groups: int = 1,
 ) -> np.ndarray:
-    """Gradient of :func:`correlate` with respect to ``w``: Σ over blocks, in order, of ``colsᵀ · dout``.
+    """Gradient of :func:`correlate` with respect to ``w``: Σ over tiles, in order, of ``colsᵀ · dout``.
 
-    ``x`` (N, H, W, C_in), ``dout`` (N, Ho, Wo, C_out) -> dw (kh, kw, C_in // groups, C_out).
+    ``x`` (N, H, W, C_in), ``dout`` (N, Ho, Wo, C_out), any memory layout -> dw (kh, kw, C_in // groups, C_out).
     """
     c_in_g, c_out = x.shape[3] // groups, dout.shape[3]
     if groups > 1 and c_in_g == 1:
-        return depthwise.weight_grad(x, dout, geom)
+        return depthwise.weight_grad(x, dout, geom, limit)
     k_g = kernel[0] * kernel[1] * c_in_g
     dw = np.zeros((groups, k_g, c_out // groups), dtype=x.dtype)
     partial = np.empty_like(dw)
-    for images, rows, cols in iter_columns(x, geom, limit, groups):
-        d = dout[images, rows].reshape(-1, c_out)  # (m, C_out)
+    bufs = Buffers(x.dtype)
+    for tile, cols in iter_columns(x, geom, column_tiles(x.shape, x.itemsize, geom, limit, c_out), groups):
+        d = tile_rows(dout, tile, bufs, "dout")  # (m, C_out)
         m = d.shape[0]
         if groups == 1:
             dw[0] += np.matmul(cols.T, d, out=partial[0])  # (K, m) @ (m, C_out)

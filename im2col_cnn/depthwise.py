@@ -4,14 +4,20 @@ With one input channel per group the per-group matrix products would be tiny (kh
 multiplier), so these kernels instead accumulate one strided slice of the input per kernel offset, for all
 channels at once -- the same per-offset slices pooling uses. Weights are ``(kh, kw, 1, C_out)`` with
 ``C_out = C_in * multiplier``; output channel ``c * multiplier + q`` reads input channel ``c``.
+
+The work runs tile by tile over the output (:func:`~im2col_cnn.workspace.tiles`): each tile's products go
+through one reused buffer (``out=``), and arrays that are not NHWC in memory (NCHW views) are staged through
+NHWC buffers of one tile, so scratch stays within the workspace limit. The forward pass and the input gradient
+add each output's (input's) terms in kernel-offset order whatever the tiles; the weight gradient sums tile by
+tile over tiles that do not depend on the limit (unless one image alone exceeds it).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .windows import WindowGeometry
-from .workspace import image_blocks
+from .windows import WindowGeometry, stage
+from .workspace import Tile, tiles
 
 __all__ = ["correlate", "input_grad", "weight_grad"]
 
@@ -21,47 +27,151 @@ def _taps(w: np.ndarray, c_in: int) -> np.ndarray:
     return w.reshape(w.shape[0], w.shape[1], c_in, w.shape[3] // c_in)
 
 
-def correlate(x: np.ndarray, w: np.ndarray, geom: WindowGeometry, bias: np.ndarray | None = None) -> np.ndarray:
-    """Depthwise forward: ``x`` (N, H, W, C_in), ``w`` (kh, kw, 1, C_out) -> out (N, Ho, Wo, C_out)."""
+def _tiles(x_shape: tuple[int, ...], c_out: int, itemsize: int, geom: WindowGeometry, limit: int) -> list[Tile]:
+    """Tiles of the output with room, per output position, for two rows of C_out (an accumulator or a copy of
+    ``dout``, and the products' buffer) and the staged input slab."""
+    n, _, _, c_in = x_shape
+    scratch = geom.tile_scratch(c_in, itemsize, 2 * c_out * itemsize, always_slab=True)
+    return tiles(n, geom.out_h, geom.out_w, geom.out_h * geom.out_w * c_out * itemsize, scratch, limit)
+
+
+def _size(s: slice) -> int:
+    return len(range(s.start, s.stop))
+
+
+def _input_block(
+    x: np.ndarray, geom: WindowGeometry, tile: Tile, buf: dict[str, np.ndarray]
+) -> tuple[np.ndarray, int, int]:
+    """The part of ``x`` (N, H, W, C) that ``tile``'s windows read (clipped to the input), NHWC-contiguous
+    where ``x`` is not, and the input position of its [:, 0, 0]."""
+    r0, r1, c0, c1 = geom.input_extent(tile.rows, tile.cols)
+    a0, a1, b0, b1 = max(r0, 0), min(r1, geom.in_h), max(c0, 0), min(c1, geom.in_w)
+    if x.strides[3] == x.itemsize or x.shape[3] == 1:
+        return x[tile.images, a0:a1, b0:b1], a0, b0
+    size = _size(tile.images) * (a1 - a0) * (b1 - b0) * x.shape[3]
+    if "slab" not in buf or buf["slab"].size < size:
+        buf["slab"] = np.empty(size, dtype=x.dtype)
+    return stage(x, tile.images, (a0, a1, b0, b1), buf["slab"]), a0, b0
+
+
+def _get(buf: dict[str, np.ndarray], name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    size = int(np.prod(shape))
+    if name not in buf or buf[name].size < size:
+        buf[name] = np.empty(size, dtype=dtype)
+    return buf[name][:size].reshape(shape)
+
+
+def _contiguous(a: np.ndarray, buf: dict[str, np.ndarray]) -> np.ndarray:
+    """``a`` itself if C-contiguous, else a copy of it in buffer ``'dout'``."""
+    if a.flags.c_contiguous:
+        return a
+    copy = _get(buf, "dout", a.shape, a.dtype)
+    np.copyto(copy, a)
+    return copy
+
+
+def _shift(s: slice, origin: int) -> slice:
+    return slice(s.start - origin, s.stop - origin, s.step)
+
+
+def correlate(
+    x: np.ndarray,
+    w: np.ndarray,
+    geom: WindowGeometry,
+    limit: int,
+    bias: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Depthwise forward: ``x`` (N, H, W, C_in), ``w`` (kh, kw, 1, C_out) -> ``out`` (N, Ho, Wo, C_out).
+
+    ``out``, if given, is written in place (any memory layout) and returned.
+    """
     n, _, _, c_in = x.shape
+    c_out = w.shape[3]
     taps = _taps(w, c_in)
-    out = np.zeros((n, geom.out_h, geom.out_w, w.shape[3]), dtype=x.dtype)
-    out5 = out.reshape(*out.shape[:3], c_in, taps.shape[3])  # (N, Ho, Wo, C_in, multiplier)
-    for images in image_blocks(x):  # blocks small enough for out to stay in cache across offsets
-        xb, ob = x[images], out5[images]
-        for i, j, (orow, ocol), (irow, icol) in geom.offset_slices():
-            o = ob[:, orow, ocol]
-            o += xb[:, irow, icol, :, None] * taps[i, j]  # (n_b, h, w, C_in, 1) * (C_in, multiplier)
-    if bias is not None:
-        out += bias
+    mult = taps.shape[3]
+    if out is None:
+        out = np.empty((n, geom.out_h, geom.out_w, c_out), dtype=x.dtype)
+    # Start from an offset that every window reads inside the input (a product, not a sum), if one exists; the
+    # order of the terms is then the same for every output, whatever the tiles.
+    offsets = list(geom.offset_slices())
+    full = [o[:2] for o in offsets if o[2] == (slice(0, geom.out_h), slice(0, geom.out_w))][:1]
+    buf: dict[str, np.ndarray] = {}
+    for tile in _tiles(x.shape, c_out, x.itemsize, geom, limit):
+        target = out[tile.images, tile.rows, tile.cols]  # (n_b, h_b, w_b, C_out)
+        direct = target.flags.c_contiguous
+        acc = target if direct else _get(buf, "acc", target.shape, x.dtype)
+        acc5 = acc.reshape(*acc.shape[:3], c_in, mult)  # (n_b, h_b, w_b, C_in, multiplier)
+        xb, o_r, o_c = _input_block(x, geom, tile, buf)
+        tile_offsets = list(geom.offset_slices(tile.rows, tile.cols))
+        if full:
+            first = next(o for o in tile_offsets if o[:2] == full[0])
+            tile_offsets.remove(first)
+            i, j, _, (irow, icol) = first
+            np.multiply(xb[:, _shift(irow, o_r), _shift(icol, o_c), :, None], taps[i, j], out=acc5)
+        else:
+            acc.fill(0)
+        for i, j, (orow, ocol), (irow, icol) in tile_offsets:
+            o = acc5[:, orow, ocol]
+            prod = _get(buf, "prod", o.shape, x.dtype)
+            # (n_b, h, w, C_in, 1) * (C_in, multiplier)
+            np.multiply(xb[:, _shift(irow, o_r), _shift(icol, o_c), :, None], taps[i, j], out=prod)
+            o += prod
+        if bias is not None:
+            acc += bias
+        if not direct:
+            np.copyto(target, acc)
     return out
 
 
-def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, x_shape: tuple[int, ...]) -> np.ndarray:
-    """Depthwise gradient with respect to the input: ``dout`` (N, Ho, Wo, C_out) -> dx ``x_shape``."""
-    n, _, _, c_in = x_shape
+def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.ndarray, limit: int) -> np.ndarray:
+    """Depthwise gradient with respect to the input: ``dout`` (N, Ho, Wo, C_out) -> ``dx`` (N, H, W, C_in).
+
+    ``dx`` must be zero-filled (any memory layout); it is written in place and returned.
+    """
+    c_in = dx.shape[3]
     taps = _taps(w, c_in)
-    d5 = dout.reshape(*dout.shape[:3], c_in, taps.shape[3])  # (N, Ho, Wo, C_in, multiplier)
-    dx = np.zeros(x_shape, dtype=dout.dtype)
-    for images in image_blocks(dx):
-        db, dxb = d5[images], dx[images]
-        for i, j, (orow, ocol), (irow, icol) in geom.offset_slices():
-            g = dxb[:, irow, icol]
-            if taps.shape[3] == 1:
-                g += db[:, orow, ocol, :, 0] * taps[i, j, :, 0]
+    mult = taps.shape[3]
+    direct = dx.flags.c_contiguous
+    buf: dict[str, np.ndarray] = {}
+    for tile in _tiles(dx.shape, w.shape[3], dx.itemsize, geom, limit):
+        d = dout[tile.images, tile.rows, tile.cols]  # (n_b, h_b, w_b, C_out)
+        d = _contiguous(d, buf)
+        d5 = d.reshape(*d.shape[:3], c_in, mult)  # (n_b, h_b, w_b, C_in, multiplier)
+        if direct:
+            target, o_r, o_c = dx[tile.images], 0, 0
+        else:  # accumulate in a zeroed NHWC slab of the input the tile reaches, then add it in once
+            r0, r1, c0, c1 = geom.input_extent(tile.rows, tile.cols)
+            o_r, o_c = max(r0, 0), max(c0, 0)
+            rows, cols = slice(o_r, min(r1, geom.in_h)), slice(o_c, min(c1, geom.in_w))
+            if rows.stop <= rows.start or cols.stop <= cols.start:  # the tile's windows read only padding
+                continue
+            target = _get(buf, "slab", (d.shape[0], _size(rows), _size(cols), c_in), dx.dtype)
+            target.fill(0)
+        for i, j, (orow, ocol), (irow, icol) in geom.offset_slices(tile.rows, tile.cols):
+            g = target[:, _shift(irow, o_r), _shift(icol, o_c)]
+            prod = _get(buf, "prod", g.shape, dx.dtype)
+            if mult == 1:
+                np.multiply(d5[:, orow, ocol, :, 0], taps[i, j, :, 0], out=prod)
             else:
-                g += np.einsum("nhwcq,cq->nhwc", db[:, orow, ocol], taps[i, j])
+                np.einsum("nhwcq,cq->nhwc", d5[:, orow, ocol], taps[i, j], out=prod)
+            g += prod
+        if not direct:
+            dx[tile.images, rows, cols] += target
     return dx
 
 
-def weight_grad(x: np.ndarray, dout: np.ndarray, geom: WindowGeometry) -> np.ndarray:
-    """Depthwise gradient with respect to the weights: -> dw (kh, kw, 1, C_out), summed block by block."""
-    n, _, _, c_in = x.shape
-    d5 = dout.reshape(*dout.shape[:3], c_in, dout.shape[3] // c_in)  # (N, Ho, Wo, C_in, multiplier)
-    dw = np.zeros((geom.kh, geom.kw, c_in, d5.shape[4]), dtype=x.dtype)
-    for images in image_blocks(x):
-        xb, db = x[images], d5[images]
-        for i, j, (orow, ocol), (irow, icol) in geom.offset_slices():
+def weight_grad(x: np.ndarray, dout: np.ndarray, geom: WindowGeometry, limit: int) -> np.ndarray:
+    """Depthwise gradient with respect to the weights: -> dw (kh, kw, 1, C_out), summed tile by tile."""
+    c_in, c_out = x.shape[3], dout.shape[3]
+    dw = np.zeros((geom.kh, geom.kw, c_in, c_out // c_in), dtype=x.dtype)
+    buf: dict[str, np.ndarray] = {}
+    for tile in _tiles(x.shape, c_out, x.itemsize, geom, limit):
+        d = dout[tile.images, tile.rows, tile.cols]  # (n_b, h_b, w_b, C_out)
+        d = _contiguous(d, buf)
+        d5 = d.reshape(*d.shape[:3], c_in, c_out // c_in)  # (n_b, h_b, w_b, C_in, multiplier)
+        xb, o_r, o_c = _input_block(x, geom, tile, buf)
+        for i, j, (orow, ocol), (irow, icol) in geom.offset_slices(tile.rows, tile.cols):
             # Σ over (n, h, w) of x[..., c] * dout[..., c, q] -> (C_in, multiplier)
-            dw[i, j] += np.einsum("nhwc,nhwcq->cq", xb[:, irow, icol], db[:, orow, ocol])
-    return dw.reshape(geom.kh, geom.kw, 1, dout.shape[3])
+            dw[i, j] += np.einsum("nhwc,nhwcq->cq", xb[:, _shift(irow, o_r), _shift(icol, o_c)], d5[:, orow, ocol])
+    return dw.reshape(geom.kh, geom.kw, 1, c_out)

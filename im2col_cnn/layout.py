@@ -1,14 +1,15 @@
-"""NCHW <-> NHWC: the engine computes in NHWC; PyTorch-layout arrays are transposed at the API boundary.
+"""NCHW <-> NHWC: the engine computes on (N, H, W, C) arrays; PyTorch-layout arrays are their transposed views.
 
-Inputs are transposed as views (no copy: the engine copies windows into columns anyway); results go back as
-C-contiguous arrays in the layout they came in.
+Inputs are transposed as views (no copy: the conv kernels read them tile by tile). Conv results are allocated
+directly in the caller's layout (:func:`new_result`) and the kernels write each tile into their (N, H, W, C)
+view, so no full-size conversion is ever made. Weights are small and converted as copies.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["to_nhwc", "from_nhwc", "weight_to_hwio", "weight_from_hwio"]
+__all__ = ["to_nhwc", "from_nhwc", "new_result", "weight_to_hwio", "weight_from_hwio"]
 
 
 def to_nhwc(x: np.ndarray, data_format: str) -> np.ndarray:
@@ -19,6 +20,22 @@ def to_nhwc(x: np.ndarray, data_format: str) -> np.ndarray:
 def from_nhwc(y: np.ndarray, data_format: str) -> np.ndarray:
     """(N, H, W, C) -> C-contiguous (N, C, H, W) when ``data_format`` is 'NCHW'; ``y`` itself otherwise."""
     return np.ascontiguousarray(y.transpose(0, 3, 1, 2)) if data_format == "NCHW" else y
+
+
+def new_result(
+    shape: tuple[int, int, int, int], dtype: np.dtype, data_format: str, *, zeros: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """A new C-contiguous result of NHWC ``shape`` (N, H, W, C) in ``data_format``, and its (N, H, W, C) view.
+
+    With ``zeros`` it is zero-filled. For 'NCHW' the array is (N, C, H, W) and the view its transpose.
+    """
+    n, h, w, c = shape
+    make = np.zeros if zeros else np.empty
+    if data_format == "NCHW":
+        arr = make((n, c, h, w), dtype=dtype)
+        return arr, arr.transpose(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C) view
+    arr = make(shape, dtype=dtype)
+    return arr, arr
 
 
 def weight_to_hwio(w: np.ndarray, data_format: str) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ._checks import as_float_array, as_int, as_pair, check_data_format, check_dout, check_ndim
 from .batch_chunks import batch_chunked
+from .half_precision import float16_io
 from .layout import to_nhwc
 from .pool_kernels import argmax_indices, avg_divisor, pool_geometry, pool_windows
 from .pool_scatter import scatter_windows
@@ -50,6 +51,7 @@ class PoolCache(NamedTuple):
     divisor: float | np.ndarray = 1.0
     data_format: str = "NHWC"
     peak: np.ndarray | None = None  # (N, Ho, Wo, C), ties='all' only: a private copy of the window maxima
+    io_dtype: np.dtype | None = None  # float16 when the caller's arrays were (computed in float32)
 
     @property
     def indices(self) -> np.ndarray:
@@ -161,6 +163,7 @@ def _describe(cache: object) -> str:
 
 
 @batch_chunked
+@float16_io("forward")
 def max_pool2d_forward(
     x: np.ndarray,
     kernel_size: int | tuple[int, int],
@@ -203,6 +206,7 @@ def max_pool2d_forward(
 
 
 @batch_chunked
+@float16_io("backward")
 def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """Gradient of :func:`max_pool2d_forward`: each window's ``dout`` goes to its maximum.
 
@@ -222,6 +226,7 @@ def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
 
 
 @batch_chunked
+@float16_io("forward")
 def avg_pool2d_forward(
     x: np.ndarray,
     kernel_size: int | tuple[int, int],
@@ -272,6 +277,7 @@ def avg_pool2d_forward(
 
 
 @batch_chunked
+@float16_io("backward")
 def avg_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """Gradient of :func:`avg_pool2d_forward`: each window spreads ``dout / divisor`` over its positions.
 

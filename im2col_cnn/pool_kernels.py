@@ -2,17 +2,19 @@
 
 Arrays are (N, H, W, C) views whatever their memory layout (NHWC, or NCHW seen through a transposed view: NumPy's
 ufuncs then run in memory order). Work goes tile by tile (:mod:`~im2col_cnn.pool_tiles`); within a tile the loops
-run over the kernel rows, then over the kernel columns: one strided slice per tap, the padding never read.
+run over the kernel rows, then over the kernel columns: one strided slice per tap, the padding never read. Max
+pooling over windows that do not overlap (2x2 stride 2) needs no separation: one pass over the kernel offsets.
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
 from .parallel import map_blocks
-from .pool_tiles import AxisMap, Tile, empty_nhwc, max_workers, output_tiles
+from .pool_tiles import ALL, AxisMap, Offset, Tile, TilePlan, empty_nhwc, max_workers, output_tiles, tile_key, tile_plan
 from .windows import WindowGeometry
 
 __all__ = ["pool_geometry", "avg_divisor", "axis_maps", "code_dtype", "Scratch", "pool_windows", "argmax_indices"]
@@ -27,6 +29,7 @@ def _out_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int
     return out
 
 
+@lru_cache(maxsize=256)
 def pool_geometry(
     x_shape: tuple[int, ...],
     kernel: tuple[int, int],
@@ -133,9 +136,11 @@ def pool_windows(
     out = empty_nhwc(shape, dtype, nchw)
     win = empty_nhwc(shape, code_dtype(geom), nchw) if winners else None
     rows, cols = axis_maps(geom)
+    code = code_dtype(geom)
 
     def work(tile: Tile, scratch: Scratch) -> None:
-        _forward_tile(x, out, win, tile, rows, cols, kind, divisor, scratch)
+        plan = tile_plan(rows, cols, tile_key(tile), code)
+        _forward_tile(x, out, win, tile, plan, rows.disjoint and cols.disjoint, kind, divisor, scratch)
 
     tiles = output_tiles(x.shape, rows, cols, dtype.itemsize)
     map_blocks(work, tiles, lambda: Scratch(nchw), max_threads=max_workers())
@@ -147,84 +152,65 @@ def _forward_tile(
     out: np.ndarray,
     win: np.ndarray | None,
     tile: Tile,
-    rows: AxisMap,
-    cols: AxisMap,
+    plan: TilePlan,
+    disjoint: bool,
     kind: str,
     divisor: float | np.ndarray,
     scratch: Scratch,
 ) -> None:
-    """One output tile: reduce over the kernel rows into (n, ho, w, c) scratch, then over the kernel columns."""
+    """One output tile: reduce over the kernel rows into (n, ho, w, c) scratch, then over the kernel columns (or,
+    for the maximum over disjoint windows, over the kernel offsets at once)."""
     xt, ot = x[tile.inp()], out[tile.out()]
-    orows, ocols = tile.rows[0], tile.cols[0]
-    row_taps = rows.taps(orows.start, orows.stop, tile.rows[1].start, tile.rows[1].stop)
-    col_taps = cols.taps(ocols.start, ocols.stop, tile.cols[1].start, tile.cols[1].stop)
     nb, _, w_in, cb = xt.shape
     rows_shape = (nb, ot.shape[1], w_in, cb)
-    if kind == "avg":
+    if kind == "avg" or win is None:
+        op, fill = (np.add, 0.0) if kind == "avg" else (np.maximum, -np.inf)
         r = scratch.get("rows", rows_shape, ot.dtype)
-        _reduce(xt, r, row_taps, 1, np.add, 0.0)
-        _reduce(r, ot, col_taps, 2, np.add, 0.0)
-        np.divide(ot, divisor if np.ndim(divisor) == 0 else divisor[orows, ocols], out=ot)
-        return
-    if win is None:
-        r = scratch.get("rows", rows_shape, ot.dtype)
-        _reduce(xt, r, row_taps, 1, np.maximum, -np.inf)
-        _reduce(r, ot, col_taps, 2, np.maximum, -np.inf)
+        _reduce(xt, r, plan.row_taps, 1, op, fill, plan.rows_rest)
+        _reduce(r, ot, plan.col_taps, 2, op, fill, plan.cols_rest)
+        if kind == "avg":
+            np.divide(ot, divisor if np.ndim(divisor) == 0 else divisor[tile.rows[0], tile.cols[0]], out=ot)
         return
     wt = win[tile.out()]
-    kw = cols.k
-    first_rows = rows.first_taps(orows.start, orows.stop) * kw  # (ho,): each window's first kernel row's code
-    if rows.disjoint and cols.disjoint:  # no two windows share an input: one pass over the kernel offsets
-        offsets = [
-            (i * kw + j, (slice(None), rt[0], ct[0]), (slice(None), rt[1], ct[1]))
-            for i, rt in enumerate(row_taps)
-            for j, ct in enumerate(col_taps)
-            if rt is not None and ct is not None
-        ]
-        first = first_rows[:, None] + cols.first_taps(ocols.start, ocols.stop)  # (ho, wo)
-        _running_max(xt, ot, wt, offsets, first[None, :, :, None], scratch)  # (ho, wo) -> (1, ho, wo, 1)
+    if disjoint:  # no two windows share an input: one pass over the kernel offsets
+        _running_max(xt, ot, wt, plan.offsets, plan.first, scratch)
         if np.isnan(ot.sum()):  # rare (an overflowing sum only costs the exact slow path)
-            _nan_winners(xt, wt, row_taps, col_taps, kw)
+            _nan_winners(xt, wt, plan)
         return
     r = scratch.get("rows", rows_shape, ot.dtype)
     row_win = scratch.get("row_winners", rows_shape, win.dtype)
-    offsets = [(i * kw, (slice(None), rt[0]), (slice(None), rt[1])) for i, rt in enumerate(row_taps) if rt is not None]
-    _running_max(xt, r, row_win, offsets, first_rows[None, :, None, None], scratch)  # (ho,) -> (1, ho, 1, 1)
-    _reduce(r, ot, col_taps, 2, np.maximum, -np.inf)
-    _column_winners(r, row_win, ot, wt, col_taps, scratch)
-    if wt.size and wt.max() == np.iinfo(wt.dtype).max:  # only a window holding NaN finds no winner
-        _nan_winners(xt, wt, row_taps, col_taps, kw)
+    _running_max(xt, r, row_win, plan.row_offsets, plan.first_row, scratch)
+    _reduce(r, ot, plan.col_taps, 2, np.maximum, -np.inf, plan.cols_rest)
+    _column_winners(r, row_win, ot, wt, plan, scratch)
+    if wt.max() == np.iinfo(wt.dtype).max:  # only a window holding NaN finds no winner
+        _nan_winners(xt, wt, plan)
 
 
-def _at(axis: int, index: slice) -> tuple[slice, ...]:
-    return (slice(None),) * axis + (index,)
-
-
-def _reduce(src: np.ndarray, dst: np.ndarray, taps: list, axis: int, op: np.ufunc, fill: float) -> None:
-    """``dst`` = ``op`` over the taps of ``src`` along ``axis`` (1: rows, 2: columns), in tap order."""
+def _reduce(
+    src: np.ndarray, dst: np.ndarray, taps: list, axis: int, op: np.ufunc, fill: float, rest: list[tuple]
+) -> None:
+    """``dst`` = ``op`` over the taps of ``src`` along ``axis`` (1: rows, 2: columns), in tap order; ``rest`` are
+    the outputs the first tap does not reach."""
     first = True
     for tap in taps:
         if tap is None:
             continue
-        d, s = dst[_at(axis, tap[0])], src[_at(axis, tap[1])]
+        d, s = dst[(ALL,) * axis + (tap[0],)], src[(ALL,) * axis + (tap[1],)]
         if first:
-            if d.shape[axis] != dst.shape[axis]:
-                dst.fill(fill)  # outputs the first tap does not reach
+            for part in rest:
+                dst[part].fill(fill)
             np.copyto(d, s)
             first = False
         else:
             op(d, s, out=d)
 
 
-Offset = tuple[int, tuple[slice, ...], tuple[slice, ...]]
-
-
 def _running_max(
-    src: np.ndarray, dst: np.ndarray, win: np.ndarray, offsets: list[Offset], first: np.ndarray, scratch: Scratch
+    src: np.ndarray, dst: np.ndarray, win: np.ndarray, offsets: list[Offset], first: np.ndarray | int, scratch: Scratch
 ) -> None:
-    """``dst`` = the maximum of ``src[inp]`` over the offsets ``(code, out, inp)``, each placed at ``dst[out]``;
-    ``win`` = the code of the first offset holding it (codes ascend; ``first``, broadcast to ``win``, is each
-    output's first code, kept by a window of -inf).
+    """``dst`` = the maximum of ``src[inp]`` over the offsets ``(code, out, inp, rest)``, each placed at
+    ``dst[out]``; ``win`` = the code of the first offset holding it (codes ascend; ``first``, broadcast to
+    ``win``, is each output's first code, kept by a window of -inf).
 
     A later offset wins only when strictly greater, so ties keep the first. The running maximum moves between two
     buffers, ``new = maximum(old, v)``, so that ``new != old`` -- two contiguous arrays -- says where ``v`` was
@@ -233,38 +219,26 @@ def _running_max(
     """
     other = scratch.get("running", dst.shape, dst.dtype)
     bufs = (dst, other) if len(offsets) % 2 == 1 else (other, dst)  # the last offset writes dst
-    _, out0, inp0 = offsets[0]
-    if bufs[0][out0].shape != dst.shape:
-        bufs[0].fill(-np.inf)  # outputs the first offset does not reach
+    _, out0, inp0, rest0 = offsets[0]
+    for part in rest0:
+        bufs[0][part].fill(-np.inf)  # outputs the first offset does not reach
     np.copyto(bufs[0][out0], src[inp0])
-    np.copyto(win, first.astype(win.dtype))
+    if isinstance(first, int):
+        win.fill(first)
+    else:
+        np.copyto(win, first)
     better = scratch.get("better", dst.shape, np.dtype(bool))
     codes = scratch.get("codes", dst.shape, win.dtype)
-    for step, (code, out, inp) in enumerate(offsets[1:]):
+    for step, (code, out, inp, rest) in enumerate(offsets[1:]):
         old, new = bufs[step % 2], bufs[(step + 1) % 2]
-        _carry(old, new, out)
+        for part in rest:
+            np.copyto(new[part], old[part])
         ns, os, bs, ws = new[out], old[out], better[out], win[out]
         np.maximum(os, src[inp], out=ns)
         np.not_equal(ns, os, out=bs)
         cs = _as_code(bs, codes[out])
         np.multiply(cs, code, out=cs)
         np.maximum(ws, cs, out=ws)
-
-
-def _carry(old: np.ndarray, new: np.ndarray, out: tuple[slice, ...]) -> None:
-    """Copy from ``old`` to ``new`` the outputs (n, h, w, c) outside ``out`` = (:, rows[, cols])."""
-    rows = out[1]
-    h = old.shape[1]
-    if rows.start > 0:
-        np.copyto(new[:, : rows.start], old[:, : rows.start])
-    if rows.stop < h:
-        np.copyto(new[:, rows.stop :], old[:, rows.stop :])
-    if len(out) > 2:
-        cols, w = out[2], old.shape[2]
-        if cols.start > 0:
-            np.copyto(new[:, rows, : cols.start], old[:, rows, : cols.start])
-        if cols.stop < w:
-            np.copyto(new[:, rows, cols.stop :], old[:, rows, cols.stop :])
 
 
 def _as_code(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -276,32 +250,37 @@ def _as_code(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
 
 
 def _column_winners(
-    r: np.ndarray, row_win: np.ndarray, ot: np.ndarray, wt: np.ndarray, taps: list, scratch: Scratch
+    r: np.ndarray, row_win: np.ndarray, ot: np.ndarray, wt: np.ndarray, plan: TilePlan, scratch: Scratch
 ) -> None:
     """``wt`` = each window's first maximum in row-major order: the least ``row_win + j`` over the kernel columns
     ``j`` whose row maximum equals the window's maximum ``ot`` (the first row, then the first column)."""
-    wt.fill(np.iinfo(wt.dtype).max)
     equal = scratch.get("equal", ot.shape, np.dtype(bool))
     mask = scratch.get("mask", ot.shape, wt.dtype)
     cand = scratch.get("candidates", ot.shape, wt.dtype)
-    for j, tap in enumerate(taps):
+    first = True
+    for j, tap in enumerate(plan.col_taps):
         if tap is None:
             continue
         o, i = tap
         es, ms, cs, ws = equal[:, :, o], mask[:, :, o], cand[:, :, o], wt[:, :, o]
         np.equal(r[:, :, i], ot[:, :, o], out=es)
         np.subtract(_as_code(es, ms), 1, out=ms)  # 0 where tied with the maximum, all ones elsewhere
+        if first:
+            for part in plan.cols_rest:
+                wt[part].fill(np.iinfo(wt.dtype).max)  # windows the first column does not reach
+            np.add(row_win[:, :, i], j, out=ws)
+            np.bitwise_or(ws, ms, out=ws)
+            first = False
+            continue
         np.add(row_win[:, :, i], j, out=cs)
         np.bitwise_or(cs, ms, out=cs)
         np.minimum(ws, cs, out=ws)
 
 
-def _nan_winners(xt: np.ndarray, wt: np.ndarray, row_taps: list, col_taps: list, kw: int) -> None:
-    """Rare: windows holding NaN (they found no winner) send their gradient to their last NaN, as PyTorch does."""
-    for i, rt in enumerate(row_taps):
-        for j, ct in enumerate(col_taps):
-            if rt is not None and ct is not None:
-                np.copyto(wt[:, rt[0], ct[0]], i * kw + j, where=np.isnan(xt[:, rt[1], ct[1]]))
+def _nan_winners(xt: np.ndarray, wt: np.ndarray, plan: TilePlan) -> None:
+    """Rare: windows holding NaN send their gradient to their last NaN (in row-major order), as PyTorch does."""
+    for code, out, inp, _ in plan.offsets:
+        np.copyto(wt[out], code, where=np.isnan(xt[inp]))
 
 
 def argmax_indices(win: np.ndarray, geom: WindowGeometry, nchw: bool) -> np.ndarray:

@@ -11,12 +11,14 @@ onto the input when windows do not overlap.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
 from .parallel import map_blocks
 from .pool_kernels import Scratch, axis_maps
-from .pool_tiles import AxisMap, Tile, empty_nhwc, input_tiles, max_workers
+from .pool_tiles import ALL, AxisMap, Index, Tile, empty_nhwc, input_tiles, max_workers, tile_key
 from .windows import WindowGeometry
 
 __all__ = ["scatter_windows"]
@@ -46,19 +48,61 @@ def scatter_windows(
     rows, cols = axis_maps(geom)
 
     def work(tile: Tile, scratch: Scratch) -> None:
-        _backward_tile(dout, dx, tile, rows, cols, kind, winners, x, peak, divisor, scratch)
+        _backward_tile(dout, dx, tile, _plan(rows, cols, tile_key(tile)), kind, winners, x, peak, divisor, scratch)
 
     tiles = input_tiles(x_shape, rows, cols, dtype.itemsize)
     map_blocks(work, tiles, lambda: Scratch(nchw), max_threads=max_workers())
     return dx
 
 
+Part = tuple[int, int, Index, Index, Index]  # kernel row i, column j, outputs, their inputs in the phase, in the tile
+
+
+class _Plan(NamedTuple):
+    """An input tile's taps, worked out once for all the tiles with the same rows and columns.
+
+    ``phases`` lists, for each stride phase ``(h % sh, w % sw)`` of the tile's inputs, the kernel offsets whose
+    taps read it, row-major. ``spread`` tells the separable average-pool gradient whether the column taps and the
+    row taps each write every input once (``None`` where windows do not overlap at all).
+    """
+
+    row_taps: list
+    col_taps: list
+    empty: bool  # no window reads this tile
+    phases: list[tuple[Index, list[Part]]]  # (the phase's (:, rows, cols) in the tile, its offsets)
+    spread: tuple[bool, bool] | None
+
+
+@lru_cache(maxsize=1024)
+def _plan(rows: AxisMap, cols: AxisMap, key: tuple[int, ...]) -> _Plan:
+    """The plan of an input tile with :func:`~im2col_cnn.pool_tiles.tile_key` ``key`` (memoized)."""
+    r0, r1, i0, i1, q0, q1, j0, j1 = key
+    (orows, irows), (ocols, icols) = (slice(r0, r1), slice(i0, i1)), (slice(q0, q1), slice(j0, j1))
+    row_taps = rows.taps(orows.start, orows.stop, irows.start, irows.stop)
+    col_taps = cols.taps(ocols.start, ocols.stop, icols.start, icols.stop)
+    phases = []
+    for ph_r, taps_r in _phases(row_taps, rows.s, irows.stop - irows.start).items():
+        for ph_c, taps_c in _phases(col_taps, cols.s, icols.stop - icols.start).items():
+            parts = [
+                (i, j, (ALL, o_r, o_c), (ALL, q_r, q_c), (ALL, in_r, in_c))
+                for i, (o_r, q_r, in_r) in taps_r
+                for j, (o_c, q_c, in_c) in taps_c
+            ]
+            phases.append(((ALL, slice(ph_r, None, rows.s), slice(ph_c, None, cols.s)), parts))
+    spread = None
+    if not (rows.disjoint and cols.disjoint):
+        spread = (
+            cols.disjoint and cols.covers(ocols.start, ocols.stop, icols.start, icols.stop),
+            rows.disjoint and rows.covers(orows.start, orows.stop, irows.start, irows.stop),
+        )
+    return _Plan(row_taps, col_taps, not any(row_taps) or not any(col_taps), phases, spread)
+
+
 def _backward_tile(
     dout: np.ndarray,
     dx: np.ndarray,
     tile: Tile,
-    rows: AxisMap,
-    cols: AxisMap,
+    plan: _Plan,
     kind: str,
     winners: np.ndarray | None,
     x: np.ndarray | None,
@@ -66,27 +110,24 @@ def _backward_tile(
     divisor: float | np.ndarray,
     scratch: Scratch,
 ) -> None:
-    (orows, irows), (ocols, icols) = tile.rows, tile.cols
     dxt = dx[tile.inp()]
-    row_taps = rows.taps(orows.start, orows.stop, irows.start, irows.stop)
-    col_taps = cols.taps(ocols.start, ocols.stop, icols.start, icols.stop)
-    if not any(row_taps) or not any(col_taps):  # no window reads this tile
+    if plan.empty:
         dxt.fill(0)
         return
     g = dout[tile.out()]
     if g.dtype != dxt.dtype:  # dout is cast to x's dtype, a tile at a time
         g = _copy(scratch, "dout", g, dxt.dtype)
     if kind == "avg":
-        div = divisor if np.ndim(divisor) == 0 else divisor[orows, ocols]  # a number or (ho, wo, 1)
-        if not (rows.disjoint and cols.disjoint):  # overlapping: spread over the columns, then over the rows
+        div = divisor if np.ndim(divisor) == 0 else divisor[tile.rows[0], tile.cols[0]]  # a number or (ho, wo, 1)
+        if plan.spread is not None:  # overlapping: spread over the columns, then over the rows
             scaled = scratch.get("scaled", g.shape, dxt.dtype)
             np.divide(g, div, out=scaled)
             spread = scratch.get("spread", (g.shape[0], g.shape[1], dxt.shape[2], g.shape[3]), dxt.dtype)
-            _spread(scaled, spread, col_taps, 2, cols.disjoint and cols.covers(ocols.start, ocols.stop, *_span(icols)))
-            _spread(spread, dxt, row_taps, 1, rows.disjoint and rows.covers(orows.start, orows.stop, *_span(irows)))
+            _spread(scaled, spread, plan.col_taps, 2, plan.spread[0])
+            _spread(spread, dxt, plan.row_taps, 1, plan.spread[1])
             return
 
-        def value(i: int, j: int, o: tuple[slice, ...], at: tuple[slice, ...], out: np.ndarray | None) -> np.ndarray:
+        def value(i: int, j: int, o: Index, at: Index, out: np.ndarray | None) -> np.ndarray:
             """Disjoint windows: each input gets one window's ``g / divisor``, divided straight into place."""
             d = div if np.ndim(div) == 0 else div[o[1:]]  # type: ignore[index]
             return np.divide(g[o], d, out=scratch.get("scaled", g.shape, dxt.dtype)[o] if out is None else out)
@@ -97,12 +138,13 @@ def _backward_tile(
         product = scratch.get("product", g.shape, dxt.dtype)
         wt = None if winners is None else winners[tile.out()]
         xt, pt = (None, None) if winners is not None else (x[tile.inp()], peak[tile.out()])  # type: ignore[index]
+        kw = len(plan.col_taps)
 
-        def value(i: int, j: int, o: tuple[slice, ...], at: tuple[slice, ...], out: np.ndarray | None) -> np.ndarray:
+        def value(i: int, j: int, o: Index, at: Index, out: np.ndarray | None) -> np.ndarray:
             """``g`` where offset (i, j) holds the window's maximum, else 0 (a multiply by the mask)."""
             es = equal[o]
             if wt is not None:
-                np.equal(wt[o], i * cols.k + j, out=es)
+                np.equal(wt[o], i * kw + j, out=es)
             else:
                 np.equal(xt[at], pt[o], out=es)  # type: ignore[index]
             dst = product[o] if out is None else out
@@ -111,15 +153,13 @@ def _backward_tile(
             np.copyto(dst, np.where(es, g[o], 0))  # rare: inf * 0 would be NaN, so select instead
             return dst
 
-    _scatter_phases(dxt, row_taps, col_taps, rows.s, cols.s, value, scratch)
+    _scatter_phases(dxt, plan.phases, value, scratch)
 
 
-Value = Callable[[int, int, tuple[slice, ...], tuple[slice, ...], "np.ndarray | None"], np.ndarray]
+Value = Callable[[int, int, Index, Index, "np.ndarray | None"], np.ndarray]
 
 
-def _scatter_phases(
-    dxt: np.ndarray, row_taps: list, col_taps: list, sh: int, sw: int, value: Value, scratch: Scratch
-) -> None:
+def _scatter_phases(dxt: np.ndarray, phases: list[tuple[Index, list[Part]]], value: Value, scratch: Scratch) -> None:
     """``dxt`` (n, h, w, c) = the sum of each kernel offset's ``value`` placed where its taps read.
 
     With stride s, the inputs ``h = q*s + phase`` of one phase are read only by the kernel rows of that phase, at
@@ -127,25 +167,22 @@ def _scatter_phases(
     contiguous buffer, and writes the strided phase of ``dxt`` once (directly when one offset covers it all),
     instead of adding every offset into strided ``dxt``. Each element adds its offsets in row-major order.
     """
-    row_phases, col_phases = _phases(row_taps, sh, dxt.shape[1]), _phases(col_taps, sw, dxt.shape[2])
-    for ph_r, taps_r in row_phases.items():
-        for ph_c, taps_c in col_phases.items():
-            view = dxt[:, ph_r::sh, ph_c::sw]  # (n, h/sh, w/sw, c)
-            offsets = [(i, j, tr, tc) for i, tr in taps_r for j, tc in taps_c]  # row-major
-            if not offsets:
-                view.fill(0)
-                continue
-            i, j, (o_r, q_r, in_r), (o_c, q_c, in_c) = offsets[0]
-            if len(offsets) == 1 and view[:, q_r, q_c].shape == view.shape:  # one offset writes the whole phase
-                value(i, j, (slice(None), o_r, o_c), (slice(None), in_r, in_c), view)
-                continue
-            acc = view if (sh, sw) == (1, 1) else scratch.get("phase", view.shape, dxt.dtype)
-            acc.fill(0)
-            for i, j, (o_r, q_r, in_r), (o_c, q_c, in_c) in offsets:
-                a = acc[:, q_r, q_c]
-                np.add(a, value(i, j, (slice(None), o_r, o_c), (slice(None), in_r, in_c), None), out=a)
-            if acc is not view:
-                np.copyto(view, acc)
+    for index, parts in phases:
+        view = dxt[index]  # (n, h/sh, w/sw, c)
+        if not parts:
+            view.fill(0)
+            continue
+        i, j, o, q, at = parts[0]
+        if len(parts) == 1 and view[q].shape == view.shape:  # one offset writes the whole phase
+            value(i, j, o, at, view)
+            continue
+        acc = view if index[1].step == index[2].step == 1 else scratch.get("phase", view.shape, dxt.dtype)
+        acc.fill(0)
+        for i, j, o, q, at in parts:
+            a = acc[q]
+            np.add(a, value(i, j, o, at, None), out=a)
+        if acc is not view:
+            np.copyto(view, acc)
 
 
 Tap = tuple[slice, slice, slice]  # (outputs, the phase's inputs, the tile's inputs)
@@ -166,10 +203,6 @@ def _copy(scratch: Scratch, name: str, src: np.ndarray, dtype: np.dtype) -> np.n
     buf = scratch.get(name, src.shape, dtype)
     np.copyto(buf, src, casting="same_kind")
     return buf
-
-
-def _span(index: slice) -> tuple[int, int]:
-    return index.start, index.stop
 
 
 def _spread(src: np.ndarray, dst: np.ndarray, taps: list, axis: int, assign: bool) -> None:

@@ -16,6 +16,7 @@ shapes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import product
 
 import numpy as np
@@ -23,6 +24,13 @@ import numpy as np
 from .workspace import get_workspace_limit
 
 __all__ = [
+    "ALL",
+    "Index",
+    "Offset",
+    "TilePlan",
+    "tile_plan",
+    "tile_key",
+    "outside",
     "TILE_BYTES",
     "WORKER_SCRATCH_BYTES",
     "AxisMap",
@@ -135,24 +143,31 @@ def _blocks(total: int, step: int) -> list[tuple[int, int]]:
     return [(total * b // count, total * (b + 1) // count) for b in range(count)]
 
 
-def _steps(shape: tuple[int, ...], win_rows: int, win_cols: int, itemsize: int) -> tuple[int, int, int, int]:
-    """``(images, rows, columns, channels)`` of input per tile: whole images when one fits ``TILE_BYTES``;
+def _steps(shape: tuple[int, ...], win_rows: int, win_cols: int, itemsize: int, budget: int) -> tuple[int, ...]:
+    """``(images, rows, columns, channels)`` of input per tile: whole images when one fits the ``budget`` (bytes);
     else blocks of one image's rows, splitting its columns only when the window rows of a whole row do not fit,
     and its channels only when one window's taps over all channels do not."""
     n, h, w, c = shape
     image = h * w * c * itemsize
-    if image <= TILE_BYTES:
-        return max(1, TILE_BYTES // max(1, image)), h, w, c
-    c_step = min(c, max(1, TILE_BYTES // (win_rows * win_cols * itemsize)))
-    col_step = min(w, max(1, TILE_BYTES // (win_rows * c_step * itemsize)))
-    row_step = min(h, max(1, TILE_BYTES // (col_step * c_step * itemsize)))
+    if image <= budget:
+        return max(1, budget // max(1, image)), h, w, c
+    c_step = min(c, max(1, budget // (win_rows * win_cols * itemsize)))
+    col_step = min(w, max(1, budget // (win_rows * c_step * itemsize)))
+    row_step = min(h, max(1, budget // (col_step * c_step * itemsize)))
     return 1, row_step, col_step, c_step
 
 
-def output_tiles(x_shape: tuple[int, ...], rows: AxisMap, cols: AxisMap, itemsize: int) -> list[Tile]:
+def output_tiles(x_shape: tuple[int, ...], rows: AxisMap, cols: AxisMap, itemsize: int) -> tuple[Tile, ...]:
     """Tiles of the (N, Ho, Wo, C) output, each with the input rows and columns its windows read."""
+    return _output_tiles(x_shape, rows, cols, itemsize, TILE_BYTES)
+
+
+@lru_cache(maxsize=256)
+def _output_tiles(
+    x_shape: tuple[int, ...], rows: AxisMap, cols: AxisMap, itemsize: int, budget: int
+) -> tuple[Tile, ...]:
     n, _, _, c = x_shape
-    n_step, h_step, w_step, c_step = _steps(x_shape, rows.extent, cols.extent, itemsize)
+    n_step, h_step, w_step, c_step = _steps(x_shape, rows.extent, cols.extent, itemsize, budget)
     _, h, w, _ = x_shape
     rows_per = rows.out if h_step >= h else max(1, (h_step - rows.extent) // rows.s + 1)
     cols_per = cols.out if w_step >= w else max(1, (w_step - cols.extent) // cols.s + 1)
@@ -167,10 +182,17 @@ def output_tiles(x_shape: tuple[int, ...], rows: AxisMap, cols: AxisMap, itemsiz
     return tiles
 
 
-def input_tiles(x_shape: tuple[int, ...], rows: AxisMap, cols: AxisMap, itemsize: int) -> list[Tile]:
+def input_tiles(x_shape: tuple[int, ...], rows: AxisMap, cols: AxisMap, itemsize: int) -> tuple[Tile, ...]:
     """Tiles of the (N, H, W, C) input, each with the output rows and columns whose windows span it."""
+    return _input_tiles(x_shape, rows, cols, itemsize, TILE_BYTES)
+
+
+@lru_cache(maxsize=256)
+def _input_tiles(
+    x_shape: tuple[int, ...], rows: AxisMap, cols: AxisMap, itemsize: int, budget: int
+) -> tuple[Tile, ...]:
     n, h, w, c = x_shape
-    n_step, h_step, w_step, c_step = _steps(x_shape, rows.extent, cols.extent, itemsize)
+    n_step, h_step, w_step, c_step = _steps(x_shape, rows.extent, cols.extent, itemsize, budget)
     tiles = []
     for (n0, n1), (h0, h1), (w0, w1), (c0, c1) in product(
         _blocks(n, n_step), _blocks(h, h_step), _blocks(w, w_step), _blocks(c, c_step)
@@ -180,6 +202,88 @@ def input_tiles(x_shape: tuple[int, ...], rows: AxisMap, cols: AxisMap, itemsize
             Tile(slice(n0, n1), (slice(*row_out), slice(h0, h1)), (slice(*col_out), slice(w0, w1)), slice(c0, c1))
         )
     return tiles
+
+
+ALL = slice(None)
+Index = tuple[slice, ...]
+Offset = tuple[int, Index, Index, list[Index]]  # (code, outputs, their inputs, the outputs outside those)
+Codes = np.ndarray | int
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """An output tile's taps, worked out once for all the tiles with the same rows and columns.
+
+    ``row_offsets`` (code ``i*kw``) and ``offsets`` (code ``i*kw + j``, row-major) list the valid kernel rows and
+    kernel offsets with the tile-relative outputs they reach, the inputs those read, and the outputs outside
+    them. ``first_row``/``first`` give each output's first valid code -- a (1, ho, 1, 1) or (1, ho, wo, 1) array,
+    or one int when all outputs share it; ``rows_rest``/``cols_rest`` the outputs the first kernel row / column
+    does not reach.
+    """
+
+    row_taps: list
+    col_taps: list
+    row_offsets: list[Offset]
+    offsets: list[Offset]
+    first_row: Codes
+    first: Codes
+    rows_rest: list[Index]
+    cols_rest: list[Index]
+
+
+def tile_key(tile: Tile) -> tuple[int, ...]:
+    """What a tile's plan depends on: its output and input rows and columns."""
+    (orows, irows), (ocols, icols) = tile.rows, tile.cols
+    return (orows.start, orows.stop, irows.start, irows.stop, ocols.start, ocols.stop, icols.start, icols.stop)
+
+
+@lru_cache(maxsize=1024)
+def tile_plan(rows: AxisMap, cols: AxisMap, key: tuple[int, ...], code: np.dtype) -> TilePlan:
+    """The :class:`TilePlan` of an output tile with :func:`tile_key` ``key`` (memoized: the same for every call)."""
+    r0, r1, i0, i1, q0, q1, j0, j1 = key
+    return _make_plan(rows, cols, Tile(ALL, (slice(r0, r1), slice(i0, i1)), (slice(q0, q1), slice(j0, j1)), ALL), code)
+
+
+def _make_plan(rows: AxisMap, cols: AxisMap, tile: Tile, code: np.dtype) -> TilePlan:
+    (orows, irows), (ocols, icols) = tile.rows, tile.cols
+    ho, wo, kw = orows.stop - orows.start, ocols.stop - ocols.start, cols.k
+    row_taps = rows.taps(orows.start, orows.stop, irows.start, irows.stop)
+    col_taps = cols.taps(ocols.start, ocols.stop, icols.start, icols.stop)
+    row_offsets = [
+        (i * kw, (ALL, rt[0]), (ALL, rt[1]), outside((ALL, rt[0]), ho, wo)) for i, rt in enumerate(row_taps) if rt
+    ]
+    offsets = [
+        (i * kw + j, (ALL, rt[0], ct[0]), (ALL, rt[1], ct[1]), outside((ALL, rt[0], ct[0]), ho, wo))
+        for i, rt in enumerate(row_taps)
+        for j, ct in enumerate(col_taps)
+        if rt and ct
+    ]
+    first_row = rows.first_taps(orows.start, orows.stop) * kw  # (ho,)
+    first = first_row[:, None] + cols.first_taps(ocols.start, ocols.stop)  # (ho, wo)
+    first_col = next(ct for ct in col_taps if ct)
+    return TilePlan(
+        row_taps,
+        col_taps,
+        row_offsets,
+        offsets,
+        _codes(first_row[None, :, None, None], code),  # (ho,) -> (1, ho, 1, 1)
+        _codes(first[None, :, :, None], code),  # (ho, wo) -> (1, ho, wo, 1)
+        row_offsets[0][3],
+        outside((ALL, ALL, first_col[0]), ho, wo),
+    )
+
+
+def _codes(first: np.ndarray, code: np.dtype) -> Codes:
+    return int(first.flat[0]) if first.min() == first.max() else first.astype(code)
+
+
+def outside(index: Index, h: int, w: int) -> list[Index]:
+    """The parts of an (n, h, w, c) array outside ``index`` = (:, rows), (:, :, cols) or (:, rows, cols)."""
+    rows = slice(*(index[1] if len(index) > 1 else ALL).indices(h)[:2])
+    cols = slice(*(index[2] if len(index) > 2 else ALL).indices(w)[:2])
+    parts = [(ALL, slice(0, rows.start)), (ALL, slice(rows.stop, h))]
+    parts += [(ALL, rows, slice(0, cols.start)), (ALL, rows, slice(cols.stop, w))]
+    return [p for p in parts if p[-1].start < p[-1].stop]
 
 
 def max_workers() -> int:

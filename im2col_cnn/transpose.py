@@ -18,9 +18,10 @@ import numpy as np
 
 from ._checks import as_int, as_pair, check_bias, check_groups
 from .batch_chunks import batch_chunked
-from .conv import layer_arrays, nhwc_dout
+from .conv import bias_grad, layer_arrays, nhwc_dout
 from .conv_kernels import correlate, input_grad, weight_grad
-from .layout import from_nhwc, weight_from_hwio
+from .half_precision import float16_io
+from .layout import new_result, weight_from_hwio
 from .windows import WindowGeometry
 from .workspace import resolve_limit
 
@@ -30,7 +31,9 @@ __all__ = ["ConvTransposeCache", "conv_transpose2d_forward", "conv_transpose2d_b
 class ConvTransposeCache(NamedTuple):
     """What :func:`conv_transpose2d_backward` needs.
 
-    ``geom`` is the geometry of the convolution being transposed: its input is this layer's output.
+    ``geom`` is the geometry of the convolution being transposed: its input is this layer's output. The cache
+    keeps a reference to the caller's ``x`` (a view, not a copy, as PyTorch's saved tensors do): changing ``x``
+    in place between the forward and the backward pass changes ``dw``.
     """
 
     x: np.ndarray  # (N, H, W, C_in)
@@ -39,6 +42,7 @@ class ConvTransposeCache(NamedTuple):
     geom: WindowGeometry
     groups: int = 1
     data_format: str = "NHWC"
+    io_dtype: np.dtype | None = None  # float16 when the caller's arrays were (computed in float32)
 
 
 def _prepare(
@@ -83,6 +87,7 @@ def _prepare(
 
 
 @batch_chunked
+@float16_io("forward")
 def conv_transpose2d_forward(
     x: np.ndarray,
     w: np.ndarray,
@@ -118,18 +123,21 @@ def conv_transpose2d_forward(
     out : ndarray, shape (N, Ho, Wo, C_out) (or (N, C_out, Ho, Wo))
         ``Ho = (H - 1)*sh - 2*ph + dh*(kh - 1) + output_padding_h + 1``, likewise ``Wo``.
     cache : ConvTransposeCache
-        For :func:`conv_transpose2d_backward`.
+        For :func:`conv_transpose2d_backward`. It references ``x`` and ``w`` without copying them: changing
+        ``x`` in place before the backward pass changes ``dw``.
     """
     cache, bias = _prepare(x, w, b, stride, padding, output_padding, dilation, groups, data_format)
-    x, w, _, geom, groups, data_format = cache
+    x, w, _, geom, groups, data_format, _ = cache
     out_shape = (x.shape[0], geom.in_h, geom.in_w, w.shape[2] * groups)
-    out = input_grad(np.ascontiguousarray(x), w, geom, out_shape, resolve_limit(workspace), groups)
+    out, out4 = new_result(out_shape, x.dtype, data_format, zeros=True)
+    input_grad(x, w, geom, out4, resolve_limit(workspace), groups)
     if bias is not None:
-        out += bias
-    return from_nhwc(out, data_format), cache
+        out4 += bias
+    return out, cache
 
 
 @batch_chunked
+@float16_io("backward")
 def conv_transpose2d_backward(
     dout: np.ndarray, cache: ConvTransposeCache, *, workspace: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -153,10 +161,11 @@ def conv_transpose2d_backward(
             f"cache must be the ConvTransposeCache returned by conv_transpose2d_forward, got {type(cache).__name__}"
         )
     limit = resolve_limit(workspace)
-    x, w, b_shape, geom, groups, data_format = cache
+    x, w, b_shape, geom, groups, data_format, _ = cache
     c_out = w.shape[2] * groups
     d4 = nhwc_dout(dout, x.shape[0], (geom.in_h, geom.in_w), c_out, x.dtype, data_format)
-    db = d4.reshape(-1, c_out).sum(axis=0).reshape(b_shape or (c_out,))  # (N*Ho*Wo, C_out) -> (C_out,)
-    dx = correlate(d4, w, geom, limit, groups=groups)  # the transposed convolution's forward pass
-    dw = weight_grad(d4, np.ascontiguousarray(x), geom, w.shape[:2], limit, groups)
-    return from_nhwc(dx, data_format), weight_from_hwio(dw, data_format), db
+    db = bias_grad(d4, b_shape)
+    dx, dx4 = new_result(x.shape, x.dtype, data_format)
+    correlate(d4, w, geom, limit, groups=groups, out=dx4)  # the transposed convolution's forward pass
+    dw = weight_grad(d4, x, geom, w.shape[:2], limit, groups)
+    return dx, weight_from_hwio(dw, data_format), db

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import workspace
 from ._checks import as_float_array, as_pair, check_ndim
+from .workspace import Scratch, Tile
 
 __all__ = ["WindowGeometry", "make_geometry", "pad_input", "window_view", "im2col", "col2im"]
 
@@ -70,24 +70,54 @@ class WindowGeometry:
         return (self.kh, self.kw, self.sh, self.sw) == (1, 1, 1, 1) and not self.has_padding
 
     def offset_slices(
-        self, rows: slice | None = None
+        self, rows: slice | None = None, cols: slice | None = None
     ) -> Iterator[tuple[int, int, tuple[slice, slice], tuple[slice, slice]]]:
         """Yield ``(i, j, (out_rows, out_cols), (in_rows, in_cols))`` for each kernel offset, row-major.
 
         ``x[:, in_rows, in_cols]`` is what offset ``(i, j)`` of the windows at ``out[:, out_rows, out_cols]``
         reads; output positions whose offset ``(i, j)`` falls in the padding are left out, and so are offsets
-        that read no input at all. ``rows`` restricts the output to a block of rows; ``out_rows`` is then
-        relative to the block's first row.
+        that read no input at all. ``rows`` and ``cols`` restrict the output to a tile of rows and columns;
+        ``out_rows`` and ``out_cols`` are then relative to the tile's first row and column.
         """
         lo, hi = (0, self.out_h) if rows is None else (rows.start, rows.stop)
+        left, right = (0, self.out_w) if cols is None else (cols.start, cols.stop)
         r_args = (self.in_h, self.sh, self.dh, self.pad_top, lo, hi)
-        c_args = (self.in_w, self.sw, self.dw, self.pad_left, 0, self.out_w)
+        c_args = (self.in_w, self.sw, self.dw, self.pad_left, left, right)
         row_slices = [_axis_slices(i, *r_args) for i in range(self.kh)]
         col_slices = [_axis_slices(j, *c_args) for j in range(self.kw)]
         for i, r in enumerate(row_slices):
             for j, c in enumerate(col_slices):
                 if r is not None and c is not None:
                     yield i, j, (r[0], c[0]), (r[1], c[1])
+
+    def input_extent(self, rows: slice, cols: slice) -> tuple[int, int, int, int]:
+        """Input rows ``[r0, r1)`` and columns ``[c0, c1)`` that the windows of an output tile span.
+
+        Unclipped: where the windows reach into the padding, the extent runs past ``[0, in_h)`` / ``[0, in_w)``.
+        """
+        r0 = rows.start * self.sh - self.pad_top
+        c0 = cols.start * self.sw - self.pad_left
+        r1 = (rows.stop - 1) * self.sh + (self.kh - 1) * self.dh + 1 - self.pad_top
+        c1 = (cols.stop - 1) * self.sw + (self.kw - 1) * self.dw + 1 - self.pad_left
+        return r0, r1, c0, c1
+
+    def tile_scratch(self, c_in: int, itemsize: int, position_bytes: int, *, always_slab: bool = False) -> Scratch:
+        """Scratch of a tile: ``position_bytes`` per output position plus the staged input slab of its windows.
+
+        The slab (:func:`stage`) is counted whenever one may be built -- padding, or a kernel larger than 1x1
+        read from a layout other than NHWC, or always with ``always_slab`` -- so that the tiles do not depend
+        on the layout.
+        """
+        slab = always_slab or self.has_padding or self.kh * self.kw > 1
+        reach_h, reach_w = (self.kh - 1) * self.dh + 1, (self.kw - 1) * self.dw + 1
+
+        def scratch(n_b: int, h_b: int, w_b: int) -> int:
+            total = n_b * h_b * w_b * position_bytes
+            if slab:
+                total += n_b * ((h_b - 1) * self.sh + reach_h) * ((w_b - 1) * self.sw + reach_w) * c_in * itemsize
+            return total
+
+        return scratch
 
 
 def _axis_slices(k: int, in_size: int, s: int, d: int, pad: int, lo: int, hi: int) -> tuple[slice, slice] | None:
@@ -174,81 +204,131 @@ def columns(x: np.ndarray, geom: WindowGeometry, pad_value: float = 0.0) -> np.n
     return cols
 
 
-def column_blocks(
-    x_shape: tuple[int, ...], itemsize: int, geom: WindowGeometry, limit: int, *, buffers: int = 1
-) -> list[tuple[slice, slice]]:
-    """The ``(images, rows)`` blocks of output rows in which the columns of an ``x_shape`` input are built.
+def stage(x: np.ndarray, images: slice, extent: tuple[int, int, int, int], buf: np.ndarray) -> np.ndarray:
+    """``x[images, r0:r1, c0:c1]`` as an NHWC-contiguous copy in ``buf``, zeros where the extent leaves ``x``.
 
-    One image's scratch is ``buffers`` column matrices (as the caller needs) and its padded copy; see
-    :func:`~im2col_cnn.workspace.row_blocks`. A pointwise geometry needs no columns: one block.
+    ``x`` is (N, H, W, C) in any memory layout (an NCHW array's transposed view is read block by block here);
+    ``extent`` is ``(r0, r1, c0, c1)``, which may reach past the input into the padding. Returns the
+    ``(n_b, r1 - r0, c1 - c0, C)`` slab, a view of ``buf``.
     """
-    n, _, _, c = x_shape
-    ho = geom.out_h
-    if geom.is_pointwise:
-        return [(slice(0, n), slice(0, ho))]
-    cols_row_bytes = geom.out_w * geom.kh * geom.kw * c * itemsize
-    pad_bytes = geom.padded_h * geom.padded_w * c * itemsize if geom.has_padding else 0
-    scratch_row_bytes = buffers * cols_row_bytes + -(-pad_bytes // ho)
-    return workspace.row_blocks(n, ho, cols_row_bytes, scratch_row_bytes, limit)
+    _, h, w, c = x.shape
+    r0, r1, c0, c1 = extent
+    n_b = len(range(images.start, images.stop))
+    slab = buf[: n_b * (r1 - r0) * (c1 - c0) * c].reshape(n_b, r1 - r0, c1 - c0, c)
+    a0, a1, b0, b1 = max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
+    if a1 <= a0 or b1 <= b0:  # the tile's windows read only padding
+        slab.fill(0)
+        return slab
+    top, bottom, left, right = a0 - r0, a1 - r0, b0 - c0, b1 - c0
+    # Fill only the border strips, then copy the interior once.
+    slab[:, :top] = 0
+    slab[:, bottom:] = 0
+    slab[:, top:bottom, :left] = 0
+    slab[:, top:bottom, right:] = 0
+    slab[:, top:bottom, left:right] = x[images, a0:a1, b0:b1]
+    return slab
+
+
+def _tile_windows(src: np.ndarray, geom: WindowGeometry, h_b: int, w_b: int) -> np.ndarray:
+    """Read-only ``(n_b, h_b, w_b, kh, kw, C)`` windows of ``src``, whose [:, 0, 0] is the tile's first window."""
+    s_n, s_h, s_w, s_c = src.strides
+    return as_strided(
+        src,
+        shape=(src.shape[0], h_b, w_b, geom.kh, geom.kw, src.shape[3]),
+        strides=(s_n, s_h * geom.sh, s_w * geom.sw, s_h * geom.dh, s_w * geom.dw, s_c),
+        writeable=False,
+    )
+
+
+def _tile_size(tile: Tile) -> tuple[int, int, int]:
+    return tuple(len(range(s.start, s.stop)) for s in tile)  # type: ignore[return-value]
 
 
 def iter_columns(
-    x: np.ndarray, geom: WindowGeometry, limit: int, groups: int = 1
-) -> Iterator[tuple[slice, slice, np.ndarray]]:
-    """Yield ``(images, rows, cols)``: the column matrix of ``x`` (N, H, W, C), one block of output rows at a time.
+    x: np.ndarray, geom: WindowGeometry, tiles: list[Tile], groups: int = 1
+) -> Iterator[tuple[Tile, np.ndarray]]:
+    """Yield ``(tile, cols)``: the column matrix of ``x`` (N, H, W, C), one output tile at a time.
 
-    ``cols`` is ``(n_b*h_b*Wo, kh*kw*C)`` for output rows ``(images, rows)`` of the (N, Ho) grid, in the blocks
-    of :func:`column_blocks`, its columns in ``(i, j, c)`` order -- or, with ``groups`` G > 1, in group-major
-    ``(g, i, j, c_g)`` order, so that group g's columns are the contiguous ``cols.reshape(m, G, -1)[:, g]``.
-    ``cols`` lives in a buffer that the next block overwrites. A pointwise geometry yields ``x`` itself.
+    ``cols`` is ``(n_b*h_b*w_b, kh*kw*C)`` for the windows of ``tile``, its columns in ``(i, j, c)`` order --
+    or, with ``groups`` G > 1, in group-major ``(g, i, j, c_g)`` order, so that group g's columns are the
+    contiguous ``cols.reshape(m, G, -1)[:, g]``. ``x`` may be in any memory layout. Where the windows reach
+    into the padding (or ``x`` is not NHWC in memory), they are read from a zero-padded slab of just the tile
+    (:func:`stage`). ``cols`` lives in a buffer that the next tile overwrites; a pointwise geometry yields
+    views of ``x`` itself where ``x`` is NHWC in memory.
     """
-    n, _, _, c = x.shape
-    wo = geom.out_w
+    if not tiles:
+        return
+    c = x.shape[3]
     k = geom.kh * geom.kw * c
-    blocks = column_blocks(x.shape, x.dtype.itemsize, geom, limit)
-    if geom.is_pointwise:
-        yield blocks[0][0], blocks[0][1], x.reshape(n * geom.out_h * wo, c)  # (N, H, W, C) -> (N*H*W, C), no copy
-        return
-    if not blocks:  # an empty batch
-        return
-    images0, rows0 = blocks[0]
-    n0, h0 = images0.stop - images0.start, rows0.stop - rows0.start
-    cols_buf = np.empty(n0 * h0 * wo * k, dtype=x.dtype)
-    pad_buf = np.empty((n0, geom.padded_h, geom.padded_w, c), x.dtype) if geom.has_padding else None
-    xp, padded = None, None
-    for images, rows in blocks:
-        if images != padded:
-            xp, padded = pad_input(x[images], geom, 0.0, out=pad_buf), images
-        view = window_view(xp, geom)[:, rows]  # (n_b, h_b, Wo, kh, kw, C)
-        m = view.shape[0] * view.shape[1] * wo
+    one_tap = geom.kh * geom.kw == 1
+    nhwc = x.strides[3] == x.itemsize or c == 1
+    cols_buf = slab_buf = None
+    for tile in tiles:
+        n_b, h_b, w_b = _tile_size(tile)
+        m = n_b * h_b * w_b
+        if geom.is_pointwise:
+            src = x[tile.images, tile.rows, tile.cols]  # (n_b, h_b, w_b, C)
+            if src.flags.c_contiguous:
+                yield tile, src.reshape(m, c)  # (n_b, h_b, w_b, C) -> (m, C), no copy
+                continue
+        extent = geom.input_extent(tile.rows, tile.cols)
+        r0, r1, c0, c1 = extent
+        inside = r0 >= 0 and c0 >= 0 and r1 <= geom.in_h and c1 <= geom.in_w
+        if inside and (nhwc or one_tap):
+            src = x[tile.images, r0:r1, c0:c1]
+        else:
+            if slab_buf is None:
+                n0, h0, w0 = _tile_size(tiles[0])
+                e = geom.input_extent(slice(0, h0), slice(0, w0))
+                slab_buf = np.empty(n0 * (e[1] - e[0]) * (e[3] - e[2]) * c, dtype=x.dtype)
+            src = stage(x, tile.images, extent, slab_buf)
+        view = _tile_windows(src, geom, h_b, w_b)  # (n_b, h_b, w_b, kh, kw, C)
+        if cols_buf is None:
+            n0, h0, w0 = _tile_size(tiles[0])
+            cols_buf = np.empty(n0 * h0 * w0 * k, dtype=x.dtype)
         if groups == 1:
             np.copyto(cols_buf[: m * k].reshape(view.shape), view)
-        else:  # (n_b, h_b, Wo, kh, kw, G, C_g) -> (n_b, h_b, Wo, G, kh, kw, C_g)
+        else:  # (n_b, h_b, w_b, kh, kw, G, C_g) -> (n_b, h_b, w_b, G, kh, kw, C_g)
             grouped = view.reshape(*view.shape[:5], groups, c // groups).transpose(0, 1, 2, 5, 3, 4, 6)
             np.copyto(cols_buf[: m * k].reshape(grouped.shape), grouped)
-        yield images, rows, cols_buf[: m * k].reshape(m, k)  # (n_b*h_b*Wo, kh*kw*C)
+        yield tile, cols_buf[: m * k].reshape(m, k)  # (n_b*h_b*w_b, kh*kw*C)
 
 
-def scatter_columns(
-    cols: np.ndarray, geom: WindowGeometry, dx: np.ndarray, rows: slice | None = None, groups: int = 1
+def scatter_tile(
+    cols: np.ndarray,
+    geom: WindowGeometry,
+    tile: Tile,
+    target: np.ndarray,
+    origin: tuple[int, int] = (0, 0),
+    groups: int = 1,
 ) -> np.ndarray:
-    """Adjoint of :func:`columns`: add each column entry back where it was read from; drop the padding.
+    """Adjoint of :func:`iter_columns` for one tile: add each column entry back where it was read from.
 
-    ``cols`` is ``(n*h_b*Wo, kh*kw*C)`` for the output rows ``rows`` (default: all) of the ``n`` images of
-    ``dx`` (n, H, W, C), which it is added into and which is returned; with ``groups`` > 1 its columns are in
-    the group-major order of :func:`iter_columns`. One strided slice-add per kernel offset.
+    ``cols`` is ``(n_b*h_b*w_b, kh*kw*C)`` for the windows of ``tile`` (group-major with ``groups`` > 1);
+    ``target`` (n_b, h_t, w_t, C) holds the tile's images, its ``[:, 0, 0]`` at input position ``origin``, and
+    covers every input position the tile's windows read; entries read from the padding are dropped. One
+    strided slice-add per kernel offset. Returns ``target``.
     """
-    n, _, _, c = dx.shape
-    h_b = geom.out_h if rows is None else rows.stop - rows.start
+    n_b, h_b, w_b = _tile_size(tile)
+    c = target.shape[3]
     if groups == 1:
-        cols6 = cols.reshape(n, h_b, geom.out_w, geom.kh, geom.kw, c)  # (n*h_b*Wo, kh*kw*C) -> (n, h_b, Wo, kh, kw, C)
-        target = dx
-    else:  # (n*h_b*Wo, G*kh*kw*C_g) -> (n, h_b, Wo, G, kh, kw, C_g) -> (n, h_b, Wo, kh, kw, G, C_g)
-        cols6 = cols.reshape(n, h_b, geom.out_w, groups, geom.kh, geom.kw, -1).transpose(0, 1, 2, 4, 5, 3, 6)
-        target = dx.reshape(*dx.shape[:3], groups, -1)  # (n, H, W, G, C_g)
-    for i, j, (orow, ocol), (irow, icol) in geom.offset_slices(rows):
-        target[:, irow, icol] += cols6[:, orow, ocol, i, j]
-    return dx
+        cols6 = cols.reshape(n_b, h_b, w_b, geom.kh, geom.kw, c)  # (m, kh*kw*C) -> (n_b, h_b, w_b, kh, kw, C)
+        dst = target
+    else:  # (m, G*kh*kw*C_g) -> (n_b, h_b, w_b, G, kh, kw, C_g) -> (n_b, h_b, w_b, kh, kw, G, C_g)
+        cols6 = cols.reshape(n_b, h_b, w_b, groups, geom.kh, geom.kw, -1).transpose(0, 1, 2, 4, 5, 3, 6)
+        dst = target.reshape(*target.shape[:3], groups, c // groups)  # (n_b, h_t, w_t, G, C_g)
+    o_r, o_c = origin
+    for i, j, (orow, ocol), (irow, icol) in geom.offset_slices(tile.rows, tile.cols):
+        irow = slice(irow.start - o_r, irow.stop - o_r, irow.step)
+        icol = slice(icol.start - o_c, icol.stop - o_c, icol.step)
+        dst[:, irow, icol] += cols6[:, orow, ocol, i, j]
+    return target
+
+
+def scatter_columns(cols: np.ndarray, geom: WindowGeometry, dx: np.ndarray) -> np.ndarray:
+    """Adjoint of :func:`columns`: ``cols`` (N*Ho*Wo, kh*kw*C) added into ``dx`` (N, H, W, C); returns ``dx``."""
+    tile = Tile(slice(0, dx.shape[0]), slice(0, geom.out_h), slice(0, geom.out_w))
+    return scatter_tile(cols, geom, tile, dx)
 
 
 def _geometry_from_args(

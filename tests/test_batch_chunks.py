@@ -135,6 +135,22 @@ def test_local_schedulers_match_numpy(scheduler):
     check_cases(cases, computed)
 
 
+@pytest.mark.parametrize("name", ["conv2d", "max_pool2d"])
+def test_float16_batches_answer_in_float16_as_numpy_does(name):
+    x, args, kwargs = layer_inputs(name, "NHWC", np.float16)
+    out_shape = functions(name)[0](x, *args, **kwargs)[0].shape
+    dout = np.random.default_rng(1).standard_normal(out_shape).astype(np.float16)
+    expected = numpy_results(name, x, args, kwargs, dout)
+    lazy = lazy_results(name, da.from_array(x, chunks=(3, -1, -1, -1)), args, kwargs, dout)
+    computed = dask.compute(*lazy, scheduler="sync")
+    for got, want in zip(computed, expected, strict=True):
+        assert got.dtype == want.dtype == np.float16
+    for got, want in zip(computed[:2], expected[:2], strict=True):  # out, dx: per image, the same roundings
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(computed[2:], expected[2:], strict=True):  # dw, db: float32 sums in another order,
+        np.testing.assert_allclose(got, want, rtol=2**-10)  # rounded once to float16: within one step of it
+
+
 def test_an_empty_batch_gives_empty_outputs_and_zero_gradients():
     x = da.zeros((0, 5, 5, 2), chunks=(4, -1, -1, -1))
     out, cache = ic.conv2d_forward(x, np.ones((3, 3, 2, 4)), padding=1)

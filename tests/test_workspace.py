@@ -8,8 +8,9 @@ from _helpers import FLOAT_DTYPES, assert_close
 
 import im2col_cnn as ic
 import reference as ref
+from im2col_cnn.conv_kernels import column_tiles
 from im2col_cnn.windows import make_geometry
-from im2col_cnn.workspace import BLOCK_BYTES, DEFAULT_WORKSPACE, MIN_WORKSPACE, row_blocks
+from im2col_cnn.workspace import BLOCK_BYTES, DEFAULT_WORKSPACE, MIN_WORKSPACE, tiles
 
 MiB = 2**20
 UNLIMITED = 2**40
@@ -65,7 +66,7 @@ def test_chunked_and_unchunked_agree_exactly(case, dtype):
 
 def test_image_larger_than_the_limit_is_split_into_row_blocks():
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((2, 48, 48, 64))  # one image's columns: 48*48*9*64*8 B = 10.1 MiB, twice in backward
+    x = rng.standard_normal((2, 64, 64, 64))  # one image's columns: 64*64*9*64*8 B = 18 MiB
     w = rng.standard_normal((3, 3, 64, 4))
     out, cache = ic.conv2d_forward(x, w, stride=1, padding=1, workspace=MIN_WORKSPACE)
     dout = rng.standard_normal(out.shape)
@@ -73,19 +74,28 @@ def test_image_larger_than_the_limit_is_split_into_row_blocks():
     big_out, big_cache = ic.conv2d_forward(x, w, stride=1, padding=1, workspace=UNLIMITED)
     big = ic.conv2d_backward(dout, big_cache, workspace=UNLIMITED)
     geom = make_geometry(x.shape, (3, 3), (1, 1), (1, 1))
-    row_bytes = 48 * 9 * 64 * 8
-    blocks = row_blocks(2, geom.out_h, row_bytes, 2 * row_bytes, MIN_WORKSPACE)
-    assert len(blocks) > 2 and all(images.stop - images.start == 1 for images, _ in blocks)
+    blocks = column_tiles(x.shape, 8, geom, MIN_WORKSPACE, 4)
+    assert len(blocks) > 2 and all(t.images.stop - t.images.start == 1 and t.cols == slice(0, 64) for t in blocks)
+    assert column_tiles(x.shape, 8, geom, UNLIMITED, 4) == column_tiles(x.shape, 8, geom, 3 * MIN_WORKSPACE, 4)
     for a, c in zip((out, *small), (big_out, *big), strict=True):
         assert_close(a, c, np.float64)
 
 
-def test_row_blocks_cover_every_output_row_once():
-    cases = [(5, 7, 100, 1000), (3, 4, 10, 10**6), (2, 9, 400, 1000), (1, 3, 10**7, 10), (700, 5, 2**10, 2**30)]
-    for n, out_h, row_bytes, limit in cases:
-        covered = np.zeros((n, out_h), dtype=int)
-        for images, rows in row_blocks(n, out_h, row_bytes, 2 * row_bytes, limit):
-            covered[images, rows] += 1
+def test_tiles_cover_every_output_position_once():
+    # (n, out_h, out_w, bytes per output position, limit): whole images, blocks of rows, blocks of columns
+    cases = [(5, 7, 6, 100, 10**6), (3, 4, 9, 10, 10**6), (2, 9, 5, 400, 5000), (1, 3, 10**4, 10, 5000)]
+    cases += [(700, 5, 3, 2**10, 2**30), (2, 3, 7, 10**6, 2 * 10**6), (3, 2, 1, 10**9, 10)]
+    for n, out_h, out_w, position_bytes, limit in cases:
+        covered = np.zeros((n, out_h, out_w), dtype=int)
+        scratch = lambda n_b, h_b, w_b, p=position_bytes: n_b * h_b * w_b * p  # noqa: E731
+        found = tiles(n, out_h, out_w, position_bytes * out_h * out_w, scratch, limit)
+        for t in found:
+            covered[t.images, t.rows, t.cols] += 1
+            # a tile fits the limit unless it is a single output position
+            assert (
+                scratch(*(s.stop - s.start for s in t)) <= limit
+                or (t.rows.stop - t.rows.start) * (t.cols.stop - t.cols.start) == 1
+            )
         np.testing.assert_array_equal(covered, 1)
 
 
@@ -140,3 +150,49 @@ def test_pooling_fast_paths_match_the_loops(kernel, stride, padding, shape, dtyp
         dout = rng.standard_normal(out.shape).astype(dtype)
         dx = getattr(ic, f"{name}_backward")(dout, cache)
         assert_close(dx, getattr(ref, f"{name}_backward")(dout, rcache), dtype)
+
+
+# (x shape NHWC, w shape (kh, kw, I, O), options): each batch spans several tiles; one image fits MIN_WORKSPACE.
+LAYER_CASES = [
+    ((40, 24, 24, 16), (3, 3, 16, 8), dict(padding=1)),
+    ((40, 24, 24, 16), (3, 3, 4, 8), dict(padding=(2, 1), stride=2, groups=4)),
+    ((20, 48, 48, 32), (3, 3, 1, 32), dict(padding=1, groups=32)),  # depthwise
+    ((30, 20, 20, 16), (5, 3, 16, 16), dict(padding=2, dilation=(1, 2))),
+]
+
+
+@pytest.mark.parametrize("transpose", [False, True], ids=["conv2d", "conv_transpose2d"])
+@pytest.mark.parametrize("case", LAYER_CASES, ids=str)
+def test_every_layer_agrees_exactly_across_limits_and_layouts(case, transpose):
+    """Tiles depend only on the shapes -- not on the limit, nor on the layout -- so neither do the results."""
+    x_shape, w_shape, kw = case
+    if transpose:  # NHWC weights (kh, kw, C_out // groups, C_in)
+        w_shape = (*w_shape[:2], w_shape[3] // kw.get("groups", 1), x_shape[3])
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    fwd, bwd = (
+        (ic.conv_transpose2d_forward, ic.conv_transpose2d_backward)
+        if transpose
+        else (ic.conv2d_forward, ic.conv2d_backward)
+    )
+    c_out = w_shape[2] * kw.get("groups", 1) if transpose else w_shape[3]
+    b = rng.standard_normal(c_out).astype(np.float32)
+    dout = None
+    first = None
+    for fmt in ("NHWC", "NCHW"):
+        nchw = fmt == "NCHW"
+        xx = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if nchw else x
+        ww = np.ascontiguousarray(w.transpose(3, 2, 0, 1)) if nchw else w
+        for limit in (UNLIMITED, MIN_WORKSPACE, DEFAULT_WORKSPACE):
+            out, cache = fwd(xx, ww, b, data_format=fmt, workspace=limit, **kw)
+            if dout is None:
+                dout = rng.standard_normal(out.shape).astype(np.float32)
+            dx, dw, db = bwd(np.ascontiguousarray(dout.transpose(0, 3, 1, 2)) if nchw else dout, cache, workspace=limit)
+            if nchw:  # back to NHWC
+                out, dx, dw = out.transpose(0, 2, 3, 1), dx.transpose(0, 2, 3, 1), dw.transpose(2, 3, 1, 0)
+            if first is None:
+                first = (out, dx, dw, db)
+                continue
+            for a, e in zip((out, dx, dw, db), first, strict=True):
+                np.testing.assert_array_equal(a, e, err_msg=f"{fmt} at limit {limit}")

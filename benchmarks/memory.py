@@ -1,0 +1,253 @@
+"""Scratch memory against the workspace limit (``python -m benchmarks --memory-only``, or ``-m benchmarks.memory``).
+
+Scratch is everything a call allocates besides the arrays it returns: the peak that ``tracemalloc`` (to which
+NumPy reports its array buffers) traces during the call, minus the returned arrays' sizes. Inputs are built
+before tracing starts, so they are not counted. Each row is one op on a shape chosen to strain one way of
+overrunning the limit: padding, the stride-1 input gradient, depthwise temporaries, a very wide output row, a
+broadcast input, and NCHW layout conversions; pooling rows are there for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+import im2col_cnn as engine
+
+__all__ = ["MemoryCase", "MEMORY_CASES", "peak_scratch", "measure", "format_scratch_table", "main"]
+
+MIB = 2**20
+SMALL = 16 * MIB  # the smallest workspace limit the engine accepts
+DEFAULT = 64 * MIB
+
+Call = Callable[[], object]
+
+
+@dataclass(frozen=True)
+class MemoryCase:
+    """One row: a name, what it strains, the limit it runs under, and a function building its call.
+
+    ``make()`` allocates the inputs (untraced) and returns the no-argument call to trace.
+    """
+
+    name: str
+    what: str
+    limit: int
+    make: Callable[[], Call]
+
+
+def _returned_bytes(result: object) -> int:
+    """Bytes of the arrays a call returned (a tuple of arrays, or ``(out, cache)``), each buffer once."""
+    items = result if isinstance(result, tuple) else (result,)
+    seen: dict[int, int] = {}
+    for a in items:
+        if isinstance(a, np.ndarray):
+            base = a if a.base is None else a.base
+            seen[id(base)] = a.nbytes if a.base is None else max(seen.get(id(base), 0), a.nbytes)
+    return sum(seen.values())
+
+
+def peak_scratch(call: Call) -> tuple[int, float]:
+    """``(scratch bytes, seconds)`` of one ``call()``: the traced peak minus the returned arrays' bytes."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        t0 = time.perf_counter()
+        result = call()
+        seconds = time.perf_counter() - t0
+        _, peak = tracemalloc.get_traced_memory()
+        scratch = peak - base - _returned_bytes(result)
+        del result
+    finally:
+        tracemalloc.stop()
+    return max(0, scratch), seconds
+
+
+def _conv(x_shape, w_shape, *, groups=1, padding=0, backward=False, limit=SMALL, data_format="NHWC", broadcast=False):
+    def make() -> Call:
+        x = np.broadcast_to(np.ones(x_shape[-1]), x_shape) if broadcast else np.ones(x_shape)
+        w = np.full(w_shape, 0.01)
+        kw = dict(padding=padding, groups=groups, data_format=data_format, workspace=limit)
+        if not backward:
+            return lambda: engine.conv2d_forward(x, w, **kw)[0]
+        out, cache = engine.conv2d_forward(x, w, **kw)
+        dout = np.ones_like(out)
+        del out
+        return lambda: engine.conv2d_backward(dout, cache, workspace=limit)
+
+    return make
+
+
+def _transpose(x_shape, w_shape, *, padding=0, backward=False, limit=SMALL, data_format="NHWC"):
+    def make() -> Call:
+        x, w = np.ones(x_shape), np.full(w_shape, 0.01)
+        kw = dict(padding=padding, data_format=data_format, workspace=limit)
+        if not backward:
+            return lambda: engine.conv_transpose2d_forward(x, w, **kw)[0]
+        out, cache = engine.conv_transpose2d_forward(x, w, **kw)
+        dout = np.ones_like(out)
+        del out
+        return lambda: engine.conv_transpose2d_backward(dout, cache, workspace=limit)
+
+    return make
+
+
+def _pool(kind, x_shape, *, backward=False, data_format="NHWC", limit=SMALL):
+    def make() -> Call:
+        x = np.random.default_rng(0).standard_normal(x_shape)
+        forward = getattr(engine, f"{kind}_pool2d_forward")
+        kw = dict(stride=2, padding=1, data_format=data_format)
+
+        def limited(fn: Call) -> Call:
+            def call() -> object:
+                with engine.workspace_limit(limit):
+                    return fn()
+
+            return call
+
+        if not backward:
+            return limited(lambda: forward(x, 3, **kw)[0])
+        out, cache = forward(x, 3, **kw)
+        dout = np.ones_like(out)
+        del out
+        return limited(lambda: getattr(engine, f"{kind}_pool2d_backward")(dout, cache))
+
+    return make
+
+
+_BIG = (1, 1024, 1024, 32)
+_NCHW = (512, 32, 32, 32)
+
+MEMORY_CASES: tuple[MemoryCase, ...] = (
+    MemoryCase("conv fwd", f"x {_BIG}, w 3x3 32->8, padding 1", SMALL, _conv(_BIG, (3, 3, 32, 8), padding=1)),
+    MemoryCase(
+        "conv bwd",
+        f"x {_BIG}, w 3x3 32->8, padding 1 (stride-1 input gradient)",
+        SMALL,
+        _conv(_BIG, (3, 3, 32, 8), padding=1, backward=True),
+    ),
+    MemoryCase(
+        "depthwise fwd",
+        f"x {_BIG}, w 3x3 groups=32, padding 1",
+        SMALL,
+        _conv(_BIG, (3, 3, 1, 32), groups=32, padding=1),
+    ),
+    MemoryCase(
+        "depthwise bwd",
+        f"x {_BIG}, w 3x3 groups=32, padding 1",
+        SMALL,
+        _conv(_BIG, (3, 3, 1, 32), groups=32, padding=1, backward=True),
+    ),
+    MemoryCase("wide row fwd", "x (1, 3, 200000, 64), w 3x3 64->1", SMALL, _conv((1, 3, 200_000, 64), (3, 3, 64, 1))),
+    MemoryCase(
+        "wide row bwd",
+        "x (1, 3, 200000, 64), w 3x3 64->1",
+        SMALL,
+        _conv((1, 3, 200_000, 64), (3, 3, 64, 1), backward=True),
+    ),
+    MemoryCase(
+        "broadcast fwd",
+        "x broadcast (1, 3, 2000000, 64), w 3x3 64->1, default limit (backward: its dx alone is 2.9 GiB)",
+        DEFAULT,
+        _conv((1, 3, 2_000_000, 64), (3, 3, 64, 1), limit=DEFAULT, broadcast=True),
+    ),
+    MemoryCase(
+        "NCHW conv fwd",
+        f"x {_NCHW} NCHW, w 32->32 3x3, padding 1",
+        SMALL,
+        _conv(_NCHW, (32, 32, 3, 3), padding=1, data_format="NCHW"),
+    ),
+    MemoryCase(
+        "NCHW conv bwd",
+        f"x {_NCHW} NCHW, w 32->32 3x3, padding 1",
+        SMALL,
+        _conv(_NCHW, (32, 32, 3, 3), padding=1, data_format="NCHW", backward=True),
+    ),
+    MemoryCase(
+        "NCHW transp. fwd",
+        f"x {_NCHW} NCHW, w 32->32 3x3, padding 1",
+        SMALL,
+        _transpose(_NCHW, (32, 32, 3, 3), padding=1, data_format="NCHW"),
+    ),
+    MemoryCase(
+        "NCHW transp. bwd",
+        f"x {_NCHW} NCHW, w 32->32 3x3, padding 1",
+        SMALL,
+        _transpose(_NCHW, (32, 32, 3, 3), padding=1, data_format="NCHW", backward=True),
+    ),
+) + tuple(
+    MemoryCase(
+        f"{kind} pool {'bwd' if backward else 'fwd'} {fmt}",
+        f"x {_NCHW} {fmt}, 3x3 s2 p1",
+        SMALL,
+        _pool(kind, _NCHW, backward=backward, data_format=fmt),
+    )
+    for kind in ("max", "avg")
+    for fmt in ("NHWC", "NCHW")
+    for backward in (False, True)
+)
+
+
+@dataclass(frozen=True)
+class ScratchRow:
+    name: str
+    what: str
+    limit_mib: float
+    scratch_mib: float
+    seconds: float
+
+
+def measure(
+    cases: Sequence[MemoryCase] = MEMORY_CASES, progress: Callable[[str], None] | None = None
+) -> list[ScratchRow]:
+    """Trace each case once; returns one :class:`ScratchRow` per case."""
+    rows = []
+    for case in cases:
+        if progress is not None:
+            progress(f"[scratch] {case.name}")
+        call = case.make()
+        scratch, seconds = peak_scratch(call)
+        del call
+        rows.append(ScratchRow(case.name, case.what, case.limit / MIB, scratch / MIB, seconds))
+    return rows
+
+
+def format_scratch_table(rows: Sequence[ScratchRow]) -> list[str]:
+    """The report's scratch-memory section: one line per row, peak scratch MiB against the limit."""
+    lines = [
+        "Scratch memory (float64; tracemalloc peak during one call minus the returned arrays; inputs not counted).",
+        "Bound (conv): the limit + 1 MiB + at most 3 arrays of the weights' size (tiny here). One call each, so the",
+        "time column is only a rough guide.",
+        f"| {'row':<20} | {'limit MiB':>9} | {'scratch MiB':>11} | {'x limit':>7} | {'time s':>7} | shape |",
+        f"|{'-' * 22}|{'-' * 11}|{'-' * 13}|{'-' * 9}|{'-' * 9}|-------|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.name:<20} | {r.limit_mib:>9.0f} | {r.scratch_mib:>11.1f} | {r.scratch_mib / r.limit_mib:>7.2f} "
+            f"| {r.seconds:>7.3f} | {r.what} |"
+        )
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=__doc__)
+    parser.add_argument("--rows", help="comma-separated substrings: only rows whose name contains one of them")
+    args = parser.parse_args(argv)
+    cases = MEMORY_CASES
+    if args.rows:
+        wanted = [s.strip() for s in args.rows.split(",") if s.strip()]
+        cases = tuple(c for c in cases if any(s in c.name for s in wanted))
+    print("\n".join(format_scratch_table(measure(cases, progress=print))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""The input gradient's two paths: chosen by estimated cost (not by the stride alone), and equal in value.
+
+The flipped-kernel correlation of ``dout`` and ``dout · wᵀ`` scattered back by col2im compute the same
+gradient. At stride 1 the correlation was always taken; with a kernel nearly as large as the input it costs
+``kh*kw`` times more than the scatter (a 100x100 kernel on a 100x100 image: seconds instead of milliseconds).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _helpers import FLOAT_DTYPES, assert_close
+
+import im2col_cnn as ic
+import reference as ref
+from im2col_cnn.conv import prepare_conv
+from im2col_cnn.conv_kernels import flipped_correlation_pays, input_grad
+
+
+def _geometry(x_shape, w_shape, **kw):
+    cache, _ = prepare_conv(np.empty(x_shape), np.empty(w_shape), None, kw.pop("stride", 1), kw.pop("padding", 0), **kw)
+    return cache.geom
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, padding",
+    [
+        ((1, 100, 100, 16), (100, 100, 16, 16), 0),  # one output position, a window of the whole image
+        ((1, 40, 40, 16), (30, 30, 16, 16), 0),
+        ((2, 32, 32, 16), (32, 32, 16, 8), 4),
+        ((64, 32, 32, 3), (3, 3, 3, 32), 1),  # few input channels: the scatter's columns are narrow
+    ],
+)
+def test_kernel_about_as_large_as_the_input_takes_the_scatter_path(x_shape, w_shape, padding):
+    assert not flipped_correlation_pays(_geometry(x_shape, w_shape, padding=padding), w_shape)
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, kw",
+    [
+        ((64, 16, 16, 64), (3, 3, 64, 64), dict(padding=1)),  # the C3 case
+        ((32, 28, 28, 128), (3, 3, 128, 128), dict(padding=1)),  # the C4 case
+        ((32, 28, 28, 32), (5, 5, 32, 32), dict(padding=2)),
+        ((8, 20, 20, 16), (3, 3, 16, 16), dict(padding=2, dilation=2)),
+        ((32, 28, 28, 64), (1, 1, 64, 64), dict()),
+    ],
+)
+def test_small_kernels_on_large_images_take_the_correlation_path(x_shape, w_shape, kw):
+    assert flipped_correlation_pays(_geometry(x_shape, w_shape, **kw), w_shape, kw.get("groups", 1))
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [dict(stride=2, padding=1), dict(stride=(1, 2)), dict(padding=3)],  # strided, or padding past the kernel's reach
+    ids=["stride-2", "stride-1x2", "padding-past-reach"],
+)
+def test_no_correlation_where_the_gradient_is_not_one(kw):
+    w_shape = (3, 3, 8, 8)
+    geom = _geometry((2, 12, 12, 8), w_shape, **kw)
+    assert not flipped_correlation_pays(geom, w_shape)
+    with pytest.raises(ValueError, match="needs stride 1 and padding within the kernel's reach"):
+        input_grad(np.zeros((2, geom.out_h, geom.out_w, 8)), np.zeros(w_shape), geom, np.zeros((2, 12, 12, 8)), 2**30,
+                   path="correlate")  # fmt: skip
+
+
+CASES = [
+    ((2, 7, 6, 4), (3, 3, 4, 5), dict(padding=1)),
+    ((2, 9, 8, 4), (3, 2, 2, 6), dict(padding=((2, 0), (1, 1)), dilation=(2, 1), groups=2)),
+    ((1, 8, 8, 3), (8, 8, 3, 2), dict()),
+    ((1, 10, 9, 2), (6, 5, 2, 3), dict(padding=(2, 1))),
+    ((3, 6, 6, 6), (2, 2, 1, 6), dict(padding="same", groups=6)),  # depthwise: one path only
+]
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("x_shape, w_shape, kw", CASES, ids=str)
+def test_both_paths_agree_with_the_loops(x_shape, w_shape, kw, dtype):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    out, cache = ic.conv2d_forward(x, w, **kw)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    _, rcache = ref.conv2d_forward(x, w, **kw)
+    expected = ref.conv2d_backward(dout, rcache)[0]
+    assert_close(ic.conv2d_backward(dout, cache)[0], expected, dtype)
+    for path in ("correlate", "scatter"):
+        dx = input_grad(dout, cache.w, cache.geom, np.zeros(x_shape, dtype), 2**30, cache.groups, path=path)
+        assert_close(dx, expected, dtype)
