@@ -78,7 +78,7 @@ def gradient(x: Any) -> list[Any]:
     out, conv_cache = engine.conv2d_forward(x, w, b, padding=1)
     pooled, pool_cache = engine.max_pool2d_forward(da.maximum(out, 0), 2)
     d_out = engine.max_pool2d_backward(pooled, pool_cache) * (out > 0)  # dloss/dpooled = pooled; ReLU's mask
-    _, dw, db = engine.conv2d_backward(d_out, conv_cache)
+    _, dw, db = engine.conv2d_backward(d_out, conv_cache, need_dx=False)  # a first layer: no dx
     return [(pooled.astype(np.float64) ** 2).sum() / 2, dw, db]
 
 
@@ -88,7 +88,7 @@ def numpy_gradient(x: np.ndarray) -> list[Any]:
     out, conv_cache = engine.conv2d_forward(x, w, b, padding=1)
     pooled, pool_cache = engine.max_pool2d_forward(np.maximum(out, 0), 2)
     d_out = engine.max_pool2d_backward(pooled, pool_cache) * (out > 0)
-    _, dw, db = engine.conv2d_backward(d_out, conv_cache)
+    _, dw, db = engine.conv2d_backward(d_out, conv_cache, need_dx=False)  # a first layer: no dx
     return [(pooled.astype(np.float64) ** 2).sum() / 2, dw, db]
 
 

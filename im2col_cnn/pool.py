@@ -167,14 +167,16 @@ def _describe(cache: object) -> str:
 def max_pool2d_forward(
     x: np.ndarray,
     kernel_size: int | tuple[int, int],
-    *,
     stride: int | tuple[int, int] | None = None,
     padding: int | tuple[int, int] = 0,
     dilation: int | tuple[int, int] = 1,
     ceil_mode: bool = False,
+    *,
     data_format: str = "NHWC",
 ) -> tuple[np.ndarray, PoolCache]:
     """Max pooling (PyTorch ``max_pool2d`` semantics).
+
+    ``stride`` to ``ceil_mode`` may be given positionally, in ``torch.nn.functional.max_pool2d``'s order.
 
     Parameters
     ----------
@@ -230,15 +232,17 @@ def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
 def avg_pool2d_forward(
     x: np.ndarray,
     kernel_size: int | tuple[int, int],
-    *,
     stride: int | tuple[int, int] | None = None,
     padding: int | tuple[int, int] = 0,
     ceil_mode: bool = False,
     count_include_pad: bool = True,
     divisor_override: int | None = None,
+    *,
     data_format: str = "NHWC",
 ) -> tuple[np.ndarray, PoolCache]:
     """Average pooling (PyTorch ``avg_pool2d`` semantics).
+
+    ``stride`` to ``divisor_override`` may be given positionally, in ``torch.nn.functional.avg_pool2d``'s order.
 
     Parameters
     ----------

@@ -119,21 +119,24 @@ def _backward_tile(
         g = _copy(scratch, "dout", g, dxt.dtype)
     if kind == "avg":
         div = divisor if np.ndim(divisor) == 0 else divisor[tile.rows[0], tile.cols[0]]  # a number or (ho, wo, 1)
+        scaled = scratch.get("scaled", g.shape, dxt.dtype)
+        np.divide(g, div, out=scaled)  # once: a division costs more than the copies
         if plan.spread is not None:  # overlapping: spread over the columns, then over the rows
-            scaled = scratch.get("scaled", g.shape, dxt.dtype)
-            np.divide(g, div, out=scaled)
             spread = scratch.get("spread", (g.shape[0], g.shape[1], dxt.shape[2], g.shape[3]), dxt.dtype)
             _spread(scaled, spread, plan.col_taps, 2, plan.spread[0])
             _spread(spread, dxt, plan.row_taps, 1, plan.spread[1])
             return
 
         def value(i: int, j: int, o: Index, at: Index, out: np.ndarray | None) -> np.ndarray:
-            """Disjoint windows: each input gets one window's ``g / divisor``, divided straight into place."""
-            d = div if np.ndim(div) == 0 else div[o[1:]]  # type: ignore[index]
-            return np.divide(g[o], d, out=scratch.get("scaled", g.shape, dxt.dtype)[o] if out is None else out)
+            """Disjoint windows: each input gets one window's ``g / divisor``."""
+            if out is None:
+                return scaled[o]
+            np.copyto(out, scaled[o])
+            return out
 
     else:
-        finite = bool(np.isfinite(g.sum()))  # an overflowing sum only sends finite g down the exact slow path
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum only costs the exact slow path
+            finite = bool(np.isfinite(g.sum()))
         equal = scratch.get("equal", g.shape, np.dtype(bool))
         product = scratch.get("product", g.shape, dxt.dtype)
         wt = None if winners is None else winners[tile.out()]
@@ -150,8 +153,7 @@ def _backward_tile(
             dst = product[o] if out is None else out
             if finite:
                 return np.multiply(g[o], es, out=dst)
-            np.copyto(dst, np.where(es, g[o], 0))  # rare: inf * 0 would be NaN, so select instead
-            return dst
+            return _select(g[o], es, dst, scratch)  # rare: inf * 0 would be NaN
 
     _scatter_phases(dxt, plan.phases, value, scratch)
 
@@ -197,6 +199,16 @@ def _phases(taps: list, s: int, size: int) -> dict[int, list[tuple[int, Tap]]]:
             q = inp.start // s  # the phase's inputs are inp.start % s + q*s
             phases[inp.start % s].append((t, (out, slice(q, q + out.stop - out.start), inp)))
     return phases
+
+
+def _select(g: np.ndarray, mask: np.ndarray, out: np.ndarray, scratch: Scratch) -> np.ndarray:
+    """``out`` = ``g`` where ``mask``, else +0, exactly for any ``g`` (inf and NaN too): the bits of ``g`` ANDed
+    with a mask of all ones or all zeros."""
+    bits = np.dtype(f"u{g.dtype.itemsize}")
+    ones = scratch.get("select", g.shape, bits)
+    np.negative(mask, out=ones, dtype=bits)  # True -> all ones, False -> 0
+    np.bitwise_and(g.view(bits), ones, out=out.view(bits))
+    return out
 
 
 def _copy(scratch: Scratch, name: str, src: np.ndarray, dtype: np.dtype) -> np.ndarray:

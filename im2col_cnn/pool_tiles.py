@@ -8,9 +8,10 @@ The kernels split their work into tiles of ``(images, rows, columns, channels)``
 of the output (each tile reads the input it needs), the backward passes into tiles of the input (each tile
 gathers from the outputs whose windows touch it). Either way every tile writes its own disjoint part of the
 result, and every output element is computed by the same operations in the same order whatever the tiling, so
-results never depend on the tile size, the workspace limit or the number of threads. Tiles are sized to
-``TILE_BYTES`` of input, so that a tile and its intermediates stay in the L2 cache; their size depends only on the
-shapes.
+results never depend on the tile size, the workspace limit or the number of threads. Tiles hold about
+``TILE_BYTES`` of input: large enough that NumPy's per-call cost is small beside the work, small enough that a
+tile and its intermediates stay in cache, and several of them for the threads to share. A tile's taps are worked
+out once (:func:`tile_plan`) for every tile, and every call, with the same rows and columns.
 """
 
 from __future__ import annotations

@@ -151,6 +151,20 @@ def test_float16_batches_answer_in_float16_as_numpy_does(name):
         np.testing.assert_allclose(got, want, rtol=2**-10)  # rounded once to float16: within one step of it
 
 
+@pytest.mark.parametrize("name", ["conv2d", "conv_transpose2d"])
+def test_need_dx_false_gives_no_dx_and_the_same_dw_and_db(name):
+    x, args, kwargs = layer_inputs(name, "NCHW", np.float64)
+    forward, backward = functions(name)
+    out, cache = forward(x, *args, **kwargs)
+    dout = np.random.default_rng(1).standard_normal(out.shape)
+    _, lazy_cache = forward(da.from_array(x, chunks=(3, -1, -1, -1)), *args, **kwargs)
+    dx, dw, db = backward(dout, lazy_cache, need_dx=False)
+    assert dx is None
+    _, want_dw, want_db = backward(dout, cache)
+    for got, want in zip(dask.compute(dw, db, scheduler="sync"), (want_dw, want_db), strict=True):
+        assert_close(got, want, np.float64, rtol=1e-12)
+
+
 def test_an_empty_batch_gives_empty_outputs_and_zero_gradients():
     x = da.zeros((0, 5, 5, 2), chunks=(4, -1, -1, -1))
     out, cache = ic.conv2d_forward(x, np.ones((3, 3, 2, 4)), padding=1)
