@@ -27,7 +27,10 @@ product. That is free when the other axes already are one chunk (the layout to u
 per batch block, never across blocks. ``dout`` is rechunked to the forward output's chunks; a NumPy ``dout`` is
 split the same way. Shapes must be known (``x.compute_chunk_sizes()`` first, after boolean indexing).
 
-Threads: a block task runs the BLAS with one thread (see :mod:`~im2col_cnn.block_threads`).
+dtypes: as the NumPy engine's. float16 batches answer in float16; their dw and db are float32 partial sums,
+summed by the tree in float32 and rounded once.
+
+Threads: a block task runs the engine and the BLAS with one thread (see :mod:`~im2col_cnn.block_threads`).
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ __all__ = ["ChunkedCache", "batch_chunked", "is_dask_array"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _ENGINE: dict[str, Callable[..., Any]] = {}
-"""Public name -> the NumPy engine function itself (undecorated): what a block task runs."""
+"""Public name -> the function :func:`batch_chunked` decorates (the NumPy engine, with the decorators below it,
+e.g. float16 in and out): what a forward block task runs; a backward block runs it unwrapped (its compute dtype)."""
 
 _WHOLE = ("w", "b")
 """Arguments every batch block gets whole (when given)."""
