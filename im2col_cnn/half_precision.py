@@ -23,7 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _is_half(value: object) -> bool:
-    return isinstance(value, np.ndarray) and value.dtype == HALF
+    return isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.dtype.itemsize == 2  # any byte order
 
 
 def all_half(*arrays: object) -> bool:
@@ -54,7 +54,7 @@ def float16_io(kind: str) -> Callable[[F], F]:
                     return fn(x, *args, **kwargs)
                 arrays = [a for a in (*args, *kwargs.values()) if isinstance(a, np.ndarray) and a.ndim]
                 out, cache = fn(x, *args, **kwargs)
-                if out.dtype != np.float32 or any(a.dtype != HALF for a in arrays):  # promoted to a wider dtype
+                if out.dtype != np.float32 or not all(_is_half(a) for a in arrays):  # promoted to a wider dtype
                     return out, cache
                 return out.astype(HALF), cache._replace(io_dtype=HALF)
 

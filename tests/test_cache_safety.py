@@ -86,7 +86,8 @@ def test_pool_backward_does_not_read_the_values_of_x(kind):
 def test_winners_are_uint8_up_to_255_offsets_and_wider_beyond(disjoint):
     rng = np.random.default_rng(3)
     for k, dtype in [(3, np.uint8), (15, np.uint8), (16, np.uint16)]:
-        x = rng.integers(-3, 3, (2, 35, 33, 2)).astype(np.float64)  # many ties
+        shape = (2, 35, 33, 2) if disjoint else (2, 19, 18, 2)
+        x = rng.integers(-3, 3, shape).astype(np.float64)  # many ties
         x[0, 5, 6, 1] = np.nan
         out, cache = ic.max_pool2d_forward(x, k, stride=k if disjoint else 1)
         assert cache.winners.dtype == dtype

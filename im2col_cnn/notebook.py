@@ -1,6 +1,8 @@
-"""The notebook's layer functions, as drop-in replacements running on the engine.
+"""The seed notebook's layer functions, as drop-in replacements running on the engine.
 
-Same names, signatures and numbers as the loop notebook this project started from (``padding``,
+The seed notebook is the loop code this project started from: a variant of the deeplearning.ai assignment
+"Convolutional Neural Networks: Step by Step" (its test inputs and printed numbers are the assignment's), with
+its own names. Same names, signatures and numbers as that notebook (``padding``,
 ``conv_slice``, ``forward``, ``backward``, ``pool_backward``, ``max_mask``, ``distribute_value``), keeping its
 choices -- pooling pads with zeros, and a max window's gradient goes to every position tied at its maximum --
 and fixing its defects: ``backward`` is right for ``pad=0`` and ``pool_backward`` honours padding.
