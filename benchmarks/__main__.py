@@ -226,9 +226,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="print only the scratch-memory section (peak scratch against the workspace limit; also part of a "
         "full run without --cases or --quick)",
     )
+    parser.add_argument(
+        "--dask", action="store_true", help="only the out-of-core section: a lazy batch on 1 and 2 Dask workers"
+    )
+    parser.add_argument("--dask-full", action="store_true", help="--dask on 20,000 images (2.6 GB) instead of 2,000")
+    parser.add_argument("--dask-images", type=int, metavar="N", help="--dask on N images")
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    if args.dask_images is not None and args.dask_images < 1:
+        parser.error("--dask-images must be >= 1")
     try:
         args.selected = parse_cases(args.cases or (QUICK_CASES if args.quick else all_cases))
     except ValueError as exc:
@@ -245,6 +252,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.dask or args.dask_full or args.dask_images:
+        from . import out_of_core
+
+        return out_of_core.main(args.dask_images or (out_of_core.FULL_IMAGES if args.dask_full else None))
     if args.memory_only:
         print("\n".join(format_scratch_table(measure_scratch(progress=progress))))
         return 0

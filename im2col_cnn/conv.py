@@ -17,6 +17,7 @@ from ._checks import (
     check_groups,
     check_ndim,
 )
+from .batch_chunks import batch_chunked
 from .conv_kernels import correlate, input_grad, weight_grad
 from .half_precision import float16_io
 from .layout import new_result, to_nhwc, weight_from_hwio, weight_to_hwio
@@ -128,6 +129,7 @@ def prepare_conv(
     return ConvCache(x, w, b_shape, geom, groups, data_format), bias
 
 
+@batch_chunked
 @float16_io("forward")
 def conv2d_forward(
     x: np.ndarray,
@@ -182,6 +184,7 @@ def conv2d_forward(
     return out, cache
 
 
+@batch_chunked
 @float16_io("backward")
 def conv2d_backward(
     dout: np.ndarray, cache: ConvCache, *, need_dx: bool = True, workspace: int | None = None

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._checks import as_float_array, as_int, as_pair, check_data_format, check_dout, check_ndim
+from .batch_chunks import batch_chunked
 from .half_precision import float16_io
 from .layout import to_nhwc
 from .pool_kernels import argmax_indices, avg_divisor, pool_geometry, pool_windows
@@ -161,6 +162,7 @@ def _describe(cache: object) -> str:
     return type(cache).__name__
 
 
+@batch_chunked
 @float16_io("forward")
 def max_pool2d_forward(
     x: np.ndarray,
@@ -205,6 +207,7 @@ def max_pool2d_forward(
     )
 
 
+@batch_chunked
 @float16_io("backward")
 def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """Gradient of :func:`max_pool2d_forward`: each window's ``dout`` goes to its maximum.
@@ -224,6 +227,7 @@ def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     return pool_backward(dout, cache, "max")
 
 
+@batch_chunked
 @float16_io("forward")
 def avg_pool2d_forward(
     x: np.ndarray,
@@ -276,6 +280,7 @@ def avg_pool2d_forward(
     )
 
 
+@batch_chunked
 @float16_io("backward")
 def avg_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """Gradient of :func:`avg_pool2d_forward`: each window spreads ``dout / divisor`` over its positions.

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._checks import as_int, as_pair, check_bias, check_groups
+from .batch_chunks import batch_chunked
 from .conv import as_flag, bias_grad, layer_arrays, layout_hint, nhwc_dout
 from .conv_kernels import correlate, input_grad, weight_grad
 from .half_precision import float16_io
@@ -87,6 +88,7 @@ def _prepare(
     return ConvTransposeCache(x, w, b_shape, geom, groups, data_format), bias
 
 
+@batch_chunked
 @float16_io("forward")
 def conv_transpose2d_forward(
     x: np.ndarray,
@@ -139,6 +141,7 @@ def conv_transpose2d_forward(
     return out, cache
 
 
+@batch_chunked
 @float16_io("backward")
 def conv_transpose2d_backward(
     dout: np.ndarray, cache: ConvTransposeCache, *, need_dx: bool = True, workspace: int | None = None
