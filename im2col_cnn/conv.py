@@ -218,7 +218,7 @@ def conv2d_backward(
     dw = weight_grad(x, d4, geom, w.shape[:2], limit, groups)
     dx = None
     if need_dx:
-        dx, dx4 = new_result(x.shape, x.dtype, data_format, zeros=True)
+        dx, dx4 = new_result(x.shape, x.dtype, data_format)
         input_grad(d4, w, geom, dx4, limit, groups)
     return dx, weight_from_hwio(dw, data_format), db
 

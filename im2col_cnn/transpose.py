@@ -134,7 +134,7 @@ def conv_transpose2d_forward(
     cache, bias = _prepare(x, w, b, stride, padding, output_padding, dilation, groups, data_format)
     x, w, _, geom, groups, data_format, _ = cache
     out_shape = (x.shape[0], geom.in_h, geom.in_w, w.shape[2] * groups)
-    out, out4 = new_result(out_shape, x.dtype, data_format, zeros=True)
+    out, out4 = new_result(out_shape, x.dtype, data_format)
     input_grad(x, w, geom, out4, resolve_limit(workspace), groups)
     if bias is not None:
         out4 += bias
