@@ -240,11 +240,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.selected = parse_cases(args.cases or (QUICK_CASES if args.quick else all_cases))
     except ValueError as exc:
         parser.error(str(exc))
-    if args.plot and (problem := check_plot_available()):
-        parser.error(problem)
     for option, path in (("--json", args.json), ("--plot", args.plot)):
         if path and (problem := check_writable(path, option)):
             parser.error(problem)
+    if args.plot and (problem := check_plot_available()):
+        parser.error(problem)
     if args.step_only:
         args.selected = []
     return args

@@ -194,8 +194,9 @@ def max_mask(x: object) -> np.ndarray:
 def distribute_value(dz: float, shape: tuple[int, int]) -> np.ndarray:
     """A ``shape`` (h, w) array holding ``dz / (h*w)`` everywhere: an average's gradient."""
     h, w = as_pair(shape, "shape", minimum=1)
-    as_real(dz, "dz")  # checked only: a float32 dz keeps its dtype
-    return np.full((h, w), dz / (h * w))
+    as_real(dz, "dz")
+    dtype = np.result_type(dz) if np.result_type(dz).kind == "f" else np.dtype(np.float64)  # float32 stays float32
+    return np.full((h, w), dz / (h * w), dtype=dtype)
 
 
 def _zero_pad(X: object, pads: tuple[int, int]) -> np.ndarray:
