@@ -214,8 +214,8 @@ def conv2d_backward(
     limit = resolve_limit(workspace)
     x, w, b_shape, geom, groups, data_format, _ = cache
     d4 = nhwc_dout(dout, x.shape[0], (geom.out_h, geom.out_w), w.shape[3], x.dtype, data_format)
-    db = bias_grad(d4, b_shape)
-    dw = weight_grad(x, d4, geom, w.shape[:2], limit, groups)
+    dw, db = weight_grad(x, d4, geom, w.shape[:2], limit, groups, with_bias=True)
+    db = bias_grad(d4, b_shape) if db is None else db.reshape(b_shape or (w.shape[3],))
     dx = None
     if need_dx:
         dx, dx4 = new_result(x.shape, x.dtype, data_format)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import depthwise
+from . import depthwise, planar
 from .phases import Phase, column_entries, phases
 from .windows import WindowGeometry, iter_columns, scatter_tile
 from .workspace import Buffers, Tile, tiles
@@ -91,6 +91,9 @@ def correlate(
     c_out = w.shape[3]
     if out is None:
         out = np.empty((x.shape[0], geom.out_h, geom.out_w, c_out), dtype=x.dtype)
+    blocks = planar.plan(x.shape, x.itemsize, geom, c_out, limit, groups)
+    if blocks is not None:
+        return planar.correlate(x, w, geom, blocks, bias, out)
     wg = _grouped_weights(w, groups)  # (G, Kg, C_out_g)
     bufs = Buffers(x.dtype)
     for tile, cols in iter_columns(x, geom, column_tiles(x.shape, x.itemsize, geom, limit, c_out), groups):
@@ -163,6 +166,10 @@ def input_grad(
     if groups > 1 and c_in_g == 1:
         dx[...] = 0
         return depthwise.input_grad(dout, w, geom, dx, limit)
+    blocks = planar.plan(dx.shape, dx.itemsize, geom, c_out, limit, groups)
+    if blocks is not None and path is None:
+        planar.input_grad(dout, w, geom, blocks, dx)
+        return dx
     if path is None:
         path = "correlate" if flipped_correlation_pays(geom, w.shape, groups) else "scatter"
     if path == "correlate":
@@ -222,14 +229,21 @@ def weight_grad(
     kernel: tuple[int, int],
     limit: int,
     groups: int = 1,
-) -> np.ndarray:
+    *,
+    with_bias: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Gradient of :func:`correlate` with respect to ``w``: Σ over tiles, in order, of ``colsᵀ · dout``.
 
-    ``x`` (N, H, W, C_in), ``dout`` (N, Ho, Wo, C_out), any memory layout -> dw (kh, kw, C_in // groups, C_out).
+    ``x`` (N, H, W, C_in), ``dout`` (N, Ho, Wo, C_out), any memory layout -> ``(dw, db)``: dw (kh, kw,
+    C_in // groups, C_out), and, with ``with_bias``, db (C_out,) where a kernel gets it from the same product
+    (None otherwise: the caller sums ``dout`` itself).
     """
     c_in_g, c_out = x.shape[3] // groups, dout.shape[3]
     if groups > 1 and c_in_g == 1:
-        return depthwise.weight_grad(x, dout, geom, limit)
+        return depthwise.weight_grad(x, dout, geom, limit), None
+    blocks = planar.plan(x.shape, x.itemsize, geom, c_out, limit, groups)
+    if blocks is not None:
+        return planar.weight_grad(x, dout, geom, blocks, with_bias)
     k_g = kernel[0] * kernel[1] * c_in_g
     dw = np.zeros((groups, k_g, c_out // groups), dtype=x.dtype)
     partial = np.empty_like(dw)
@@ -243,4 +257,4 @@ def weight_grad(
             g_cols = cols.reshape(m, groups, k_g).transpose(1, 2, 0)
             dw += np.matmul(g_cols, d.reshape(m, groups, c_out // groups).transpose(1, 0, 2), out=partial)
     # (G, Kg, C_out_g) -> (Kg, G, C_out_g) -> (kh, kw, C_in_g, C_out)
-    return dw.transpose(1, 0, 2).reshape(*kernel, c_in_g, c_out)
+    return dw.transpose(1, 0, 2).reshape(*kernel, c_in_g, c_out), None

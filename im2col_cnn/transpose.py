@@ -177,5 +177,5 @@ def conv_transpose2d_backward(
     if need_dx:
         dx, dx4 = new_result(x.shape, x.dtype, data_format)
         correlate(d4, w, geom, limit, groups=groups, out=dx4)  # the transposed convolution's forward pass
-    dw = weight_grad(d4, x, geom, w.shape[:2], limit, groups)
+    dw, _ = weight_grad(d4, x, geom, w.shape[:2], limit, groups)
     return dx, weight_from_hwio(dw, data_format), db

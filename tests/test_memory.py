@@ -171,3 +171,10 @@ def test_strided_input_gradient_paths_stay_within_the_limit(path, fmt):
     dout = ones((1, geom.out_h, geom.out_w, 8))
     dx = np.empty((1, 8, 1024, 1024)).transpose(0, 2, 3, 1) if fmt == "NCHW" else np.empty(x.shape)
     assert_within_limit(lambda: input_grad(dout, w, geom, dx, LIMIT, path=path))
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_few_channel_planes_stay_within_the_limit(direction):
+    # A first layer (3 input channels) in NCHW: 64 MiB of output gradient, built and read in blocks of planes.
+    forward, backward = conv_calls(ones((64, 3, 64, 64)), np.full((32, 3, 3, 3), 0.1), padding=1, data_format="NCHW")
+    assert_within_limit(forward if direction == "forward" else backward)
