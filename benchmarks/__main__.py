@@ -3,8 +3,9 @@
 For every op (conv2d, max/avg pooling; forward and backward), case and dtype it prints the engine's median time,
 GFLOP/s and the ratio to the bare matrix product (conv), the reference loops' time (reduced batch, scaled) and
 the speedup over them, the largest difference from the loops, the peak memory of the call, and PyTorch CPU's
-time when PyTorch is installed. Then conv C4 at the default workspace limit and at a small one. A --quick run says
-so in the report's first line, in the JSON (meta.quick) and in the plot's title.
+time when PyTorch is installed. Then conv C4 at the default workspace limit and at a small one, and a training
+step of two small nets against PyTorch (``--step-only``: that section alone; see ``benchmarks/training_step.py``).
+A --quick run says so in the report's first line, in the JSON (meta.quick) and in the plot's title.
 """
 
 from __future__ import annotations
@@ -218,15 +219,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH", help="write all rows as JSON to PATH")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG bar chart to PATH (needs matplotlib)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch column even if torch is installed")
+    parser.add_argument("--step-only", action="store_true", help="run only the training-step section (two small nets)")
     parser.add_argument(
         "--memory-only",
         action="store_true",
         help="print only the scratch-memory section (peak scratch against the workspace limit; also part of a "
         "full run without --cases or --quick)",
     )
+    parser.add_argument(
+        "--dask", action="store_true", help="only the out-of-core section: a lazy batch on 1 and 2 Dask workers"
+    )
+    parser.add_argument("--dask-full", action="store_true", help="--dask on 20,000 images (2.6 GB) instead of 2,000")
+    parser.add_argument("--dask-images", type=int, metavar="N", help="--dask on N images")
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    if args.dask_images is not None and args.dask_images < 1:
+        parser.error("--dask-images must be >= 1")
     try:
         args.selected = parse_cases(args.cases or (QUICK_CASES if args.quick else all_cases))
     except ValueError as exc:
@@ -236,11 +245,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for option, path in (("--json", args.json), ("--plot", args.plot)):
         if path and (problem := check_writable(path, option)):
             parser.error(problem)
+    if args.step_only:
+        args.selected = []
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.dask or args.dask_full or args.dask_images:
+        from . import out_of_core
+
+        return out_of_core.main(args.dask_images or (out_of_core.FULL_IMAGES if args.dask_full else None))
     if args.memory_only:
         print("\n".join(format_scratch_table(measure_scratch(progress=progress))))
         return 0
@@ -297,11 +312,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(table_notes(torch_line, quick_note)) + "\n")
 
     memory: list[MemoryRow] = []
-    if args.cases is None or MEMORY_CASE in {c.name for c in args.selected}:
+    if not args.step_only and (args.cases is None or MEMORY_CASE in {c.name for c in args.selected}):
         memory, note = measure_memory(settings)
         print("\n".join(format_memory_table(memory, note)) + "\n")
-    if args.cases is None and not args.quick:
+    if not args.step_only and args.cases is None and not args.quick:
         print("\n".join(format_scratch_table(measure_scratch(progress=progress))) + "\n")
+
+    step = None
+    if args.step_only or args.cases is None:
+        from . import training_step
+
+        step = training_step.run(
+            training_step.wrap_engine(engine),
+            torch,
+            torch_line,
+            batch=QUICK_BATCH if args.quick else training_step.BATCH,
+            repeats=settings.repeats if args.quick else max(settings.repeats, training_step.REPEATS),
+            min_total_s=settings.min_total_s if args.quick else training_step.MIN_TOTAL_S,
+            progress=progress,
+        )
 
     elapsed = time.perf_counter() - started
     print(f"Total time {elapsed:.1f} s.", flush=True)
@@ -315,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "batch_cap": settings.batch_cap,
             "cases": {c.name: c.describe() for c in args.selected},
             "elapsed_s": elapsed,
+            "training_step": step,
         }
         write_json(args.json, meta, rows, memory)
         print(f"Wrote {args.json}")

@@ -98,7 +98,7 @@ def backward(params: dict[str, np.ndarray], dlogits: np.ndarray, cache: tuple) -
     da2 = ic.max_pool2d_backward(dp2, m2)
     dp1, grads["w2"], grads["b2"] = ic.conv2d_backward(da2 * (z2 > 0), c2)
     da1 = ic.max_pool2d_backward(dp1, m1)
-    _, grads["w1"], grads["b1"] = ic.conv2d_backward(da1 * (z1 > 0), c1)  # the input gradient is not needed
+    _, grads["w1"], grads["b1"] = ic.conv2d_backward(da1 * (z1 > 0), c1, need_dx=False)  # the first layer needs no dx
     return grads
 
 

@@ -1,17 +1,27 @@
-"""im2col-cnn: fast, exact NumPy conv2d and max/avg pooling, forward and backward (NHWC).
+"""im2col-cnn: fast, exact NumPy layer functions for convolutional networks, in NHWC or PyTorch's NCHW layout.
 
-Modern API (PyTorch semantics, NHWC layout): :func:`conv2d_forward`, :func:`conv2d_backward`,
-:func:`max_pool2d_forward`, :func:`max_pool2d_backward`, :func:`avg_pool2d_forward`,
-:func:`avg_pool2d_backward`, :func:`conv_transpose2d_forward`, :func:`conv_transpose2d_backward`, and the
-building blocks :func:`im2col` / :func:`col2im`. Scratch memory is
-bounded by :func:`workspace_limit` / :func:`set_workspace_limit` (or ``workspace=`` per conv call); pooling runs on
-:func:`get_num_threads` threads (:func:`set_num_threads`, or the ``IM2COL_CNN_NUM_THREADS`` environment variable).
+Modern API (PyTorch semantics; NHWC by default, NCHW with ``data_format="NCHW"``): :func:`conv2d_forward`,
+:func:`conv2d_backward`, :func:`conv_transpose2d_forward`, :func:`conv_transpose2d_backward`,
+:func:`max_pool2d_forward`, :func:`max_pool2d_backward`, :func:`avg_pool2d_forward`, :func:`avg_pool2d_backward`,
+and the building blocks :func:`im2col` / :func:`col2im`. Scratch memory is bounded by :func:`workspace_limit` /
+:func:`set_workspace_limit` (or ``workspace=`` per conv call); memory-bound passes run on :func:`get_num_threads`
+threads (:func:`set_num_threads`, or the ``IM2COL_CNN_NUM_THREADS`` environment variable). The layer functions
+also take Dask arrays chunked along the batch (``pip install im2col-cnn[dask]``).
 
-Drop-in API (the notebook's loop functions, same names and numbers): :func:`padding`, :func:`conv_slice`,
-:func:`forward`, :func:`backward`, :func:`pool_backward`, :func:`max_mask`, :func:`distribute_value`.
+Drop-in APIs, each a thin translation onto the same engine:
+
+- the seed notebook's loop functions, importable from here (:mod:`im2col_cnn.notebook`): :func:`padding`,
+  :func:`conv_slice`, :func:`forward`, :func:`backward`, :func:`pool_backward`, :func:`max_mask`,
+  :func:`distribute_value`;
+- :mod:`im2col_cnn.coursera`: the deeplearning.ai assignment "Convolutional Neural Networks: Step by Step";
+- :mod:`im2col_cnn.cs231n`: Stanford CS231n's convolution layers (NCHW).
 """
 
-from .compat import (
+from . import coursera as coursera  # the drop-in modules, public as modules
+from . import cs231n as cs231n
+from . import notebook as notebook
+from .conv import ConvCache, conv2d_backward, conv2d_forward
+from .notebook import (
     ConvLayerCache,
     PoolLayerCache,
     backward,
@@ -22,7 +32,6 @@ from .compat import (
     padding,
     pool_backward,
 )
-from .conv import ConvCache, conv2d_backward, conv2d_forward
 from .parallel import get_num_threads, set_num_threads
 from .pool import (
     PoolCache,
@@ -35,7 +44,7 @@ from .transpose import ConvTransposeCache, conv_transpose2d_backward, conv_trans
 from .windows import col2im, im2col
 from .workspace import get_workspace_limit, set_workspace_limit, workspace_limit
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)
 
 __all__ = [
     "conv2d_forward",
@@ -66,3 +75,10 @@ __all__ = [
     "ConvLayerCache",
     "PoolLayerCache",
 ]
+
+_PUBLIC_MODULES = ["coursera", "cs231n", "notebook"]
+
+
+def __dir__() -> list[str]:
+    """The public API only: the names in ``__all__``, the drop-in modules and ``__version__``."""
+    return sorted([*__all__, *_PUBLIC_MODULES, "__version__"])

@@ -43,13 +43,16 @@ _STRINGS = (str, bytes, bytearray, memoryview)  # sequences that are never an (h
 def as_float_array(value: object, name: str) -> np.ndarray:
     """Return ``value`` as an ndarray of a floating dtype in native byte order, copying only when it has to.
 
-    A float16/32/64 array in native byte order is returned as it is (no copy); one in the other byte order
-    becomes a native copy of the same dtype; integer, bool and nested-list input becomes float64. Complex,
-    object, string, ragged and other non-numeric input raises ``TypeError``.
+    A float32/64 array in native byte order is returned as it is (no copy); one in the other byte order
+    becomes a native copy of the same dtype; float16 becomes float32 (the engine computes float16 layers in
+    float32, see :mod:`~im2col_cnn.half_precision`); integer, bool and nested-list input becomes float64.
+    Complex, object, string, ragged and other non-numeric input raises ``TypeError``.
     """
     arr = value if type(value) is np.ndarray else _asarray(value, name)
     kind = arr.dtype.kind
     if kind == "f":
+        if arr.dtype.itemsize == 2:
+            return arr.astype(np.float32)
         return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
     if kind in "biu":
         return arr.astype(np.float64)
@@ -119,6 +122,16 @@ def as_pair(value: object, name: str, *, minimum: int, what: str | None = None) 
         return (h, w)
     v = _checked_int(value, name, minimum, what, value)
     return (v, v)
+
+
+def as_real(value: object, name: str) -> float:
+    """``value`` as a float: ``TypeError`` unless a real number (a Python or NumPy int or float, or a 0-d real array;
+    bools excluded). ``inf`` and ``nan`` are accepted."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    return float(value)
 
 
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:

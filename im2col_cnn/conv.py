@@ -8,6 +8,7 @@ import numpy as np
 
 from ._checks import (
     as_float_arrays,
+    as_int,
     as_padding4,
     as_pair,
     check_bias,
@@ -16,7 +17,9 @@ from ._checks import (
     check_groups,
     check_ndim,
 )
+from .batch_chunks import batch_chunked
 from .conv_kernels import correlate, input_grad, weight_grad
+from .half_precision import float16_io
 from .layout import new_result, to_nhwc, weight_from_hwio, weight_to_hwio
 from .windows import WindowGeometry, make_geometry
 from .workspace import image_blocks, resolve_limit
@@ -38,6 +41,7 @@ class ConvCache(NamedTuple):
     geom: WindowGeometry
     groups: int = 1
     data_format: str = "NHWC"
+    io_dtype: np.dtype | None = None  # float16 when the caller's arrays were (computed in float32)
 
 
 def layer_arrays(
@@ -59,6 +63,27 @@ def layer_arrays(
     return data_format, to_nhwc(x, data_format), weight_to_hwio(w, data_format)
 
 
+def layout_hint(
+    data_format: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...], w_in_axes: tuple[int, int]
+) -> str:
+    """A hint for a channel-count error: the arrays (shapes as given) would fit the other ``data_format``.
+
+    ``w_in_axes`` is the axis of w's per-group input channels in NCHW's and in NHWC's weight layout. Returns
+    ``''`` when the other layout does not fit either.
+    """
+    other = "NHWC" if data_format == "NCHW" else "NCHW"
+    c_in = x_shape[3] if other == "NHWC" else x_shape[1]
+    c_in_w = w_shape[w_in_axes[1] if other == "NHWC" else w_in_axes[0]]
+    if c_in_w < 1 or c_in % c_in_w:
+        return ""
+    if other == "NCHW":
+        return (
+            f"; x {x_shape} and w {w_shape} look like PyTorch's NCHW layout ((N, C, H, W) and its weight layout): "
+            "pass data_format='NCHW'"
+        )
+    return f"; x {x_shape} and w {w_shape} look like NHWC arrays: leave data_format at 'NHWC'"
+
+
 def same_padding(kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int, int, int]:
     """PyTorch's padding='same' at stride 1: total ``d*(k-1)`` per axis, the odd one at the bottom/right."""
     (kh, kw), (dh, dw) = kernel, dilation
@@ -77,15 +102,21 @@ def prepare_conv(
     data_format: object = "NHWC",
 ) -> tuple[ConvCache, np.ndarray | None]:
     """Validate conv arguments; return the cache a forward pass leaves and the bias as a (C_out,) vector."""
+    x0, w0 = x, w
     data_format, x, w = layer_arrays(
         x, w, data_format, ("(C_out, C_in // groups, kh, kw)", "(kh, kw, C_in // groups, C_out)")
     )
     kh, kw, c_in_g, c_out = w.shape
     c_in = x.shape[3]
-    groups = check_groups(groups, c_in, c_out)
-    if c_in_g * groups != c_in:
-        per_group = f" per group (groups={groups})" if groups > 1 else ""
-        raise ValueError(f"w has C_in={c_in_g} input channels{per_group} but x has C={c_in} channels")
+    groups = as_int(groups, "groups", 1, "an int >= 1")
+    try:  # a channel-count mismatch: say so if the arrays fit the other layout
+        check_groups(groups, c_in, c_out)
+        if c_in_g * groups != c_in:
+            per_group = f" per group (groups={groups})" if groups > 1 else ""
+            raise ValueError(f"w has C_in={c_in_g} input channels{per_group} but x has C={c_in} channels")
+    except ValueError as exc:
+        shapes = (x.shape, w.shape) if data_format == "NHWC" else (np.shape(x0), np.shape(w0))
+        raise ValueError(f"{exc}{layout_hint(data_format, *shapes, (1, 2))}") from None
     bias, b_shape = check_bias(b, c_out, x.dtype)
     steps = as_pair(stride, "stride", minimum=1)
     dilation = as_pair(dilation, "dilation", minimum=1)
@@ -98,19 +129,23 @@ def prepare_conv(
     return ConvCache(x, w, b_shape, geom, groups, data_format), bias
 
 
+@batch_chunked
+@float16_io("forward")
 def conv2d_forward(
     x: np.ndarray,
     w: np.ndarray,
     b: np.ndarray | None = None,
-    *,
     stride: int | tuple[int, int] = 1,
     padding: int | tuple[int, int] | tuple[tuple[int, int], tuple[int, int]] | str = 0,
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
+    *,
     data_format: str = "NHWC",
     workspace: int | None = None,
 ) -> tuple[np.ndarray, ConvCache]:
     """2-D convolution of a batch of images (PyTorch ``conv2d`` semantics: cross-correlation, zero padding).
+
+    ``b`` to ``groups`` may be given positionally, in ``torch.nn.functional.conv2d``'s order.
 
     Parameters
     ----------
@@ -149,9 +184,11 @@ def conv2d_forward(
     return out, cache
 
 
+@batch_chunked
+@float16_io("backward")
 def conv2d_backward(
-    dout: np.ndarray, cache: ConvCache, *, workspace: int | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    dout: np.ndarray, cache: ConvCache, *, need_dx: bool = True, workspace: int | None = None
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d_forward` with respect to its input, weights and bias.
 
     Parameters
@@ -160,25 +197,37 @@ def conv2d_backward(
         Gradient of the loss with respect to the forward output.
     cache : ConvCache
         As returned by :func:`conv2d_forward`.
+    need_dx : bool, default True
+        False skips the input gradient (a network's first layer never needs it): ``dx`` is then None.
     workspace : int, optional
         Scratch memory limit in bytes, as for :func:`conv2d_forward`.
 
     Returns
     -------
-    dx : ndarray, shape and layout of ``x``
+    dx : ndarray, shape and layout of ``x``; None when ``need_dx`` is False
     dw : ndarray, shape and layout of ``w``
     db : ndarray, shape of ``b`` ((C_out,) when ``b`` was None)
     """
     if not isinstance(cache, ConvCache):
         raise TypeError(f"cache must be the ConvCache returned by conv2d_forward, got {type(cache).__name__}")
+    need_dx = as_flag(need_dx, "need_dx")
     limit = resolve_limit(workspace)
-    x, w, b_shape, geom, groups, data_format = cache
+    x, w, b_shape, geom, groups, data_format, _ = cache
     d4 = nhwc_dout(dout, x.shape[0], (geom.out_h, geom.out_w), w.shape[3], x.dtype, data_format)
     db = bias_grad(d4, b_shape)
     dw = weight_grad(x, d4, geom, w.shape[:2], limit, groups)
-    dx, dx4 = new_result(x.shape, x.dtype, data_format, zeros=True)
-    input_grad(d4, w, geom, dx4, limit, groups)
+    dx = None
+    if need_dx:
+        dx, dx4 = new_result(x.shape, x.dtype, data_format)
+        input_grad(d4, w, geom, dx4, limit, groups)
     return dx, weight_from_hwio(dw, data_format), db
+
+
+def as_flag(value: object, name: str) -> bool:
+    """``value`` as a bool: True/False, NumPy bools and the integers 0 and 1; ``TypeError`` otherwise."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool (True or False), got {value!r}")
 
 
 def nhwc_dout(

@@ -2,9 +2,9 @@
 
 * :func:`correlate` -- the forward pass: columns of ``x`` times the weights.
 * :func:`input_grad` -- the gradient with respect to the input (also the forward pass of a transposed
-  convolution): either a correlation of ``dout`` with the flipped kernel (stride 1 only; no scatter at all) or
-  the columns' gradient ``dout · wᵀ`` scattered back by col2im, whichever :func:`flipped_correlation_pays`
-  estimates to be cheaper.
+  convolution): either correlations of ``dout`` with the flipped kernel, one per phase of the stride
+  (:mod:`~im2col_cnn.phases`; no scatter at all), or the columns' gradient ``dout · wᵀ`` scattered back by
+  col2im, whichever :func:`flipped_correlation_pays` estimates to be cheaper.
 * :func:`weight_grad` -- the gradient with respect to the weights: ``colsᵀ · dout`` summed tile by tile.
 
 Weights are ``(kh, kw, C_in // groups, C_out)``. With groups, every product is a stack of one matrix product per
@@ -22,32 +22,22 @@ from __future__ import annotations
 import numpy as np
 
 from . import depthwise
+from .phases import Phase, column_entries, phases
 from .windows import WindowGeometry, iter_columns, scatter_tile
-from .workspace import Tile, tiles
+from .workspace import Buffers, Tile, tiles
 
-__all__ = ["correlate", "input_grad", "weight_grad", "flipped_correlation_pays", "Buffers", "tile_rows"]
+__all__ = ["correlate", "input_grad", "weight_grad", "flipped_correlation_pays", "tile_rows"]
 
-COPY_FLOPS = 8
-"""Time of copying one element into a column matrix, in flops of a matrix product (measured: 5-10)."""
+COPY_FLOPS = 35
+"""Time of copying one element into a column matrix, in flops of an efficient matrix product (measured: 30-45)."""
 
-SCATTER_FLOPS = 60
-"""Time of adding one column entry back by col2im's strided slice-adds, in flops of a matrix product."""
+SCATTER_FLOPS = 80
+"""Time of adding one column entry back by col2im's strided slice-adds, in flops of an efficient matrix product."""
 
 
-class Buffers:
-    """Scratch buffers of one call, allocated on first use and grown only if a later tile needs more."""
-
-    def __init__(self, dtype: np.dtype) -> None:
-        self.dtype = dtype
-        self._bufs: dict[str, np.ndarray] = {}
-
-    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """An uninitialised ``shape`` array in buffer ``name`` (which the next ``get`` of that name reuses)."""
-        size = int(np.prod(shape))
-        buf = self._bufs.get(name)
-        if buf is None or buf.size < size:
-            buf = self._bufs[name] = np.empty(size, dtype=self.dtype)
-        return buf[:size].reshape(shape)
+def _product_flops(m: int, k: int, n: int) -> float:
+    """Time of an (m, k) @ (k, n) product in flops of an efficient one: narrow products run slower per flop."""
+    return 2 * m * k * n * (1 + 24 / k) * (1 + 24 / n)
 
 
 def tile_rows(a: np.ndarray, tile: Tile, bufs: Buffers, name: str) -> np.ndarray:
@@ -120,36 +110,37 @@ def correlate(
     return out
 
 
-def _flipped_geometry(geom: WindowGeometry, kernel: tuple[int, int]) -> WindowGeometry | None:
-    """The geometry in which the stride-1 input gradient is a correlation of ``dout``; None where it is not one."""
-    kh, kw = kernel
-    reach_h, reach_w = (kh - 1) * geom.dh, (kw - 1) * geom.dw  # effective kernel extent - 1
-    pads = (geom.pad_top, geom.pad_bottom, geom.pad_left, geom.pad_right)
-    if (geom.sh, geom.sw) != (1, 1) or max(pads[:2]) > reach_h or max(pads[2:]) > reach_w:
-        return None
-    # dx is dout, padded by the kernel's reach less the forward padding, correlated with the flipped kernel.
-    return WindowGeometry(
-        geom.out_h, geom.out_w, kh, kw, 1, 1, reach_h - pads[0], reach_h - pads[1],
-        reach_w - pads[2], reach_w - pads[3], geom.dh, geom.dw,
-    )  # fmt: skip
-
-
 def flipped_correlation_pays(geom: WindowGeometry, w_shape: tuple[int, ...], groups: int = 1) -> bool:
-    """Whether the input gradient should be the flipped-kernel correlation rather than ``dout · wᵀ`` + col2im.
+    """Whether the input gradient should be the flipped-kernel correlation of each phase (:mod:`~im2col_cnn.phases`)
+    rather than ``dout · wᵀ`` scattered back by col2im.
 
-    Estimated cost, per image, in flops: the correlation multiplies ``H*W`` column rows of ``kh*kw*C_out``
-    entries (built by copying) by the weights; the scatter path multiplies ``Ho*Wo`` rows of ``C_out`` and
-    adds ``Ho*Wo*kh*kw*C_in`` column entries back. The correlation wins at stride 1 when the output is about
-    as large as the input and ``C_out`` is not much larger than ``C_in``; it loses badly when the kernel is
-    nearly as large as the input (few outputs, each a huge window). Only shapes decide, never the limit.
+    Estimated cost, per image, in flops (:func:`_product_flops`; copies at ``COPY_FLOPS``, scatter adds at
+    ``SCATTER_FLOPS``): the correlations multiply ``Σ positions × taps`` column entries of ``C_out`` channels
+    (built by copying; with a stride, each result is also copied into the strided input gradient) into
+    ``C_in`` outputs; the scatter multiplies ``Ho*Wo`` rows of ``C_out`` into ``kh*kw*C_in`` column entries and
+    adds them back. The correlations win at stride 1 when ``C_out`` is not much larger than ``C_in``; the
+    scatter wins when the kernel is nearly as large as the input (few outputs, each a huge window). Only shapes
+    decide, never the limit.
     """
     kh, kw, c_in_g, c_out = w_shape
-    if _flipped_geometry(geom, (kh, kw)) is None:
-        return False
+    c_in = c_in_g * groups
     p_in, p_out, taps = geom.in_h * geom.in_w, geom.out_h * geom.out_w, kh * kw
-    correlation = 2 * p_in * taps * c_out * c_in_g + COPY_FLOPS * p_in * taps * c_out
-    scatter = 2 * p_out * c_out * taps * c_in_g + SCATTER_FLOPS * p_out * taps * c_in_g * groups
+    entries = column_entries(geom)  # Σ over phases of positions × taps
+    k_phase = max(1, entries * c_out // (groups * p_in))  # the phases' mean depth of product, per group
+    correlation = groups * _product_flops(p_in, k_phase, c_in_g) + COPY_FLOPS * entries * c_out
+    if (geom.sh, geom.sw) != (1, 1):
+        correlation += COPY_FLOPS * p_in * c_in  # each phase's result copied into the strided input gradient
+    scatter = groups * _product_flops(p_out, c_out // groups, taps * c_in_g) + SCATTER_FLOPS * p_out * taps * c_in
     return correlation <= scatter
+
+
+def _phase_weights(w: np.ndarray, phase: Phase, groups: int) -> np.ndarray:
+    """The flipped weights of one phase's correlation: (m_h, m_w, C_out_g, C_in) from ``w`` (kh, kw, C_in_g, C_out)."""
+    kh, kw, c_in_g, c_out = w.shape
+    taps = w[list(phase.rows.taps)][:, list(phase.cols.taps)]  # (m_h, m_w, C_in_g, C_out), taps in reading order
+    # (m_h, m_w, C_in_g, G, C_out_g) -> (m_h, m_w, C_out_g, G, C_in_g) -> (m_h, m_w, C_out_g, C_in)
+    flipped = taps.reshape(*taps.shape[:2], c_in_g, groups, c_out // groups).transpose(0, 1, 4, 3, 2)
+    return flipped.reshape(*taps.shape[:2], c_out // groups, c_in_g * groups)
 
 
 def input_grad(
@@ -164,26 +155,35 @@ def input_grad(
 ) -> np.ndarray:
     """Gradient of :func:`correlate` with respect to ``x``: ``dout`` (N, Ho, Wo, C_out) -> ``dx`` (N, H, W, C_in).
 
-    ``dx`` must be zero-filled (e.g. ``np.zeros``; any memory layout); it is written in place and returned.
-    ``path`` forces ``'correlate'`` or ``'scatter'`` (default: :func:`flipped_correlation_pays` decides).
+    ``dx`` (any memory layout; its contents are ignored) is written in place and returned. ``path`` forces
+    ``'correlate'`` (a flipped-kernel correlation of ``dout`` per phase of the stride) or ``'scatter'``
+    (``dout · wᵀ`` and col2im); by default :func:`flipped_correlation_pays` decides.
     """
     kh, kw, c_in_g, c_out = w.shape
     if groups > 1 and c_in_g == 1:
+        dx[...] = 0
         return depthwise.input_grad(dout, w, geom, dx, limit)
     if path is None:
         path = "correlate" if flipped_correlation_pays(geom, w.shape, groups) else "scatter"
     if path == "correlate":
-        flipped = _flipped_geometry(geom, (kh, kw))
-        if flipped is None:
-            raise ValueError("the flipped-kernel correlation needs stride 1 and padding within the kernel's reach")
-        # (kh, kw, C_in_g, G, C_out_g) -> (kh, kw, C_out_g, G, C_in_g) -> (kh, kw, C_out_g, C_in), flipped
-        w_flip = w[::-1, ::-1].reshape(kh, kw, c_in_g, groups, -1).transpose(0, 1, 4, 3, 2)
-        return correlate(dout, w_flip.reshape(kh, kw, -1, c_in_g * groups), flipped, limit, groups=groups, out=dx)
+        for phase in phases(geom):
+            target = dx[:, phase.rows.phase :: geom.sh, phase.cols.phase :: geom.sw]  # (N, Q_h, Q_w, C_in)
+            if phase.geom is None:  # no tap reaches these positions
+                target[...] = 0
+            else:
+                correlate(dout, _phase_weights(w, phase, groups), phase.geom, limit, groups=groups, out=target)
+        return dx
     wg_t = _grouped_weights(w, groups).transpose(0, 2, 1)  # (G, C_out_g, Kg)
     k = kh * kw * c_in_g * groups
     direct = dx.flags.c_contiguous
+    tiles = column_tiles(dx.shape, dout.itemsize, geom, limit, c_out, always_slab=True)
+    # Tiles of whole images own their part of dx: each assigns it (no zero-filling). Tiles of a split image
+    # overlap at their borders and add into a zeroed dx.
+    whole = bool(tiles) and (tiles[0].rows, tiles[0].cols) == (slice(0, geom.out_h), slice(0, geom.out_w))
+    if not whole:
+        dx[...] = 0
     bufs = Buffers(dout.dtype)
-    for tile in column_tiles(dx.shape, dout.itemsize, geom, limit, c_out, always_slab=True):
+    for tile in tiles:
         d = tile_rows(dout, tile, bufs, "dout")  # (m, C_out)
         m = d.shape[0]
         dcols = bufs.get("dcols", (m, groups, k // groups))  # (m, G, Kg): group-major columns
@@ -192,18 +192,26 @@ def input_grad(
         else:  # (G, m, C_out_g) @ (G, C_out_g, Kg) -> (G, m, Kg)
             np.matmul(d.reshape(m, groups, c_out // groups).transpose(1, 0, 2), wg_t, out=dcols.transpose(1, 0, 2))
         if direct:  # scatter straight into dx
-            scatter_tile(dcols.reshape(m, k), geom, tile, dx[tile.images], groups=groups)
+            scatter_tile(dcols.reshape(m, k), geom, tile, dx[tile.images], groups=groups, fresh=whole)
             continue
-        # Another layout: scatter into a zeroed NHWC slab of the input the tile reads, then add it in once.
+        # Another layout: scatter into an NHWC slab of the input the tile reads, then copy or add it in once.
         r0, r1, c0, c1 = geom.input_extent(tile.rows, tile.cols)
         a0, a1, b0, b1 = max(r0, 0), min(r1, geom.in_h), max(c0, 0), min(c1, geom.in_w)
+        if whole:
+            a0, a1, b0, b1 = 0, geom.in_h, 0, geom.in_w
         if a1 <= a0 or b1 <= b0:  # the tile's windows read only padding
             continue
         n_b = len(range(tile.images.start, tile.images.stop))
-        slab = bufs.get("slab", (n_b, a1 - a0, b1 - b0, dx.shape[3]))  # (n_b, rows read, columns read, C_in)
-        slab.fill(0)
-        scatter_tile(dcols.reshape(m, k), geom, tile, slab, origin=(a0, b0), groups=groups)
-        dx[tile.images, a0:a1, b0:b1] += slab
+        e = geom.input_extent(tiles[0].rows, tiles[0].cols)  # the largest slab any tile needs
+        room = n_b * (e[1] - e[0]) * (e[3] - e[2]) * dx.shape[3]
+        slab = bufs.get("slab", (n_b, a1 - a0, b1 - b0, dx.shape[3]), room)  # (n_b, rows, columns read, C_in)
+        if not whole:
+            slab.fill(0)
+        scatter_tile(dcols.reshape(m, k), geom, tile, slab, origin=(a0, b0), groups=groups, fresh=whole)
+        if whole:
+            np.copyto(dx[tile.images], slab)
+        else:
+            dx[tile.images, a0:a1, b0:b1] += slab
     return dx
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .windows import WindowGeometry, stage
-from .workspace import Tile, tiles
+from .workspace import Buffers, Tile, tiles
 
 __all__ = ["correlate", "input_grad", "weight_grad"]
 
@@ -40,7 +40,7 @@ def _size(s: slice) -> int:
 
 
 def _input_block(
-    x: np.ndarray, geom: WindowGeometry, tile: Tile, buf: dict[str, np.ndarray]
+    x: np.ndarray, geom: WindowGeometry, tile: Tile, bufs: Buffers, room: int
 ) -> tuple[np.ndarray, int, int]:
     """The part of ``x`` (N, H, W, C) that ``tile``'s windows read (clipped to the input), NHWC-contiguous
     where ``x`` is not, and the input position of its [:, 0, 0]."""
@@ -49,25 +49,23 @@ def _input_block(
     if x.strides[3] == x.itemsize or x.shape[3] == 1:
         return x[tile.images, a0:a1, b0:b1], a0, b0
     size = _size(tile.images) * (a1 - a0) * (b1 - b0) * x.shape[3]
-    if "slab" not in buf or buf["slab"].size < size:
-        buf["slab"] = np.empty(size, dtype=x.dtype)
-    return stage(x, tile.images, (a0, a1, b0, b1), buf["slab"]), a0, b0
+    return stage(x, tile.images, (a0, a1, b0, b1), bufs.get("slab", (size,), room)), a0, b0
 
 
-def _get(buf: dict[str, np.ndarray], name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    size = int(np.prod(shape))
-    if name not in buf or buf[name].size < size:
-        buf[name] = np.empty(size, dtype=dtype)
-    return buf[name][:size].reshape(shape)
-
-
-def _contiguous(a: np.ndarray, buf: dict[str, np.ndarray]) -> np.ndarray:
+def _contiguous(a: np.ndarray, bufs: Buffers, room: int) -> np.ndarray:
     """``a`` itself if C-contiguous, else a copy of it in buffer ``'dout'``."""
     if a.flags.c_contiguous:
         return a
-    copy = _get(buf, "dout", a.shape, a.dtype)
+    copy = bufs.get("dout", a.shape, room)
     np.copyto(copy, a)
     return copy
+
+
+def _room(tiles: list[Tile], geom: WindowGeometry, c_in: int, c_out: int) -> tuple[int, int]:
+    """Elements of the largest tile's output (C_out channels) and of its input slab (C_in channels)."""
+    images, rows, cols = (_size(s) for s in tiles[0])
+    r0, r1, c0, c1 = geom.input_extent(tiles[0].rows, tiles[0].cols)
+    return images * rows * cols * c_out, images * (r1 - r0) * (c1 - c0) * c_in
 
 
 def _shift(s: slice, origin: int) -> slice:
@@ -96,13 +94,17 @@ def correlate(
     # order of the terms is then the same for every output, whatever the tiles.
     offsets = list(geom.offset_slices())
     full = [o[:2] for o in offsets if o[2] == (slice(0, geom.out_h), slice(0, geom.out_w))][:1]
-    buf: dict[str, np.ndarray] = {}
-    for tile in _tiles(x.shape, c_out, x.itemsize, geom, limit):
+    tiles = _tiles(x.shape, c_out, x.itemsize, geom, limit)
+    if not tiles:
+        return out
+    room, slab_room = _room(tiles, geom, c_in, c_out)
+    bufs = Buffers(x.dtype)
+    for tile in tiles:
         target = out[tile.images, tile.rows, tile.cols]  # (n_b, h_b, w_b, C_out)
         direct = target.flags.c_contiguous
-        acc = target if direct else _get(buf, "acc", target.shape, x.dtype)
+        acc = target if direct else bufs.get("acc", target.shape, room)
         acc5 = acc.reshape(*acc.shape[:3], c_in, mult)  # (n_b, h_b, w_b, C_in, multiplier)
-        xb, o_r, o_c = _input_block(x, geom, tile, buf)
+        xb, o_r, o_c = _input_block(x, geom, tile, bufs, slab_room)
         tile_offsets = list(geom.offset_slices(tile.rows, tile.cols))
         if full:
             first = next(o for o in tile_offsets if o[:2] == full[0])
@@ -113,7 +115,7 @@ def correlate(
             acc.fill(0)
         for i, j, (orow, ocol), (irow, icol) in tile_offsets:
             o = acc5[:, orow, ocol]
-            prod = _get(buf, "prod", o.shape, x.dtype)
+            prod = bufs.get("prod", o.shape, room)
             # (n_b, h, w, C_in, 1) * (C_in, multiplier)
             np.multiply(xb[:, _shift(irow, o_r), _shift(icol, o_c), :, None], taps[i, j], out=prod)
             o += prod
@@ -133,10 +135,13 @@ def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.nda
     taps = _taps(w, c_in)
     mult = taps.shape[3]
     direct = dx.flags.c_contiguous
-    buf: dict[str, np.ndarray] = {}
-    for tile in _tiles(dx.shape, w.shape[3], dx.itemsize, geom, limit):
-        d = dout[tile.images, tile.rows, tile.cols]  # (n_b, h_b, w_b, C_out)
-        d = _contiguous(d, buf)
+    tiles = _tiles(dx.shape, w.shape[3], dx.itemsize, geom, limit)
+    if not tiles:
+        return dx
+    room, slab_room = _room(tiles, geom, c_in, w.shape[3])
+    bufs = Buffers(dx.dtype)
+    for tile in tiles:
+        d = _contiguous(dout[tile.images, tile.rows, tile.cols], bufs, room)  # (n_b, h_b, w_b, C_out)
         d5 = d.reshape(*d.shape[:3], c_in, mult)  # (n_b, h_b, w_b, C_in, multiplier)
         if direct:
             target, o_r, o_c = dx[tile.images], 0, 0
@@ -146,11 +151,11 @@ def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.nda
             rows, cols = slice(o_r, min(r1, geom.in_h)), slice(o_c, min(c1, geom.in_w))
             if rows.stop <= rows.start or cols.stop <= cols.start:  # the tile's windows read only padding
                 continue
-            target = _get(buf, "slab", (d.shape[0], _size(rows), _size(cols), c_in), dx.dtype)
+            target = bufs.get("slab", (d.shape[0], _size(rows), _size(cols), c_in), slab_room)
             target.fill(0)
         for i, j, (orow, ocol), (irow, icol) in geom.offset_slices(tile.rows, tile.cols):
             g = target[:, _shift(irow, o_r), _shift(icol, o_c)]
-            prod = _get(buf, "prod", g.shape, dx.dtype)
+            prod = bufs.get("prod", g.shape, room)
             if mult == 1:
                 np.multiply(d5[:, orow, ocol, :, 0], taps[i, j, :, 0], out=prod)
             else:
@@ -165,12 +170,15 @@ def weight_grad(x: np.ndarray, dout: np.ndarray, geom: WindowGeometry, limit: in
     """Depthwise gradient with respect to the weights: -> dw (kh, kw, 1, C_out), summed tile by tile."""
     c_in, c_out = x.shape[3], dout.shape[3]
     dw = np.zeros((geom.kh, geom.kw, c_in, c_out // c_in), dtype=x.dtype)
-    buf: dict[str, np.ndarray] = {}
-    for tile in _tiles(x.shape, c_out, x.itemsize, geom, limit):
-        d = dout[tile.images, tile.rows, tile.cols]  # (n_b, h_b, w_b, C_out)
-        d = _contiguous(d, buf)
+    tiles = _tiles(x.shape, c_out, x.itemsize, geom, limit)
+    if not tiles:
+        return dw.reshape(geom.kh, geom.kw, 1, c_out)
+    room, slab_room = _room(tiles, geom, c_in, c_out)
+    bufs = Buffers(x.dtype)
+    for tile in tiles:
+        d = _contiguous(dout[tile.images, tile.rows, tile.cols], bufs, room)  # (n_b, h_b, w_b, C_out)
         d5 = d.reshape(*d.shape[:3], c_in, c_out // c_in)  # (n_b, h_b, w_b, C_in, multiplier)
-        xb, o_r, o_c = _input_block(x, geom, tile, buf)
+        xb, o_r, o_c = _input_block(x, geom, tile, bufs, slab_room)
         for i, j, (orow, ocol), (irow, icol) in geom.offset_slices(tile.rows, tile.cols):
             # Σ over (n, h, w) of x[..., c] * dout[..., c, q] -> (C_in, multiplier)
             dw[i, j] += np.einsum("nhwc,nhwcq->cq", xb[:, _shift(irow, o_r), _shift(icol, o_c)], d5[:, orow, ocol])

@@ -14,6 +14,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ._checks import as_float_array, as_int, as_pair, check_data_format, check_dout, check_ndim
+from .batch_chunks import batch_chunked
+from .half_precision import float16_io
 from .layout import to_nhwc
 from .pool_kernels import argmax_indices, avg_divisor, pool_geometry, pool_windows
 from .pool_scatter import scatter_windows
@@ -49,6 +51,7 @@ class PoolCache(NamedTuple):
     divisor: float | np.ndarray = 1.0
     data_format: str = "NHWC"
     peak: np.ndarray | None = None  # (N, Ho, Wo, C), ties='all' only: a private copy of the window maxima
+    io_dtype: np.dtype | None = None  # float16 when the caller's arrays were (computed in float32)
 
     @property
     def indices(self) -> np.ndarray:
@@ -159,17 +162,21 @@ def _describe(cache: object) -> str:
     return type(cache).__name__
 
 
+@batch_chunked
+@float16_io("forward")
 def max_pool2d_forward(
     x: np.ndarray,
     kernel_size: int | tuple[int, int],
-    *,
     stride: int | tuple[int, int] | None = None,
     padding: int | tuple[int, int] = 0,
     dilation: int | tuple[int, int] = 1,
     ceil_mode: bool = False,
+    *,
     data_format: str = "NHWC",
 ) -> tuple[np.ndarray, PoolCache]:
     """Max pooling (PyTorch ``max_pool2d`` semantics).
+
+    ``stride`` to ``ceil_mode`` may be given positionally, in ``torch.nn.functional.max_pool2d``'s order.
 
     Parameters
     ----------
@@ -200,6 +207,8 @@ def max_pool2d_forward(
     )
 
 
+@batch_chunked
+@float16_io("backward")
 def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """Gradient of :func:`max_pool2d_forward`: each window's ``dout`` goes to its maximum.
 
@@ -218,18 +227,22 @@ def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     return pool_backward(dout, cache, "max")
 
 
+@batch_chunked
+@float16_io("forward")
 def avg_pool2d_forward(
     x: np.ndarray,
     kernel_size: int | tuple[int, int],
-    *,
     stride: int | tuple[int, int] | None = None,
     padding: int | tuple[int, int] = 0,
     ceil_mode: bool = False,
     count_include_pad: bool = True,
     divisor_override: int | None = None,
+    *,
     data_format: str = "NHWC",
 ) -> tuple[np.ndarray, PoolCache]:
     """Average pooling (PyTorch ``avg_pool2d`` semantics).
+
+    ``stride`` to ``divisor_override`` may be given positionally, in ``torch.nn.functional.avg_pool2d``'s order.
 
     Parameters
     ----------
@@ -267,6 +280,8 @@ def avg_pool2d_forward(
     )
 
 
+@batch_chunked
+@float16_io("backward")
 def avg_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """Gradient of :func:`avg_pool2d_forward`: each window spreads ``dout / divisor`` over its positions.
 

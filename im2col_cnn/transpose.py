@@ -17,8 +17,10 @@ from typing import NamedTuple
 import numpy as np
 
 from ._checks import as_int, as_pair, check_bias, check_groups
-from .conv import bias_grad, layer_arrays, nhwc_dout
+from .batch_chunks import batch_chunked
+from .conv import as_flag, bias_grad, layer_arrays, layout_hint, nhwc_dout
 from .conv_kernels import correlate, input_grad, weight_grad
+from .half_precision import float16_io
 from .layout import new_result, weight_from_hwio
 from .windows import WindowGeometry
 from .workspace import resolve_limit
@@ -40,6 +42,7 @@ class ConvTransposeCache(NamedTuple):
     geom: WindowGeometry
     groups: int = 1
     data_format: str = "NHWC"
+    io_dtype: np.dtype | None = None  # float16 when the caller's arrays were (computed in float32)
 
 
 def _prepare(
@@ -53,12 +56,14 @@ def _prepare(
     groups: object,
     data_format: object,
 ) -> tuple[ConvTransposeCache, np.ndarray | None]:
+    x0, w0 = x, w
     data_format, x, w = layer_arrays(
         x, w, data_format, ("(C_in, C_out // groups, kh, kw)", "(kh, kw, C_out // groups, C_in)")
     )
     kh, kw, c_out_g, c_in = w.shape
     if c_in != x.shape[3]:
-        raise ValueError(f"w has C_in={c_in} input channels but x has C={x.shape[3]} channels")
+        hint = layout_hint(data_format, np.shape(x0), np.shape(w0), (0, 3))
+        raise ValueError(f"w has C_in={c_in} input channels but x has C={x.shape[3]} channels{hint}")
     groups = as_int(groups, "groups", 1, "an int >= 1")
     c_out = c_out_g * groups
     check_groups(groups, c_in, c_out)
@@ -83,20 +88,25 @@ def _prepare(
     return ConvTransposeCache(x, w, b_shape, geom, groups, data_format), bias
 
 
+@batch_chunked
+@float16_io("forward")
 def conv_transpose2d_forward(
     x: np.ndarray,
     w: np.ndarray,
     b: np.ndarray | None = None,
-    *,
     stride: int | tuple[int, int] = 1,
     padding: int | tuple[int, int] = 0,
     output_padding: int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
     groups: int = 1,
+    dilation: int | tuple[int, int] = 1,
+    *,
     data_format: str = "NHWC",
     workspace: int | None = None,
 ) -> tuple[np.ndarray, ConvTransposeCache]:
     """Transposed 2-D convolution (PyTorch ``conv_transpose2d`` semantics).
+
+    ``b`` to ``dilation`` may be given positionally, in ``torch.nn.functional.conv_transpose2d``'s order
+    (``groups`` before ``dilation``).
 
     Parameters
     ----------
@@ -122,30 +132,34 @@ def conv_transpose2d_forward(
         ``x`` in place before the backward pass changes ``dw``.
     """
     cache, bias = _prepare(x, w, b, stride, padding, output_padding, dilation, groups, data_format)
-    x, w, _, geom, groups, data_format = cache
+    x, w, _, geom, groups, data_format, _ = cache
     out_shape = (x.shape[0], geom.in_h, geom.in_w, w.shape[2] * groups)
-    out, out4 = new_result(out_shape, x.dtype, data_format, zeros=True)
+    out, out4 = new_result(out_shape, x.dtype, data_format)
     input_grad(x, w, geom, out4, resolve_limit(workspace), groups)
     if bias is not None:
         out4 += bias
     return out, cache
 
 
+@batch_chunked
+@float16_io("backward")
 def conv_transpose2d_backward(
-    dout: np.ndarray, cache: ConvTransposeCache, *, workspace: int | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    dout: np.ndarray, cache: ConvTransposeCache, *, need_dx: bool = True, workspace: int | None = None
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv_transpose2d_forward` with respect to its input, weights and bias.
 
     Parameters
     ----------
     dout : array_like, shape of the forward output
     cache : ConvTransposeCache from :func:`conv_transpose2d_forward`
+    need_dx : bool, default True
+        False skips the input gradient: ``dx`` is then None.
     workspace : int, optional
         Scratch memory limit in bytes, as for :func:`conv2d_forward`.
 
     Returns
     -------
-    dx : ndarray, shape and layout of ``x``
+    dx : ndarray, shape and layout of ``x``; None when ``need_dx`` is False
     dw : ndarray, shape and layout of ``w``
     db : ndarray, shape of ``b`` ((C_out,) when ``b`` was None)
     """
@@ -153,12 +167,15 @@ def conv_transpose2d_backward(
         raise TypeError(
             f"cache must be the ConvTransposeCache returned by conv_transpose2d_forward, got {type(cache).__name__}"
         )
+    need_dx = as_flag(need_dx, "need_dx")
     limit = resolve_limit(workspace)
-    x, w, b_shape, geom, groups, data_format = cache
+    x, w, b_shape, geom, groups, data_format, _ = cache
     c_out = w.shape[2] * groups
     d4 = nhwc_dout(dout, x.shape[0], (geom.in_h, geom.in_w), c_out, x.dtype, data_format)
     db = bias_grad(d4, b_shape)
-    dx, dx4 = new_result(x.shape, x.dtype, data_format)
-    correlate(d4, w, geom, limit, groups=groups, out=dx4)  # the transposed convolution's forward pass
+    dx = None
+    if need_dx:
+        dx, dx4 = new_result(x.shape, x.dtype, data_format)
+        correlate(d4, w, geom, limit, groups=groups, out=dx4)  # the transposed convolution's forward pass
     dw = weight_grad(d4, x, geom, w.shape[:2], limit, groups)
     return dx, weight_from_hwio(dw, data_format), db

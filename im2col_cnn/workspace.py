@@ -134,6 +134,26 @@ def tiles(n: int, out_h: int, out_w: int, cols_image_bytes: int, scratch: Scratc
     ]
 
 
+class Buffers:
+    """Scratch buffers of one call, allocated on first use and grown only if a later tile needs more."""
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype = dtype
+        self._bufs: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], capacity: int = 0) -> np.ndarray:
+        """An uninitialised ``shape`` array in buffer ``name`` (which the next ``get`` of that name reuses).
+
+        A new buffer holds at least ``capacity`` elements, so that later, larger requests need not grow it.
+        """
+        size = math.prod(shape)
+        buf = self._bufs.get(name)
+        if buf is None or buf.size < size:
+            self._bufs.pop(name, None)  # freed before its successor is made
+            buf = self._bufs[name] = np.empty(max(size, capacity), dtype=self.dtype)
+        return buf[:size].reshape(shape)
+
+
 def image_blocks(batch: np.ndarray) -> list[slice]:
     """Split ``batch`` (N, ...) into blocks of whole images of about ``BLOCK_BYTES`` each (>= 1 image; none if N=0)."""
     n = batch.shape[0]

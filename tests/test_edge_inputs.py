@@ -227,3 +227,37 @@ def test_numpy_integers_are_ints(call, value, same_as):
 def test_string_choice_given_anything_else(call, name, value):
     with pytest.raises(ValueError, match=rf"^{name} must be one of .*, got {re.escape(repr(value))}$"):
         call(value)
+
+
+# --- the notebook's padding and distribute_value name their arguments ----------------------------------------
+
+
+@pytest.mark.parametrize("dims", [True, 2.0, np.float64(2.0), [], np.array([2])])
+def test_padding_dims_must_be_an_int(dims):
+    with pytest.raises(TypeError, match=r"dims must be 1 \(vector\), 2 \(matrix\), 3 \(image\) or 4 \(batch\)"):
+        ic.padding(np.ones((3, 3)), 1, dims)
+
+
+@pytest.mark.parametrize("const", [None, "7", (1, 2, 3), True, 1j])
+def test_padding_const_must_be_a_real_number(const):
+    with pytest.raises(TypeError, match=r"const must be a real number"):
+        ic.padding(np.ones((3, 3)), 1, 2, const)
+
+
+def test_padding_keeps_its_dtype_in_native_byte_order():
+    x = np.arange(9, dtype=">i4").reshape(3, 3)
+    out = ic.padding(x, 1, 2, -1)
+    assert out.dtype.isnative and out.dtype == np.int32
+    np.testing.assert_array_equal(out, np.pad(x.astype(np.int32), 1, constant_values=-1))
+
+
+@pytest.mark.parametrize("dz", ["a", None, (1.0, 2.0), np.ones(2)])
+def test_distribute_value_dz_must_be_a_real_number(dz):
+    with pytest.raises(TypeError, match=r"dz must be a real number"):
+        ic.distribute_value(dz, (2, 2))
+
+
+def test_distribute_value_keeps_a_float32_dz():
+    out = ic.distribute_value(np.float32(2.0), (2, 2))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, np.full((2, 2), 0.5, np.float32))

@@ -258,9 +258,11 @@ def test_dropin_pool_backward_unknown_mode(mode):
         ic.pool_backward(A, cache, mode=mode)
 
 
-@pytest.mark.parametrize("dims", [0, 5, -1, 3.5, "3"])
-def test_dropin_padding_dims(dims):
-    with pytest.raises(ValueError, match=r"dims must be 1 \(vector\), 2 \(matrix\), 3 \(image\) or 4 \(batch\)"):
+@pytest.mark.parametrize(
+    ("dims", "error"), [(0, ValueError), (5, ValueError), (-1, ValueError), (3.5, TypeError), ("3", TypeError)]
+)
+def test_dropin_padding_dims(dims, error):
+    with pytest.raises(error, match=r"dims must be 1 \(vector\), 2 \(matrix\), 3 \(image\) or 4 \(batch\)"):
         ic.padding(np.ones((2, 2, 2)), 1, dims)
 
 

@@ -157,3 +157,17 @@ def test_the_memory_benchmark_counts_scratch_but_not_results():
 
     (line,) = format_scratch_table([ScratchRow("conv fwd", "x (1, 2, 3, 4)", 16.0, 8.0, 0.5)])[-1:]
     assert "| conv fwd" in line and "16 |" in line and "8.0 |" in line and "0.50" in line
+
+
+@pytest.mark.parametrize("path", ["correlate", "scatter"])
+@pytest.mark.parametrize("fmt", ["NHWC", "NCHW"])
+def test_strided_input_gradient_paths_stay_within_the_limit(path, fmt):
+    from im2col_cnn.conv_kernels import input_grad
+
+    # x (1, 1024, 1024, 8) at stride 2: dx is 64 MiB; each phase's correlation and the scatter work in tiles.
+    x, w = ones((1, 1024, 1024, 8)), np.full((4, 4, 8, 8), 0.1)
+    _, cache = ic.conv2d_forward(x, w, stride=2, padding=1)
+    geom = cache.geom
+    dout = ones((1, geom.out_h, geom.out_w, 8))
+    dx = np.empty((1, 8, 1024, 1024)).transpose(0, 2, 3, 1) if fmt == "NCHW" else np.empty(x.shape)
+    assert_within_limit(lambda: input_grad(dout, w, geom, dx, LIMIT, path=path))

@@ -96,7 +96,7 @@ def _as(dtype):
     return lambda arr: np.asarray(arr).astype(dtype)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_non_native_byte_order_gives_native_results_equal_to_native_input(dtype):
     expected = dict(_layer_runs(_as(dtype)))
     got = dict(_layer_runs(lambda arr: _swapped(np.asarray(arr).astype(dtype))))

@@ -1,6 +1,8 @@
-"""The notebook's layer functions, as drop-in replacements running on the engine.
+"""The seed notebook's layer functions, as drop-in replacements running on the engine.
 
-Same names, signatures and numbers as the loop notebook this project started from (``padding``,
+The seed notebook is the loop code this project started from: a variant of the deeplearning.ai assignment
+"Convolutional Neural Networks: Step by Step" (its test inputs and printed numbers are the assignment's), with
+its own names. Same names, signatures and numbers as that notebook (``padding``,
 ``conv_slice``, ``forward``, ``backward``, ``pool_backward``, ``max_mask``, ``distribute_value``), keeping its
 choices -- pooling pads with zeros, and a max window's gradient goes to every position tied at its maximum --
 and fixing its defects: ``backward`` is right for ``pad=0`` and ``pool_backward`` honours padding.
@@ -12,8 +14,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import as_float_array, as_int, as_pair, check_choice, check_ndim
+from ._checks import as_float_array, as_int, as_pair, as_real, check_choice, check_ndim
 from .conv import conv2d_backward, conv2d_forward, prepare_conv
+from .half_precision import HALF, all_half
 from .pool import pool_backward as _pool_backward
 from .pool import pool_forward as _pool_forward
 
@@ -60,9 +63,14 @@ def padding(X: object, pad: int = 1, dims: int = 3, const: float = 0) -> np.ndar
 
     Only the spatial axes are padded, by ``pad`` on each side; the dtype is kept.
     """
+    what = "1 (vector), 2 (matrix), 3 (image) or 4 (batch)"
+    dims = as_int(dims, "dims", 1, what)
     if dims not in _PAD_WIDTHS:
-        raise ValueError(f"dims must be 1 (vector), 2 (matrix), 3 (image) or 4 (batch), got {dims!r}")
+        raise ValueError(f"dims must be {what}, got {dims!r}")
+    const = as_real(const, "const")
     arr = np.asarray(X)
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))  # results are always in native byte order
     if arr.ndim != dims:
         raise ValueError(f"X must be a {dims}-D array for dims={dims}, got shape {arr.shape}")
     p = as_int(pad, "pad", 0, "an int >= 0")
@@ -126,7 +134,7 @@ def forward(
         return Z, ConvLayerCache(X, W, b, pad, stride)
     window = as_pair(f, "f", minimum=1)
     Z, _ = _pool_forward(_zero_pad(X, pads), window, steps, 0, kind)
-    return Z, PoolLayerCache(X, f, stride, pad, mode)
+    return (Z.astype(HALF) if all_half(X) else Z), PoolLayerCache(X, f, stride, pad, mode)
 
 
 def _check_window(f: object, W: object) -> None:
@@ -143,6 +151,8 @@ def backward(dZ: object, cache: ConvLayerCache) -> tuple[np.ndarray, np.ndarray,
         raise TypeError("cache must be the conv cache (X, W, b, pad, stride) returned by forward(mode='conv')")
     X, W, b, pad, stride = cache
     conv_cache, _ = prepare_conv(X, W, b, as_pair(stride, "stride", minimum=1), as_pair(pad, "pad", minimum=0))
+    if all_half(X, W, b):  # as forward(): float16 layers are computed in float32 and answer in float16
+        conv_cache = conv_cache._replace(io_dtype=HALF)
     dX, dW, db = conv2d_backward(dZ, conv_cache)
     return dX, dW, db.reshape(1, 1, 1, -1)
 
@@ -171,7 +181,8 @@ def pool_backward(dA: object, cache: PoolLayerCache | tuple, mode: str = "max") 
     )
     dxp = _pool_backward(dA, pool_cache, kind)  # (m, H + 2ph, W + 2pw, C), a fresh array
     h, w = xp.shape[1] - 2 * ph, xp.shape[2] - 2 * pw
-    return np.ascontiguousarray(dxp[:, ph : ph + h, pw : pw + w])
+    dx = np.ascontiguousarray(dxp[:, ph : ph + h, pw : pw + w])
+    return dx.astype(HALF) if all_half(X) else dx
 
 
 def max_mask(x: object) -> np.ndarray:
@@ -183,6 +194,7 @@ def max_mask(x: object) -> np.ndarray:
 def distribute_value(dz: float, shape: tuple[int, int]) -> np.ndarray:
     """A ``shape`` (h, w) array holding ``dz / (h*w)`` everywhere: an average's gradient."""
     h, w = as_pair(shape, "shape", minimum=1)
+    as_real(dz, "dz")  # checked only: a float32 dz keeps its dtype
     return np.full((h, w), dz / (h * w))
 
 
