@@ -3,7 +3,9 @@
 Run ``python -m benchmarks.pool_peer [--baseline PATH] [--repeats N] [--dtypes float32,float64]``. Each side runs
 in its own subprocess (the engine of this checkout, the engine at ``--baseline`` if given, PyTorch CPU with 2
 threads, best of NCHW and channels_last), so that no side's idle worker threads slow another. Figures are the
-minimum of repeats; on a shared machine they are noisy, so compare sides of one run only.
+minimum of repeats; on a shared machine they are noisy, so compare sides of one run only. ``--threads N`` sets
+the engine's threads; ``--clock cpu`` times the engine by its thread's CPU time (one thread), which a busy
+machine disturbs less than wall time; ``--rows 'P2 max'`` keeps the rows whose name contains that text.
 """
 
 from __future__ import annotations

@@ -14,7 +14,19 @@ from functools import lru_cache
 import numpy as np
 
 from .parallel import map_blocks
-from .pool_tiles import ALL, AxisMap, Offset, Tile, TilePlan, empty_nhwc, max_workers, output_tiles, tile_key, tile_plan
+from .pool_tiles import (
+    ALL,
+    AxisMap,
+    Offset,
+    Tile,
+    TilePlan,
+    empty_nhwc,
+    max_workers,
+    output_tiles,
+    short_ufunc_chunks,
+    tile_key,
+    tile_plan,
+)
 from .windows import WindowGeometry
 
 __all__ = ["pool_geometry", "avg_divisor", "axis_maps", "code_dtype", "Scratch", "pool_windows", "argmax_indices"]
@@ -137,10 +149,15 @@ def pool_windows(
     win = empty_nhwc(shape, code_dtype(geom), nchw) if winners else None
     rows, cols = axis_maps(geom)
     code = code_dtype(geom)
+    disjoint = rows.disjoint and cols.disjoint
 
     def work(tile: Tile, scratch: Scratch) -> None:
         plan = tile_plan(rows, cols, tile_key(tile), code)
-        _forward_tile(x, out, win, tile, plan, rows.disjoint and cols.disjoint, kind, divisor, scratch)
+        if disjoint:  # runs of C elements: NumPy's default chunks are faster here
+            _forward_tile(x, out, win, tile, plan, disjoint, kind, divisor, scratch)
+            return
+        with short_ufunc_chunks():  # the row stage reads runs of W*C elements
+            _forward_tile(x, out, win, tile, plan, disjoint, kind, divisor, scratch)
 
     tiles = output_tiles(x.shape, rows, cols, dtype.itemsize)
     map_blocks(work, tiles, lambda: Scratch(nchw), max_threads=max_workers())
