@@ -8,7 +8,7 @@
 * :func:`weight_grad` -- the gradient with respect to the weights: ``colsᵀ · dout`` summed tile by tile.
 
 Weights are ``(kh, kw, C_in // groups, C_out)``. With groups, every product is a stack of one matrix product per
-group over the group-major columns of :func:`~im2col_cnn.windows.iter_columns`; a depthwise convolution (one
+group over the group-major columns of :func:`~im2col_cnn.tile_columns.iter_columns`; a depthwise convolution (one
 input channel per group) skips columns altogether (:mod:`~im2col_cnn.depthwise`).
 
 Arrays are (N, H, W, C) but need not be NHWC in memory: an NCHW array's transposed view is read and written
@@ -23,7 +23,8 @@ import numpy as np
 
 from . import depthwise, planar
 from .phases import Phase, column_entries, phases
-from .windows import WindowGeometry, iter_columns, scatter_tile
+from .tile_columns import iter_columns, scatter_tile
+from .windows import WindowGeometry
 from .workspace import Buffers, Tile, tiles
 
 __all__ = ["correlate", "input_grad", "weight_grad", "flipped_correlation_pays", "tile_rows"]

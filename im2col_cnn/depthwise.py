@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .windows import WindowGeometry, stage
+from .tile_columns import stage
+from .windows import WindowGeometry
 from .workspace import Buffers, Tile, tiles
 
 __all__ = ["correlate", "input_grad", "weight_grad"]
