@@ -134,6 +134,20 @@ def as_real(value: object, name: str) -> float:
     return float(value)
 
 
+def as_flag(value: object, name: str) -> bool:
+    """A bool argument: bools, ``np.bool_`` and the bool-like ints 0 and 1 (as PyTorch's flags take them).
+
+    Other ints are a ``ValueError``, anything else a ``TypeError``, each naming the argument.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        if value in (0, 1):
+            return bool(value)
+        raise ValueError(f"{name} must be a bool (or 0 or 1), got {value!r}")
+    raise TypeError(f"{name} must be a bool (or 0 or 1), got {value!r}")
+
+
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
     """Raise ``ValueError`` unless ``value`` is one of the strings in ``choices``."""
     if not isinstance(value, str) or value not in choices:

@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._checks import (
+    as_flag,
     as_float_arrays,
     as_int,
     as_padding4,
@@ -221,13 +222,6 @@ def conv2d_backward(
         dx, dx4 = new_result(x.shape, x.dtype, data_format)
         input_grad(d4, w, geom, dx4, limit, groups)
     return dx, weight_from_hwio(dw, data_format), db
-
-
-def as_flag(value: object, name: str) -> bool:
-    """``value`` as a bool: True/False, NumPy bools and the integers 0 and 1; ``TypeError`` otherwise."""
-    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
-        return bool(value)
-    raise TypeError(f"{name} must be a bool (True or False), got {value!r}")
 
 
 def nhwc_dout(

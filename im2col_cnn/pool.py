@@ -8,12 +8,11 @@ the caller's layout; NCHW input is read through an NHWC view, never copied.
 
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import as_float_array, as_int, as_pair, check_data_format, check_dout, check_ndim
+from ._checks import as_flag, as_float_array, as_int, as_pair, check_data_format, check_dout, check_ndim
 from .batch_chunks import batch_chunked
 from .half_precision import float16_io
 from .layout import to_nhwc
@@ -101,14 +100,14 @@ def pool_forward(
     if pads[0] > kernel[0] // 2 or pads[1] > kernel[1] // 2:
         raise ValueError(f"padding must be at most half of kernel_size {kernel} on each axis, got {pads}")
     dilations = as_pair(dilation, "dilation", minimum=1)
-    geom = pool_geometry(x4.shape, kernel, steps, pads, dilations, _flag(ceil_mode, "ceil_mode"))
+    geom = pool_geometry(x4.shape, kernel, steps, pads, dilations, as_flag(ceil_mode, "ceil_mode"))
     divisor: float | np.ndarray = 1.0
     if kind == "avg":
         if divisor_override is not None:
             divisor_override = as_int(divisor_override, "divisor_override", -(2**62), "a nonzero int or None")
             if divisor_override == 0:
                 raise ValueError("divisor_override must be a nonzero int or None, got 0")
-        divisor = avg_divisor(geom, pads, _flag(count_include_pad, "count_include_pad"), divisor_override)
+        divisor = avg_divisor(geom, pads, as_flag(count_include_pad, "count_include_pad"), divisor_override)
         if isinstance(divisor, np.ndarray):
             divisor = divisor.astype(x4.dtype.newbyteorder("="))  # dtype never widens: float32 stays float32
     first = kind == "max" and ties == "first"
@@ -143,17 +142,6 @@ def pool_backward(dout: object, cache: PoolCache, kind: str) -> np.ndarray:
         nchw=nchw,
     )
     return _caller_layout(dx, nchw)
-
-
-def _flag(value: object, name: str) -> bool:
-    """A bool argument: bools, ``np.bool_`` and the bool-like ints 0 and 1."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, numbers.Integral):
-        if value in (0, 1):
-            return bool(value)
-        raise ValueError(f"{name} must be a bool (or 0 or 1), got {value!r}")
-    raise TypeError(f"{name} must be a bool (or 0 or 1), got {value!r}")
 
 
 def _describe(cache: object) -> str:

@@ -16,9 +16,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import as_int, as_pair, check_bias, check_groups
+from ._checks import as_flag, as_int, as_pair, check_bias, check_groups
 from .batch_chunks import batch_chunked
-from .conv import as_flag, bias_grad, layer_arrays, layout_hint, nhwc_dout
+from .conv import bias_grad, layer_arrays, layout_hint, nhwc_dout
 from .conv_kernels import correlate, input_grad, weight_grad
 from .half_precision import float16_io
 from .layout import new_result, weight_from_hwio
