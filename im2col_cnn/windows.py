@@ -14,13 +14,13 @@ public :func:`im2col` and :func:`col2im` work on a whole batch at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ._checks import as_float_array, as_pair, check_ndim
+from ._checks import as_float_array, as_int, as_pair, as_real, check_ndim
 from .tile_columns import scatter_tile
 from .workspace import Scratch, Tile
 
@@ -253,7 +253,7 @@ def im2col(
     arr = as_float_array(x, "x")
     check_ndim(arr, "x", "(N, H, W, C)")
     geom = _geometry_from_args(arr.shape, kernel_size, stride, padding)
-    return columns(arr, geom, pad_value)
+    return columns(arr, geom, as_real(pad_value, "pad_value"))
 
 
 def col2im(
@@ -283,9 +283,12 @@ def col2im(
     """
     arr = as_float_array(cols, "cols")
     check_ndim(arr, "cols", "(N*Ho*Wo, kh*kw*C)")
-    shape = tuple(x_shape)
-    if len(shape) != 4 or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in shape):
-        raise ValueError(f"x_shape must be a shape (N, H, W, C) of positive ints, got {x_shape!r}")
+    what = "a shape (N, H, W, C) of positive ints"
+    if isinstance(x_shape, (str, bytes)) or not isinstance(x_shape, (Sequence, np.ndarray)):
+        raise TypeError(f"x_shape must be {what}, got {x_shape!r}")
+    if len(x_shape) != 4:
+        raise ValueError(f"x_shape must be {what}, got {x_shape!r}")
+    shape = tuple(as_int(v, "x_shape", 1, what) for v in x_shape)
     geom = _geometry_from_args(shape, kernel_size, stride, padding)
     n, _, _, c = shape
     expected = (n * geom.out_h * geom.out_w, geom.kh * geom.kw * c)

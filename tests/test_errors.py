@@ -140,10 +140,25 @@ def test_cols_wrong_ndim_and_shape():
         ic.col2im(np.ones((32, 13)), X.shape, 2)
 
 
-@pytest.mark.parametrize("x_shape", [(2, 5, 5), (2, 5, 0, 3), (2, 5, 5.0, 3)])
-def test_col2im_bad_x_shape(x_shape):
-    with pytest.raises(ValueError, match=r"x_shape must be a shape \(N, H, W, C\)"):
+@pytest.mark.parametrize(
+    ("x_shape", "error"),
+    [((2, 5, 5), ValueError), ((2, 5, 0, 3), ValueError), ((2, 5, 5.0, 3), TypeError), (5, TypeError),
+     ((True, 6, 6, 2), TypeError), ("2553", TypeError), ((2, 5, 2**63, 3), ValueError)],
+)  # fmt: skip
+def test_col2im_bad_x_shape(x_shape, error):
+    with pytest.raises(error, match=r"x_shape must be a shape \(N, H, W, C\) of positive ints"):
         ic.col2im(np.ones((32, 12)), x_shape, 2)
+
+
+@pytest.mark.parametrize("pad_value", [None, "7", 1j, {}, np.ones(2), True])
+def test_im2col_pad_value_must_be_a_real_number(pad_value):
+    with pytest.raises(TypeError, match=r"pad_value must be a real number"):
+        ic.im2col(np.ones((1, 4, 4, 1)), 2, padding=1, pad_value=pad_value)
+
+
+def test_im2col_pad_value_may_be_minus_infinity():
+    cols = ic.im2col(np.zeros((1, 2, 2, 1)), 2, padding=1, pad_value=-np.inf)
+    assert cols.shape == (9, 4) and np.isneginf(cols).sum() == 20 and (cols == 0).sum() == 16  # 4 inputs x 4 windows
 
 
 def test_channel_mismatch():
