@@ -22,7 +22,7 @@ from .conv import bias_grad, layer_arrays, layout_hint, nhwc_dout
 from .conv_kernels import correlate, input_grad, weight_grad
 from .half_precision import float16_io
 from .layout import new_result, weight_from_hwio
-from .windows import WindowGeometry
+from .windows import MAX_ELEMENTS, WindowGeometry
 from .workspace import resolve_limit
 
 __all__ = ["ConvTransposeCache", "conv_transpose2d_forward", "conv_transpose2d_backward"]
@@ -83,6 +83,11 @@ def _prepare(
     out_w = (w_in - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
     if out_h < 1 or out_w < 1:
         raise ValueError(f"padding {(ph, pw)} leaves no output: the output size would be {(out_h, out_w)}")
+    if max(x.shape[0], 1) * out_h * out_w * c_out > MAX_ELEMENTS:
+        raise ValueError(
+            f"stride {(sh, sw)}, dilation {(dh, dw)} and output_padding {(oph, opw)} make the output {(out_h, out_w)} "
+            "too large for memory"
+        )
     # The transposed convolution: input (out_h, out_w), padded (ph, ph - oph, pw, pw - opw), output (H, W).
     geom = WindowGeometry(out_h, out_w, kh, kw, sh, sw, ph, ph - oph, pw, pw - opw, dh, dw)
     return ConvTransposeCache(x, w, b_shape, geom, groups, data_format), bias

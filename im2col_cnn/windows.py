@@ -137,6 +137,10 @@ def _axis_slices(k: int, in_size: int, s: int, d: int, pad: int, lo: int, hi: in
     return slice(first - lo, last - lo + 1), slice(start, start + (last - first) * s + 1, s)
 
 
+MAX_ELEMENTS = 2**62 // 16
+"""More elements than any array can hold: a size past it is a ValueError naming the argument that caused it."""
+
+
 def make_geometry(
     x_shape: tuple[int, ...],
     kernel_size: tuple[int, int],
@@ -151,9 +155,13 @@ def make_geometry(
     ``padding`` is ``(ph, pw)`` (both sides) or ``(top, bottom, left, right)``. Raises ``ValueError`` when the
     (dilated) kernel does not fit in the padded input.
     """
-    _, in_h, in_w, _ = x_shape
+    n, in_h, in_w, c = x_shape
     (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
     t, b, left, right = padding if len(padding) == 4 else (padding[0], padding[0], padding[1], padding[1])
+    if max(n, 1) * (in_h + t + b) * (in_w + left + right) * c > MAX_ELEMENTS:
+        raise ValueError(f"padding {tuple(padding)} makes the padded input of {tuple(x_shape)} too large for memory")
+    # A stride past the padded input gives one window either way; clamped, the window view's strides stay small.
+    sh, sw = min(sh, in_h + t + b), min(sw, in_w + left + right)
     geom = WindowGeometry(in_h, in_w, kh, kw, sh, sw, t, b, left, right, dh, dw)
     reach = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
     if reach[0] > geom.padded_h or reach[1] > geom.padded_w:

@@ -261,3 +261,27 @@ def test_distribute_value_keeps_a_float32_dz():
     out = ic.distribute_value(np.float32(2.0), (2, 2))
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, np.full((2, 2), 0.5, np.float32))
+
+
+# --- sizes no array can hold, and strides past the whole input ---------------------------------------------
+
+
+def test_a_stride_past_the_padded_input_is_one_window_as_any_such_stride():
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((1, 6, 6, 2)), rng.standard_normal((3, 3, 2, 2))
+    small, _ = ic.conv2d_forward(x, w, stride=7)
+    huge, cache = ic.conv2d_forward(x, w, stride=2**62)
+    np.testing.assert_array_equal(small, huge)
+    dx, dw, db = ic.conv2d_backward(np.ones_like(huge), cache)
+    np.testing.assert_array_equal(dw, x[0, :3, :3, :, None] * np.ones((1, 1, 1, 2)))
+    assert ic.im2col(x, 2, stride=2**62).shape == (1, 8)
+
+
+def test_padding_no_array_can_hold_is_a_value_error_naming_padding():
+    with pytest.raises(ValueError, match=r"padding \(1099511627776, .*\) makes the padded input .* too large"):
+        ic.conv2d_forward(np.ones((1, 6, 6, 2)), np.ones((3, 3, 2, 2)), padding=2**40)
+
+
+def test_a_transposed_output_no_array_can_hold_is_a_value_error_naming_stride():
+    with pytest.raises(ValueError, match=r"stride \(1099511627776, 1099511627776\), dilation .* too large"):
+        ic.conv_transpose2d_forward(np.ones((1, 6, 6, 2)), np.ones((3, 3, 2, 2)), stride=2**40)
