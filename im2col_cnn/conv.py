@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -23,7 +24,7 @@ from .conv_kernels import correlate, input_grad, weight_grad
 from .half_precision import float16_io
 from .layout import new_result, to_nhwc, weight_from_hwio, weight_to_hwio
 from .windows import WindowGeometry, make_geometry
-from .workspace import image_blocks, resolve_limit
+from .workspace import BLOCK_BYTES, Buffers, resolve_limit, tiles
 
 __all__ = ["ConvCache", "conv2d_forward", "conv2d_backward"]
 
@@ -235,17 +236,21 @@ def nhwc_dout(
 def bias_grad(d4: np.ndarray, b_shape: tuple[int, ...] | None) -> np.ndarray:
     """``db``: ``d4`` (N, Ho, Wo, C_out), any memory layout, summed over all but the channels, in ``b``'s shape.
 
-    Summed in blocks of whole images (copied to NHWC where ``d4`` is not NHWC in memory), so that the sum is the
-    same, bit for bit, in every layout.
+    Summed in blocks of about ``BLOCK_BYTES`` (whole images, or rows of one image where an image is larger),
+    copied to NHWC where ``d4`` is not NHWC in memory: the same blocks in every layout and for every limit, so
+    the sum is the same, bit for bit.
     """
-    c_out = d4.shape[3]
+    n, ho, wo, c_out = d4.shape
+    size = d4.itemsize * c_out
+    blocks = tiles(n, ho, wo, ho * wo * size, lambda n_b, h_b, w_b: n_b * h_b * w_b * size, BLOCK_BYTES)
     db = np.zeros(c_out, dtype=d4.dtype)
-    buf = None
-    for images in image_blocks(d4):
-        block = d4[images]  # (n_b, Ho, Wo, C_out)
+    bufs = Buffers(d4.dtype)
+    room = math.prod(len(range(s.start, s.stop)) for s in blocks[0]) * c_out if blocks else 0
+    for tile in blocks:
+        block = d4[tile.images, tile.rows, tile.cols]  # (n_b, h_b, w_b, C_out)
         if not block.flags.c_contiguous:
-            buf = np.empty(block.shape, dtype=d4.dtype) if buf is None else buf[: block.shape[0]]
-            np.copyto(buf, block)
-            block = buf
-        db += block.reshape(-1, c_out).sum(axis=0)  # (n_b, Ho, Wo, C_out) -> (n_b*Ho*Wo, C_out) -> (C_out,)
+            copy = bufs.get("dout", block.shape, room)
+            np.copyto(copy, block)
+            block = copy
+        db += block.reshape(-1, c_out).sum(axis=0)  # (n_b, h_b, w_b, C_out) -> (m, C_out) -> (C_out,)
     return db.reshape(b_shape or (c_out,))

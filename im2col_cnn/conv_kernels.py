@@ -56,14 +56,17 @@ def column_tiles(
 ) -> list[Tile]:
     """Tiles for a pass that builds (or scatters) the columns of an ``x_shape`` input.
 
-    Per output position the pass needs its column row (none for a pointwise geometry, whose columns are the
-    input itself) and ``extra`` more elements (an output or ``dout`` row); plus the staged slab of the tile's
-    input (:meth:`~im2col_cnn.windows.WindowGeometry.tile_scratch`; ``always_slab`` counts it even for 1x1).
+    Per output position the pass needs its column row and ``extra`` more elements (an output or ``dout`` row);
+    plus the staged slab of the tile's input (:meth:`~im2col_cnn.windows.WindowGeometry.tile_scratch`;
+    ``always_slab`` counts it even for 1x1). A pointwise geometry's columns are the input itself where that is
+    NHWC in memory (no copy, and no ``BLOCK_BYTES`` bound on the tiles), but a copy for an NCHW input, so they
+    count against the limit all the same: the tiles must not depend on the layout.
     """
     n, _, _, c = x_shape
-    k = 0 if geom.is_pointwise else geom.kh * geom.kw * c
+    k = geom.kh * geom.kw * c
+    block_k = 0 if geom.is_pointwise else k
     scratch = geom.tile_scratch(c, itemsize, (k + extra) * itemsize, always_slab=always_slab)
-    return tiles(n, geom.out_h, geom.out_w, k * geom.out_h * geom.out_w * itemsize, scratch, limit)
+    return tiles(n, geom.out_h, geom.out_w, block_k * geom.out_h * geom.out_w * itemsize, scratch, limit)
 
 
 def _grouped_weights(w: np.ndarray, groups: int) -> np.ndarray:

@@ -143,29 +143,39 @@ def scatter_tile(
         cols6 = cols.reshape(n_b, h_b, w_b, groups, geom.kh, geom.kw, -1).transpose(0, 1, 2, 4, 5, 3, 6)
         dst = target.reshape(*target.shape[:3], groups, c // groups)  # (n_b, h_t, w_t, G, C_g)
     o_r, o_c = origin
-    offsets = [
-        (i, j, out, (_shift(irow, o_r), _shift(icol, o_c)))
-        for i, j, out, (irow, icol) in geom.offset_slices(tile.rows, tile.cols)
-    ]
-    firsts: set[int] = set()
+    firsts: set[tuple[int, int]] = set()
     if fresh:
+        # An offset reaches every position of a phase exactly when its row slice and its column slice do, so
+        # the first such offset (row-major) pairs the first such kernel row with the first such kernel column.
         h, w = target.shape[1], target.shape[2]
+        row_slices, col_slices = geom.axis_slices(tile.rows, tile.cols)
         for ph_r in range(min(geom.sh, h)):
+            full_r = _full(row_slices, ph_r, h, geom.sh)
             for ph_c in range(min(geom.sw, w)):
-                full = (slice(ph_r, ph_r + (len(range(ph_r, h, geom.sh)) - 1) * geom.sh + 1, geom.sh),
-                        slice(ph_c, ph_c + (len(range(ph_c, w, geom.sw)) - 1) * geom.sw + 1, geom.sw))  # fmt: skip
-                first = next((k for k, o in enumerate(offsets) if o[3] == full), None)
-                if first is None:
+                full_c = _full(col_slices, ph_c, w, geom.sw)
+                if full_r is None or full_c is None:
                     dst[:, ph_r :: geom.sh, ph_c :: geom.sw] = 0
                 else:
-                    firsts.add(first)
-        for k in sorted(firsts):
-            i, j, (orow, ocol), (irow, icol) = offsets[k]
-            np.copyto(dst[:, irow, icol], cols6[:, orow, ocol, i, j])
-    for k, (i, j, (orow, ocol), (irow, icol)) in enumerate(offsets):
-        if k not in firsts:
+                    firsts.add((full_r, full_c))
+        for i, j in sorted(firsts):  # copied first: then every other offset adds
+            (orow, irow), (ocol, icol) = row_slices[i], col_slices[j]  # type: ignore[misc]
+            np.copyto(dst[:, _shift(irow, o_r), _shift(icol, o_c)], cols6[:, orow, ocol, i, j])
+    offsets = geom.offset_slices(tile.rows, tile.cols)
+    if o_r or o_c:
+        offsets = ((i, j, out, (_shift(irow, o_r), _shift(icol, o_c))) for i, j, out, (irow, icol) in offsets)
+    for i, j, (orow, ocol), (irow, icol) in offsets:
+        if (i, j) not in firsts:
             dst[:, irow, icol] += cols6[:, orow, ocol, i, j]
     return target
+
+
+def _full(slices: list[tuple[slice, slice] | None], phase: int, size: int, step: int) -> int | None:
+    """The first kernel index whose input slice is every ``step``-th position from ``phase`` on, or None."""
+    stop = phase + (len(range(phase, size, step)) - 1) * step + 1
+    for k, s in enumerate(slices):
+        if s is not None and (s[1].start, s[1].stop) == (phase, stop):
+            return k
+    return None
 
 
 def _shift(s: slice, origin: int) -> slice:

@@ -83,16 +83,24 @@ class WindowGeometry:
         that read no input at all. ``rows`` and ``cols`` restrict the output to a tile of rows and columns;
         ``out_rows`` and ``out_cols`` are then relative to the tile's first row and column.
         """
-        lo, hi = (0, self.out_h) if rows is None else (rows.start, rows.stop)
-        left, right = (0, self.out_w) if cols is None else (cols.start, cols.stop)
-        r_args = (self.in_h, self.sh, self.dh, self.pad_top, lo, hi)
-        c_args = (self.in_w, self.sw, self.dw, self.pad_left, left, right)
-        row_slices = [_axis_slices(i, *r_args) for i in range(self.kh)]
-        col_slices = [_axis_slices(j, *c_args) for j in range(self.kw)]
+        row_slices, col_slices = self.axis_slices(rows, cols)
         for i, r in enumerate(row_slices):
             for j, c in enumerate(col_slices):
                 if r is not None and c is not None:
                     yield i, j, (r[0], c[0]), (r[1], c[1])
+
+    def axis_slices(
+        self, rows: slice | None = None, cols: slice | None = None
+    ) -> tuple[list[tuple[slice, slice] | None], list[tuple[slice, slice] | None]]:
+        """Per kernel row ``i`` and per kernel column ``j``: ``(out slice, in slice)`` along that axis, or None.
+
+        :meth:`offset_slices` pairs them up: offset ``(i, j)`` is row ``i``'s slices with column ``j``'s.
+        """
+        lo, hi = (0, self.out_h) if rows is None else (rows.start, rows.stop)
+        left, right = (0, self.out_w) if cols is None else (cols.start, cols.stop)
+        r_args = (self.in_h, self.sh, self.dh, self.pad_top, lo, hi)
+        c_args = (self.in_w, self.sw, self.dw, self.pad_left, left, right)
+        return [_axis_slices(i, *r_args) for i in range(self.kh)], [_axis_slices(j, *c_args) for j in range(self.kw)]
 
     def input_extent(self, rows: slice, cols: slice) -> tuple[int, int, int, int]:
         """Input rows ``[r0, r1)`` and columns ``[c0, c1)`` that the windows of an output tile span.

@@ -178,3 +178,17 @@ def test_few_channel_planes_stay_within_the_limit(direction):
     # A first layer (3 input channels) in NCHW: 64 MiB of output gradient, built and read in blocks of planes.
     forward, backward = conv_calls(ones((64, 3, 64, 64)), np.full((32, 3, 3, 3), 0.1), padding=1, data_format="NCHW")
     assert_within_limit(forward if direction == "forward" else backward)
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_nchw_pointwise_columns_count_against_the_limit(direction):
+    # A 1x1 convolution reads NHWC input as its own column matrix; NCHW input (128 MiB here) is copied into
+    # columns tile by tile, and those copies count.
+    forward, backward = conv_calls(ones((64, 256, 32, 32)), np.full((8, 256, 1, 1), 0.1), data_format="NCHW")
+    assert_within_limit(forward if direction == "forward" else backward)
+
+
+def test_bias_gradient_of_a_large_image_is_summed_in_blocks():
+    # dout (1, 600, 600, 16) is a broadcast view: an NHWC copy of its one image would be 44 MiB.
+    _, backward = conv_calls(ones((1, 600, 600, 3)), np.full((1, 1, 3, 16), 0.1))
+    assert_within_limit(backward)
