@@ -327,8 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             torch,
             torch_line,
             batch=QUICK_BATCH if args.quick else training_step.BATCH,
-            repeats=settings.repeats if args.quick else max(settings.repeats, training_step.REPEATS),
-            min_total_s=settings.min_total_s if args.quick else training_step.MIN_TOTAL_S,
+            timing=training_step.Timing(settings.repeats, settings.min_total_s)
+            if args.quick
+            else training_step.Timing(max(settings.repeats, training_step.REPEATS)),
             progress=progress,
         )
 

@@ -12,7 +12,7 @@ import importlib
 import inspect
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -144,7 +144,13 @@ Laps = list[tuple[str, float]]
 
 
 def engine_step(
-    engine: Engine, net: Net, inputs: Inputs, laps: Laps | None = None, *, activation_grads: bool = False
+    engine: Engine,
+    net: Net,
+    inputs: Inputs,
+    laps: Laps | None = None,
+    *,
+    activation_grads: bool = False,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[float, dict[str, Any]]:
     """One training step with the engine: ``(loss, grads)``.
 
@@ -155,13 +161,13 @@ def engine_step(
     engine's fresh outputs), so the gradients flowing down are overwritten on the way.
     """
     eng = engine.module
-    clock = [time.perf_counter()]
+    last = [clock()]
 
     def lap(name: str) -> None:
         if laps is not None:
-            now = time.perf_counter()
-            laps.append((name, now - clock[0]))
-            clock[0] = now
+            now = clock()
+            laps.append((name, now - last[0]))
+            last[0] = now
 
     a, saved, params = inputs.x, [], iter(inputs.params)
     for label, layer in zip(net.labels(), net.layers, strict=True):

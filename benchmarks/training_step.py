@@ -13,6 +13,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -35,7 +36,18 @@ from .training_nets import (
     wrap_engine,
 )
 
-__all__ = ["BATCH", "REPEATS", "MIN_TOTAL_S", "wrap_engine", "repeat", "time_engine", "time_torch", "run", "main"]
+__all__ = [
+    "BATCH",
+    "REPEATS",
+    "MIN_TOTAL_S",
+    "Timing",
+    "wrap_engine",
+    "repeat",
+    "time_engine",
+    "time_torch",
+    "run",
+    "main",
+]
 
 BATCH = 64
 QUICK_BATCH = 8
@@ -43,40 +55,53 @@ QUICK_MIN_TOTAL_S = 0.05
 REPEATS = 10  # at least this many timed steps per measurement...
 MIN_TOTAL_S = 1.0  # ... and more until this much was timed
 PAUSE_S = 0.5  # idle time between PyTorch's block and the engine's: their worker threads spin a while after a call
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def repeat(fn: Callable[[], object], repeats: int, min_total_s: float, max_repeats: int = 200) -> list[float]:
-    """Seconds of each timed call of ``fn`` after one warm-up call: at least ``repeats`` calls, more (up to
-    ``max_repeats``) until ``min_total_s`` was timed."""
+@dataclass(frozen=True)
+class Timing:
+    """At least ``repeats`` timed steps, more (up to ``max_repeats``) until ``min_total_s`` was timed, on ``clock``:
+    'wall' (``time.perf_counter``) or 'cpu' (``time.process_time``: CPU seconds of the whole process, all its
+    threads; with one thread per library it ignores other processes sharing the cores)."""
+
+    repeats: int = REPEATS
+    min_total_s: float = MIN_TOTAL_S
+    clock: str = "wall"
+    max_repeats: int = 200
+
+
+def repeat(fn: Callable[[], object], timing: Timing) -> list[float]:
+    """Seconds (by ``timing.clock``) of each timed call of ``fn``, after one warm-up call."""
+    clock = CLOCKS[timing.clock]
     fn()
     times: list[float] = []
-    while len(times) < max(1, repeats) or (sum(times) < min_total_s and len(times) < max_repeats):
-        t0 = time.perf_counter()
+    while len(times) < max(1, timing.repeats) or (sum(times) < timing.min_total_s and len(times) < timing.max_repeats):
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return times
 
 
-def time_torch(torch: ModuleType, net: Net, inputs: Inputs, repeats: int, min_total_s: float) -> dict[str, Any]:
+def time_torch(torch: ModuleType, net: Net, inputs: Inputs, timing: Timing) -> dict[str, Any]:
     """PyTorch's step timed per layout, each in a block of its own; the layout with the lower minimum is kept."""
     best: dict[str, Any] = {}
     for layout in ("NCHW", "channels_last"):
         x, leaves, g = torch_tensors(torch, inputs, layout)
-        times = repeat(lambda x=x, leaves=leaves, g=g: torch_step(torch, net, x, leaves, g), repeats, min_total_s)
+        times = repeat(lambda x=x, leaves=leaves, g=g: torch_step(torch, net, x, leaves, g), timing)
         if not best or min(times) < best["torch_min_s"]:
             best = {"torch_min_s": min(times), "torch_median_s": statistics.median(times), "torch_layout": layout}
     return best
 
 
-def time_engine(engine: Engine, net: Net, inputs: Inputs, repeats: int, min_total_s: float) -> dict[str, Any]:
+def time_engine(engine: Engine, net: Net, inputs: Inputs, timing: Timing) -> dict[str, Any]:
     """The engine's step timed whole (min, median) and per op (min, median of that op's laps in the same runs)."""
     runs: list[Laps] = []
 
     def step() -> None:
         runs.append([])
-        engine_step(engine, net, inputs, runs[-1])
+        engine_step(engine, net, inputs, runs[-1], clock=CLOCKS[timing.clock])
 
-    times = repeat(step, repeats, min_total_s)
+    times = repeat(step, timing)
     runs = runs[1:]  # drop the warm-up
     ops = {
         name: {"min_s": min(v), "median_s": statistics.median(v)}
@@ -92,7 +117,7 @@ def time_engine(engine: Engine, net: Net, inputs: Inputs, repeats: int, min_tota
 
 
 def measure(
-    engine: Engine, torch: ModuleType | None, net: Net, dtype: type[np.floating], batch: int, repeats: int, min_s: float
+    engine: Engine, torch: ModuleType | None, net: Net, dtype: type[np.floating], batch: int, timing: Timing
 ) -> dict[str, Any]:
     """Every figure of one (net, dtype): PyTorch's block first (then a pause), then the engine's."""
     inputs = make_inputs(net, dtype, batch)
@@ -102,9 +127,9 @@ def measure(
         loss, grads = engine_step(engine, net, inputs, activation_grads=True)
         torch_loss, expected = torch_grads(torch, net, inputs)
         row["max_rel_diff"] = max(max_rel_diff(grads, expected), abs(loss - torch_loss) / max(abs(torch_loss), 1e-30))
-        row.update(time_torch(torch, net, inputs, repeats, min_s))
+        row.update(time_torch(torch, net, inputs, timing))
         time.sleep(PAUSE_S)
-    row.update(time_engine(engine, net, inputs, repeats, min_s))
+    row.update(time_engine(engine, net, inputs, timing))
     if torch is not None:
         row["x_torch"] = row["engine_min_s"] / row["torch_min_s"]
     return row
@@ -181,21 +206,27 @@ def _load_text(load: list[float] | None) -> str:
     return "n/a" if load is None else ", ".join(f"{v:.2f}" for v in load)
 
 
-def header(engine: Engine, torch_line: str, batch: int, load: list[float] | None) -> list[str]:
+def header(engine: Engine, torch_line: str, batch: int, timing: Timing, load: list[float] | None) -> list[str]:
     skip = "conv2d_backward(need_dx=False)" if engine.need_dx else "not available (conv1's dx computed, discarded)"
-    return [
+    pools = thread_pools()
+    lines = [
         f"== training step: batch {batch}, forward + backward of every layer, loss sum(out * g) ==",
         f"Engine: {engine.module.__file__}; first layer's input gradient skipped: {skip}",
         f"Engine threads (get_num_threads): {engine_threads(engine) or 'n/a (no such setting)'}; {torch_line}",
-        *thread_pools(),
+        *pools,
         f"Load average (1, 5, 15 min) at the start: {_load_text(load)} on {os.cpu_count()} cores",
+        f"Clock: {timing.clock}",
     ]
+    if timing.clock == "cpu" and ((engine_threads(engine) or 1) > 1 or any(", 1 threads)" not in p for p in pools)):
+        lines.append("WARNING: CPU time counts every thread, spinning ones too: set one thread per library to compare.")
+    return lines
 
 
-def notes(repeats: int, min_total_s: float, load: list[float] | None) -> list[str]:
+def notes(timing: Timing, load: list[float] | None) -> list[str]:
+    clock = "time.perf_counter (wall)" if timing.clock == "wall" else "time.process_time (CPU, all threads)"
     return [
-        f"ms: time.perf_counter over whole steps after a warm-up; min and median of at least {repeats} steps (more",
-        f"  until {min_total_s:g} s was timed). The machine may be shared and noisy: compare minimums.",
+        f"ms: {clock} over whole steps after a warm-up; min and median of at least {timing.repeats} steps",
+        f"  (more until {timing.min_total_s:g} s was timed). The machine may be shared and noisy: compare minimums.",
         "torch: nn.functional conv2d / relu / max_pool2d and autograd.grad of the weights and biases (the",
         "  activations' gradients computed on the way), best of NCHW and channels_last, timed in a block of runs",
         "  of its own before the engine's. x torch = engine min / torch min (< 1: the engine is faster).",
@@ -212,22 +243,21 @@ def run(
     torch_line: str,
     *,
     batch: int = BATCH,
-    repeats: int = REPEATS,
-    min_total_s: float = MIN_TOTAL_S,
+    timing: Timing = Timing(),
     nets: Sequence[Net] = NETS,
     progress: Callable[[str], None] = lambda s: None,
 ) -> dict[str, Any]:
     """Measure and print the section; return it as a JSON-able dict (``{"meta": ..., "rows": [...]}``)."""
     load_start = load_average()
-    print("\n".join(header(engine, torch_line, batch, load_start)), flush=True)
+    print("\n".join(header(engine, torch_line, batch, timing, load_start)), flush=True)
     rows = []
     for net in nets:
         for dtype in DTYPES:
             progress(f"[training step] net {net.name} {np.dtype(dtype).name}")
-            rows.append(measure(engine, torch, net, dtype, batch, repeats, min_total_s))
+            rows.append(measure(engine, torch, net, dtype, batch, timing))
     print("\n".join([*(f"Net {n.name}: {n.describe()}" for n in nets), *format_tables(rows)]))
     load_end = load_average()
-    print("\n".join(notes(repeats, min_total_s, load_end)) + "\n", flush=True)
+    print("\n".join(notes(timing, load_end)) + "\n", flush=True)
     meta = {
         "engine_file": engine.module.__file__,
         "need_dx": engine.need_dx,
@@ -237,8 +267,9 @@ def run(
         "torch": torch_line,
         "thread_pools": thread_pools(),
         "batch": batch,
-        "repeats": repeats,
-        "min_total_s": min_total_s,
+        "repeats": timing.repeats,
+        "min_total_s": timing.min_total_s,
+        "clock": timing.clock,
         "nets": {n.name: n.describe() for n in nets},
     }
     return {"meta": meta, "rows": rows}
@@ -251,6 +282,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, help=f"images per step (default {BATCH}; {QUICK_BATCH} with --quick)")
     parser.add_argument("--repeats", type=int, help=f"minimum timed steps (default {REPEATS}; 3 with --quick)")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if it is installed")
+    parser.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="wall",
+        help="wall (default) or cpu: the process's CPU time, which other processes sharing the cores do not inflate; "
+        "meaningful with one thread per library (OPENBLAS_NUM_THREADS=1 IM2COL_CNN_NUM_THREADS=1; PyTorch then "
+        "gets one thread too), as spinning worker threads count",
+    )
     args = parser.parse_args(argv)
     batch = (QUICK_BATCH if args.quick else BATCH) if args.batch is None else args.batch
     repeats = (3 if args.quick else REPEATS) if args.repeats is None else args.repeats
@@ -269,14 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .torch_peer import load_torch
 
         torch, torch_line = load_torch(info.blas_threads or os.cpu_count() or 1)
-    run(
-        engine,
-        torch,
-        torch_line,
-        batch=batch,
-        repeats=repeats,
-        min_total_s=QUICK_MIN_TOTAL_S if args.quick else MIN_TOTAL_S,
-    )
+    timing = Timing(repeats, QUICK_MIN_TOTAL_S if args.quick else MIN_TOTAL_S, args.clock)
+    run(engine, torch, torch_line, batch=batch, timing=timing)
     return 0
 
 

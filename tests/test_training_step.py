@@ -128,7 +128,7 @@ def test_first_conv_skips_its_input_gradient_when_the_engine_takes_need_dx():
 
 
 def test_section_reports_every_op_and_returns_json_rows(capsys):
-    result = ts.run(ENGINE, None, "PyTorch skipped", batch=2, repeats=2, min_total_s=0.0, nets=[NET_A])
+    result = ts.run(ENGINE, None, "PyTorch skipped", batch=2, timing=ts.Timing(2, 0.0), nets=[NET_A])
     out = capsys.readouterr().out
     assert f"Engine: {im2col_cnn.__file__}" in out and "Per op, net A" in out and "Load average" in out
     assert f"Engine threads (get_num_threads): {im2col_cnn.get_num_threads()};" in out
@@ -141,6 +141,18 @@ def test_section_reports_every_op_and_returns_json_rows(capsys):
         relu_loss = sum(v["median_s"] for k, v in row["ops"].items() if k[:4] == "relu" or k == "loss")
         assert row["relu_loss_s"] == pytest.approx(relu_loss)
     json.dumps(result)  # JSON-able as it is
+
+
+def test_section_times_on_the_chosen_clock(monkeypatch, capsys):
+    ticks = iter(range(10**6))
+    monkeypatch.setitem(ts.CLOCKS, "cpu", lambda: 0.25 * next(ticks))  # every reading 0.25 s after the last
+    assert ts.repeat(lambda: None, ts.Timing(3, 0.0, "cpu")) == [0.25, 0.25, 0.25]
+    result = ts.run(ENGINE, None, "PyTorch skipped", batch=1, timing=ts.Timing(1, 0.0, "cpu"), nets=[NET_A])
+    out = capsys.readouterr().out
+    assert "Clock: cpu" in out and "time.process_time (CPU, all threads)" in out
+    row = result["rows"][0]
+    assert result["meta"]["clock"] == "cpu" and all(v["min_s"] == 0.25 for v in row["ops"].values())
+    assert row["engine_min_s"] == 0.25 * (len(OPS_A) + 2)  # readings: the step's start (twice), each lap, the end
 
 
 def test_step_only_flag_runs_only_the_section(tmp_path, capsys, monkeypatch):
