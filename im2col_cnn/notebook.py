@@ -195,7 +195,9 @@ def distribute_value(dz: float, shape: tuple[int, int]) -> np.ndarray:
     """A ``shape`` (h, w) array holding ``dz / (h*w)`` everywhere: an average's gradient."""
     h, w = as_pair(shape, "shape", minimum=1)
     as_real(dz, "dz")
-    dtype = np.result_type(dz) if np.result_type(dz).kind == "f" else np.dtype(np.float64)  # float32 stays float32
+    dtype = np.result_type(dz)
+    if dtype.kind != "f":  # ints become float64; float32 stays float32
+        dtype = np.dtype(np.float64)
     return np.full((h, w), dz / (h * w), dtype=dtype)
 
 
