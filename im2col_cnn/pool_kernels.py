@@ -153,7 +153,7 @@ def pool_windows(
 
     def work(tile: Tile, scratch: Scratch) -> None:
         plan = tile_plan(rows, cols, tile_key(tile), code)
-        if disjoint:  # runs of C elements: NumPy's default chunks are faster here
+        if disjoint and not (plan.inside and win is not None):  # runs of C elements: NumPy's default chunks
             _forward_tile(x, out, win, tile, plan, disjoint, kind, divisor, scratch)
             return
         with short_ufunc_chunks():  # the row stage reads runs of W*C elements
@@ -189,8 +189,14 @@ def _forward_tile(
             np.divide(ot, divisor if np.ndim(divisor) == 0 else divisor[tile.rows[0], tile.cols[0]], out=ot)
         return
     wt = win[tile.out()]
-    if disjoint:  # no two windows share an input: one pass over the kernel offsets
-        _running_max(xt, ot, wt, plan.offsets, plan.first, scratch)
+    if disjoint:  # no two windows share an input
+        if plan.inside:
+            r = scratch.get("rows", rows_shape, ot.dtype)
+            _reduce(xt, r, plan.row_taps, 1, np.maximum, -np.inf, plan.rows_rest)
+            _reduce(r, ot, plan.col_taps, 2, np.maximum, -np.inf, plan.cols_rest)
+            _first_equal(xt, ot, wt, plan.offsets, scratch)
+        else:  # one pass over the kernel offsets
+            _running_max(xt, ot, wt, plan.offsets, plan.first, scratch)
         with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum only costs the exact slow path
             has_nan = bool(np.isnan(ot.sum()))
         if has_nan:  # rare
@@ -209,19 +215,19 @@ def _reduce(
     src: np.ndarray, dst: np.ndarray, taps: list, axis: int, op: np.ufunc, fill: float, rest: list[tuple]
 ) -> None:
     """``dst`` = ``op`` over the taps of ``src`` along ``axis`` (1: rows, 2: columns), in tap order; ``rest`` are
-    the outputs the first tap does not reach."""
-    first = True
-    for tap in taps:
-        if tap is None:
-            continue
-        d, s = dst[(ALL,) * axis + (tap[0],)], src[(ALL,) * axis + (tap[1],)]
-        if first:
-            for part in rest:
-                dst[part].fill(fill)
-            np.copyto(d, s)
-            first = False
-        else:
-            op(d, s, out=d)
+    the outputs the first tap does not reach. When the first two taps reach the same outputs, the first operation
+    reads both (one pass fewer than copying the first), with the same result."""
+    pairs = [(dst[(ALL,) * axis + (t[0],)], src[(ALL,) * axis + (t[1],)], t[0]) for t in taps if t is not None]
+    for part in rest:
+        dst[part].fill(fill)
+    (d, s, reach), later = pairs[0], pairs[1:]
+    if later and later[0][2] == reach:
+        op(s, later[0][1], out=d)
+        later = later[1:]
+    else:
+        np.copyto(d, s)
+    for d, s, _ in later:
+        op(d, s, out=d)
 
 
 def _running_max(
@@ -258,6 +264,26 @@ def _running_max(
         cs = _as_code(bs, codes[out])
         np.multiply(cs, code, out=cs)
         np.maximum(ws, cs, out=ws)
+
+
+def _first_equal(src: np.ndarray, dst: np.ndarray, win: np.ndarray, offsets: list[Offset], scratch: Scratch) -> None:
+    """``win`` = the code of the first of ``offsets`` (codes ``0, 1, ...``, each reaching every output) whose
+    ``src`` equals the window maximum ``dst``, by Horner's rule over the masks ``ne_k = src[inp_k] != dst``:
+    ``ne_0 * (1 + ne_1 * (1 + ... ne_{K-2}))`` -- the last offset needs no comparison. A window holding NaN equals
+    nothing and gets ``K - 1``; :func:`_nan_winners` redoes those."""
+    if len(offsets) == 1:
+        win.fill(0)
+        return
+    ne = scratch.get("not_equal", dst.shape, np.dtype(bool))
+    codes = scratch.get("codes", dst.shape, win.dtype)
+    for step, (_, _, inp, _) in enumerate(reversed(offsets[:-1])):
+        if step == 0:
+            np.not_equal(src[inp], dst, out=ne)
+            np.copyto(win, _as_code(ne, win))
+            continue
+        np.add(win, 1, out=win)
+        np.not_equal(src[inp], dst, out=ne)
+        np.multiply(win, _as_code(ne, codes), out=win)
 
 
 def _as_code(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
