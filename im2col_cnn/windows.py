@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -48,19 +49,19 @@ class WindowGeometry:
     dh: int = 1
     dw: int = 1
 
-    @property
+    @cached_property
     def padded_h(self) -> int:
         return self.in_h + self.pad_top + self.pad_bottom
 
-    @property
+    @cached_property
     def padded_w(self) -> int:
         return self.in_w + self.pad_left + self.pad_right
 
-    @property
+    @cached_property
     def out_h(self) -> int:
         return (self.padded_h - (self.kh - 1) * self.dh - 1) // self.sh + 1
 
-    @property
+    @cached_property
     def out_w(self) -> int:
         return (self.padded_w - (self.kw - 1) * self.dw - 1) // self.sw + 1
 
@@ -149,6 +150,10 @@ MAX_ELEMENTS = 2**62 // 16
 """More elements than any array can hold: a size past it is a ValueError naming the argument that caused it."""
 
 
+_geometry = lru_cache(maxsize=256)(WindowGeometry)
+"""The same :class:`WindowGeometry` object for the same arguments: its derived sizes are then worked out once."""
+
+
 def make_geometry(
     x_shape: tuple[int, ...],
     kernel_size: tuple[int, int],
@@ -170,7 +175,7 @@ def make_geometry(
         raise ValueError(f"padding {tuple(padding)} makes the padded input of {tuple(x_shape)} too large for memory")
     # A stride past the padded input gives one window either way; clamped, the window view's strides stay small.
     sh, sw = min(sh, in_h + t + b), min(sw, in_w + left + right)
-    geom = WindowGeometry(in_h, in_w, kh, kw, sh, sw, t, b, left, right, dh, dw)
+    geom = _geometry(in_h, in_w, kh, kw, sh, sw, t, b, left, right, dh, dw)
     reach = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
     if reach[0] > geom.padded_h or reach[1] > geom.padded_w:
         dilated = f" (dilated to {reach})" if (dh, dw) != (1, 1) else ""
