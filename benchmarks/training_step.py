@@ -45,6 +45,8 @@ __all__ = [
     "repeat",
     "time_engine",
     "time_torch",
+    "gemm_products",
+    "time_gemms",
     "run",
     "main",
 ]
@@ -116,10 +118,39 @@ def time_engine(engine: Engine, net: Net, inputs: Inputs, timing: Timing) -> dic
     }
 
 
+def gemm_products(net: Net, dtype: type[np.floating], batch: int) -> list[Callable[[], object]]:
+    """The bare matrix products of one step of ``net`` in the im2col design, on preallocated random matrices.
+
+    Per conv layer (``M = N*H*W``, ``K = 9*C_in``, ``N = C_out``): the forward ``cols (M, K) @ w (K, N)``, the
+    weight gradient ``colsᵀ @ dout`` and, except for the first layer (whose input needs no gradient), the input
+    gradient's ``dout @ wᵀ`` (its flipped-kernel correlation has the same flops). They allocate their results, as
+    the engine's do. Their time is the floor of this design: no window copying, no pooling, no ReLU.
+    """
+    rng = np.random.default_rng(0)
+    products: list[Callable[[], object]] = []
+    inputs = zip(net.layers, net.shapes(batch)[:-1], strict=True)  # each layer with its input's shape
+    convs = [(layer, shape) for layer, shape in inputs if layer[0] == "conv"]
+    for index, (layer, (n, h, w, c)) in enumerate(convs):
+        m, k = n * h * w, 9 * c
+        cols, wmat, dout = (rng.random(shape, dtype=dtype) for shape in ((m, k), (k, layer[1]), (m, layer[1])))
+        products += [lambda a=cols, b=wmat: a @ b, lambda a=cols, b=dout: a.T @ b]
+        if index:
+            products.append(lambda a=dout, b=wmat: a @ b.T)
+    return products
+
+
+def time_gemms(net: Net, dtype: type[np.floating], batch: int, timing: Timing) -> dict[str, Any]:
+    """Minimum and median seconds of all of :func:`gemm_products` run back to back, as whole steps are timed."""
+    products = gemm_products(net, dtype, batch)
+    times = repeat(lambda: [product() for product in products], timing)
+    return {"gemm_min_s": min(times), "gemm_median_s": statistics.median(times)}
+
+
 def measure(
     engine: Engine, torch: ModuleType | None, net: Net, dtype: type[np.floating], batch: int, timing: Timing
 ) -> dict[str, Any]:
-    """Every figure of one (net, dtype): PyTorch's block first (then a pause), then the engine's."""
+    """Every figure of one (net, dtype): PyTorch's block first (then a pause), then the engine's, then the bare
+    matrix products of the engine's design."""
     inputs = make_inputs(net, dtype, batch)
     row: dict[str, Any] = {"net": net.name, "dtype": np.dtype(dtype).name, "batch": batch}
     row.update(torch_min_s=None, torch_median_s=None, torch_layout=None, x_torch=None, max_rel_diff=None)
@@ -130,8 +161,11 @@ def measure(
         row.update(time_torch(torch, net, inputs, timing))
         time.sleep(PAUSE_S)
     row.update(time_engine(engine, net, inputs, timing))
+    row.update(time_gemms(net, dtype, batch, timing))
+    row["gemm_x_torch"] = None
     if torch is not None:
         row["x_torch"] = row["engine_min_s"] / row["torch_min_s"]
+        row["gemm_x_torch"] = row["gemm_min_s"] / row["torch_min_s"]
     return row
 
 
@@ -143,16 +177,16 @@ def format_tables(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The step table (one line per net and dtype), then one per-op table per net."""
     head = (
         f"{'net':<4}{'dtype':<8}{'N':>3} {'engine min':>10} {'median':>7} {'torch min':>9} {'median':>7} "
-        f"{'torch layout':<13} {'x torch':>7} {'ReLU+loss':>9} {'max rel diff':>12}"
+        f"{'torch layout':<13} {'x torch':>7} {'GEMMs min':>9} {'x torch':>7} {'ReLU+loss':>9} {'max rel diff':>12}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
-        ratio = "n/a" if r["x_torch"] is None else f"{r['x_torch']:.2f}"
+        ratio, floor = ("n/a" if v is None else f"{v:.2f}" for v in (r["x_torch"], r["gemm_x_torch"]))
         diff = "n/a" if r["max_rel_diff"] is None else f"{r['max_rel_diff']:.1e}"
         lines.append(
             f"{r['net']:<4}{r['dtype']:<8}{r['batch']:>3} {_ms(r['engine_min_s'], 10)} {_ms(r['engine_median_s'], 7)} "
             f"{_ms(r['torch_min_s'], 9)} {_ms(r['torch_median_s'], 7)} {r['torch_layout'] or 'n/a':<13} {ratio:>7} "
-            f"{_ms(r['relu_loss_s'], 9)} {diff:>12}"
+            f"{_ms(r['gemm_min_s'], 9)} {floor:>7} {_ms(r['relu_loss_s'], 9)} {diff:>12}"
         )
     for net in NETS:
         mine = [r for r in rows if r["net"] == net.name]
@@ -230,6 +264,9 @@ def notes(timing: Timing, load: list[float] | None) -> list[str]:
         "torch: nn.functional conv2d / relu / max_pool2d and autograd.grad of the weights and biases (the",
         "  activations' gradients computed on the way), best of NCHW and channels_last, timed in a block of runs",
         "  of its own before the engine's. x torch = engine min / torch min (< 1: the engine is faster).",
+        "GEMMs: the bare matrix products of the step in this design (forward, weight gradient and, past the first",
+        "  layer, input gradient of every conv) on preallocated random matrices, run back to back after the engine's",
+        "  block: the floor of an im2col engine on this BLAS. The x torch beside it = GEMMs min / torch min.",
         "ReLU+loss: the medians of the NumPy ReLU ops (in place; backward multiplies by a bool mask) and the loss.",
         "max rel diff: max |engine - torch| / max |torch| over the loss, dw, db and every conv input's gradient.",
         "Per op: laps within the same timed engine steps; 'conv1 bwd' skips dx only where need_dx exists.",

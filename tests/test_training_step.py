@@ -143,6 +143,16 @@ def test_section_reports_every_op_and_returns_json_rows(capsys):
     json.dumps(result)  # JSON-able as it is
 
 
+def test_gemm_floor_is_every_conv_product_of_the_step():
+    results = [product() for product in ts.gemm_products(NET_A, np.float32, 2)]
+    # conv1: x (2, 28, 28, 1), 1 -> 32: cols @ w (M, 32) and colsᵀ @ dout (9, 32), no input gradient;
+    # conv2: x (2, 14, 14, 32), 32 -> 64: (M, 64), (288, 64) and dout @ wᵀ (M, 288)
+    assert [r.shape for r in results] == [(1568, 32), (9, 32), (392, 64), (288, 64), (392, 288)]
+    assert all(r.dtype == np.float32 for r in results)
+    row = ts.time_gemms(NET_A, np.float32, 2, ts.Timing(2, 0.0))
+    assert 0 < row["gemm_min_s"] <= row["gemm_median_s"]
+
+
 def test_section_times_on_the_chosen_clock(monkeypatch, capsys):
     ticks = iter(range(10**6))
     monkeypatch.setitem(ts.CLOCKS, "cpu", lambda: 0.25 * next(ticks))  # every reading 0.25 s after the last
