@@ -3,7 +3,10 @@
 Arrays are (N, H, W, C) views whatever their memory layout (NHWC, or NCHW seen through a transposed view: NumPy's
 ufuncs then run in memory order). Work goes tile by tile (:mod:`~im2col_cnn.pool_tiles`); within a tile the loops
 run over the kernel rows, then over the kernel columns: one strided slice per tap, the padding never read. Max
-pooling over windows that do not overlap (2x2 stride 2) needs no separation: one pass over the kernel offsets.
+pooling records each window's winner as it goes: over overlapping windows, the first kernel row holding each
+column's maximum, then the first column holding the window's; over windows that do not overlap (2x2 stride 2),
+the first kernel offset equal to the window's maximum (:func:`_first_equal`), or, where windows reach into the
+padding, a running maximum over the kernel offsets.
 """
 
 from __future__ import annotations
