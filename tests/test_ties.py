@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import im2col_cnn as ic
+from reference import max_pool2d_backward, max_pool2d_forward
 
 
 def img(rows) -> np.ndarray:
@@ -174,3 +175,19 @@ def test_dropin_average_with_padding():
     np.testing.assert_array_equal(Z, img([[1, 2], [3, 4]]))
     dX = ic.pool_backward(img([[4, 8], [12, 16]]), cache, mode="average")
     np.testing.assert_array_equal(dX, img([[1, 2], [3, 4]]))
+
+
+@pytest.mark.parametrize(("kernel", "stride"), [(2, 2), (3, 3), (2, 3), (4, 4), (16, 16)])
+@pytest.mark.parametrize("nan", [False, True])
+def test_modern_max_disjoint_windows_with_ties_and_nan_match_the_loops(kernel, stride, nan):
+    # Windows that do not overlap find their winner as the first offset equal to the maximum; 16x16 windows
+    # have 256 offsets, so their winners take two bytes.
+    rng = np.random.default_rng(kernel * 10 + stride + nan)
+    x = rng.integers(-2, 3, size=(2, 2 * stride + kernel + 1, 3 * stride + kernel, 3)).astype(np.float32)
+    if nan:
+        x.flat[rng.choice(x.size, 5, replace=False)] = np.nan
+    out, cache = ic.max_pool2d_forward(x, kernel, stride=stride)
+    expected_out, expected_cache = max_pool2d_forward(x, kernel, stride=stride)
+    np.testing.assert_array_equal(out, expected_out)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    np.testing.assert_array_equal(ic.max_pool2d_backward(dout, cache), max_pool2d_backward(dout, expected_cache))
