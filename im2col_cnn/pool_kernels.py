@@ -5,8 +5,7 @@ ufuncs then run in memory order). Work goes tile by tile (:mod:`~im2col_cnn.pool
 run over the kernel rows, then over the kernel columns: one strided slice per tap, the padding never read. Max
 pooling records each window's winner as it goes: over overlapping windows, the first kernel row holding each
 column's maximum, then the first column holding the window's; over windows that do not overlap (2x2 stride 2),
-the first kernel offset equal to the window's maximum (:func:`_first_equal`), or, where windows reach into the
-padding, a running maximum over the kernel offsets.
+which need no separation, a running maximum over the kernel offsets.
 """
 
 from __future__ import annotations
@@ -156,7 +155,7 @@ def pool_windows(
 
     def work(tile: Tile, scratch: Scratch) -> None:
         plan = tile_plan(rows, cols, tile_key(tile), code)
-        if disjoint and not (plan.inside and win is not None):  # runs of C elements: NumPy's default chunks
+        if disjoint:  # runs of C elements: NumPy's default chunks are faster here
             _forward_tile(x, out, win, tile, plan, disjoint, kind, divisor, scratch)
             return
         with short_ufunc_chunks():  # the row stage reads runs of W*C elements
@@ -192,14 +191,8 @@ def _forward_tile(
             np.divide(ot, divisor if np.ndim(divisor) == 0 else divisor[tile.rows[0], tile.cols[0]], out=ot)
         return
     wt = win[tile.out()]
-    if disjoint:  # no two windows share an input
-        if plan.inside:
-            r = scratch.get("rows", rows_shape, ot.dtype)
-            _reduce(xt, r, plan.row_taps, 1, np.maximum, -np.inf, plan.rows_rest)
-            _reduce(r, ot, plan.col_taps, 2, np.maximum, -np.inf, plan.cols_rest)
-            _first_equal(xt, ot, wt, plan.offsets, scratch)
-        else:  # one pass over the kernel offsets
-            _running_max(xt, ot, wt, plan.offsets, plan.first, scratch)
+    if disjoint:  # no two windows share an input: one pass over the kernel offsets
+        _running_max(xt, ot, wt, plan.offsets, plan.first, scratch)
         with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum only costs the exact slow path
             has_nan = bool(np.isnan(ot.sum()))
         if has_nan:  # rare
@@ -267,26 +260,6 @@ def _running_max(
         cs = _as_code(bs, codes[out])
         np.multiply(cs, code, out=cs)
         np.maximum(ws, cs, out=ws)
-
-
-def _first_equal(src: np.ndarray, dst: np.ndarray, win: np.ndarray, offsets: list[Offset], scratch: Scratch) -> None:
-    """``win`` = the code of the first of ``offsets`` (codes ``0, 1, ...``, each reaching every output) whose
-    ``src`` equals the window maximum ``dst``, by Horner's rule over the masks ``ne_k = src[inp_k] != dst``:
-    ``ne_0 * (1 + ne_1 * (1 + ... ne_{K-2}))`` -- the last offset needs no comparison. A window holding NaN equals
-    nothing and gets ``K - 1``; :func:`_nan_winners` redoes those."""
-    if len(offsets) == 1:
-        win.fill(0)
-        return
-    ne = scratch.get("not_equal", dst.shape, np.dtype(bool))
-    codes = scratch.get("codes", dst.shape, win.dtype)
-    for step, (_, _, inp, _) in enumerate(reversed(offsets[:-1])):
-        if step == 0:
-            np.not_equal(src[inp], dst, out=ne)
-            np.copyto(win, _as_code(ne, win))
-            continue
-        np.add(win, 1, out=win)
-        np.not_equal(src[inp], dst, out=ne)
-        np.multiply(win, _as_code(ne, codes), out=win)
 
 
 def _as_code(mask: np.ndarray, like: np.ndarray) -> np.ndarray:

@@ -250,8 +250,7 @@ class TilePlan:
     kernel offsets with the tile-relative outputs they reach, the inputs those read, and the outputs outside
     them. ``first_row``/``first`` give each output's first valid code -- a (1, ho, 1, 1) or (1, ho, wo, 1) array,
     or one int when all outputs share it; ``rows_rest``/``cols_rest`` the outputs the first kernel row / column
-    does not reach. ``inside`` says that every kernel offset reaches every output of the tile (no window of the
-    tile reads the padding).
+    does not reach.
     """
 
     row_taps: list
@@ -262,7 +261,6 @@ class TilePlan:
     first: Codes
     rows_rest: list[Index]
     cols_rest: list[Index]
-    inside: bool
 
 
 def tile_key(tile: Tile) -> tuple[int, ...]:
@@ -304,7 +302,6 @@ def _make_plan(rows: AxisMap, cols: AxisMap, tile: Tile, code: np.dtype) -> Tile
         _codes(first[None, :, :, None], code),  # (ho, wo) -> (1, ho, wo, 1)
         row_offsets[0][3],
         outside((ALL, ALL, first_col[0]), ho, wo),
-        len(offsets) == rows.k * kw and not any(rest for *_, rest in offsets),
     )
 
 
