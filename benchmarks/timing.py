@@ -21,6 +21,7 @@ __all__ = [
     "median_time",
     "interleaved_medians",
     "peak_memory_mib",
+    "bare_products",
     "matmul_limit_call",
     "workspace_mode",
     "workspace_call",
@@ -119,21 +120,34 @@ def peak_memory_mib(fn: Callable[[], object]) -> float:
     return max(0, peak - base) / MIB
 
 
-def matmul_limit_call(case: ConvCase, dtype: type[np.floating], batch: int, backward: bool) -> Callable[[], object]:
-    """The bare matrix products of a conv on preallocated random matrices (no window copying).
+def bare_products(
+    m: int, k: int, n: int, dtype: type[np.floating], *, forward: bool, backward: bool, input_grad: bool = True
+) -> list[Callable[[], object]]:
+    """The bare matrix products of a conv layer on preallocated random matrices (no window copying), in order.
 
-    Forward: ``cols (M, K) @ w (K, N)``. Backward: ``colsᵀ @ dout`` (dw) and ``dout @ wᵀ`` (dcols), together.
-    ``M = batch*Ho*Wo``, ``K = kh*kw*C_in``, ``N = C_out``. The products allocate their results, as the
-    engine's do.
+    ``M`` output positions, ``K = kh*kw*C_in``, ``N = C_out``. With ``forward``: ``cols (M, K) @ w (K, N)``. With
+    ``backward``: ``colsᵀ @ dout`` (dw) and, with ``input_grad``, ``dout @ wᵀ`` (dcols). The products allocate
+    their results, as the engine's do.
     """
-    m, k, n = case.matmul_shape(batch)
     rng = np.random.default_rng(0)
     cols = rng.random((m, k), dtype=dtype)
     w = rng.random((k, n), dtype=dtype)
+    products: list[Callable[[], object]] = [lambda: cols @ w] if forward else []
+    if backward:
+        dout = rng.random((m, n), dtype=dtype)
+        products.append(lambda: cols.T @ dout)
+        if input_grad:
+            products.append(lambda: dout @ w.T)
+    return products
+
+
+def matmul_limit_call(case: ConvCase, dtype: type[np.floating], batch: int, backward: bool) -> Callable[[], object]:
+    """The bare matrix products of a conv case (:func:`bare_products`), as one call: the forward product, or the
+    backward's two together."""
+    products = bare_products(*case.matmul_shape(batch), dtype, forward=not backward, backward=backward)
     if not backward:
-        return lambda: cols @ w
-    dout = rng.random((m, n), dtype=dtype)
-    return lambda: (cols.T @ dout, dout @ w.T)
+        return products[0]
+    return lambda: tuple(product() for product in products)
 
 
 def workspace_mode(engine: ModuleType) -> str | None:

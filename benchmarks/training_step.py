@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .timing import bare_products
 from .training_nets import (
     DTYPES,
     NETS,
@@ -119,23 +120,19 @@ def time_engine(engine: Engine, net: Net, inputs: Inputs, timing: Timing) -> dic
 
 
 def gemm_products(net: Net, dtype: type[np.floating], batch: int) -> list[Callable[[], object]]:
-    """The bare matrix products of one step of ``net`` in the im2col design, on preallocated random matrices.
+    """The bare matrix products of one step of ``net`` in the im2col design (:func:`~benchmarks.timing.bare_products`).
 
-    Per conv layer (``M = N*H*W``, ``K = 9*C_in``, ``N = C_out``): the forward ``cols (M, K) @ w (K, N)``, the
-    weight gradient ``colsᵀ @ dout`` and, except for the first layer (whose input needs no gradient), the input
-    gradient's ``dout @ wᵀ`` (its flipped-kernel correlation has the same flops). They allocate their results, as
-    the engine's do. Their time is the floor of this design: no window copying, no pooling, no ReLU.
+    Per conv layer (``M = N*H*W``, ``K = 9*C_in``, ``N = C_out``): the forward ``cols @ w``, the weight gradient
+    ``colsᵀ @ dout`` and, except for the first layer (whose input needs no gradient), the input gradient's
+    ``dout @ wᵀ`` (its flipped-kernel correlation has the same flops). Their time is the floor of this design: no
+    window copying, no pooling, no ReLU.
     """
-    rng = np.random.default_rng(0)
     products: list[Callable[[], object]] = []
     inputs = zip(net.layers, net.shapes(batch)[:-1], strict=True)  # each layer with its input's shape
     convs = [(layer, shape) for layer, shape in inputs if layer[0] == "conv"]
     for index, (layer, (n, h, w, c)) in enumerate(convs):
         m, k = n * h * w, 9 * c
-        cols, wmat, dout = (rng.random(shape, dtype=dtype) for shape in ((m, k), (k, layer[1]), (m, layer[1])))
-        products += [lambda a=cols, b=wmat: a @ b, lambda a=cols, b=dout: a.T @ b]
-        if index:
-            products.append(lambda a=dout, b=wmat: a @ b.T)
+        products += bare_products(m, k, layer[1], dtype, forward=True, backward=True, input_grad=index > 0)
     return products
 
 
