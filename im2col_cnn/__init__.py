@@ -20,7 +20,16 @@ Drop-in APIs, each a thin translation onto the same engine:
 from . import coursera as coursera  # the drop-in modules, public as modules
 from . import cs231n as cs231n
 from . import notebook as notebook
-from .conv import ConvCache, conv2d_backward, conv2d_forward
+from .geometry.windows import col2im, im2col
+from .layers.conv import ConvCache, conv2d_backward, conv2d_forward
+from .layers.pool import (
+    PoolCache,
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+from .layers.transpose import ConvTransposeCache, conv_transpose2d_backward, conv_transpose2d_forward
 from .notebook import (
     ConvLayerCache,
     PoolLayerCache,
@@ -32,17 +41,8 @@ from .notebook import (
     padding,
     pool_backward,
 )
-from .parallel import get_num_threads, set_num_threads
-from .pool import (
-    PoolCache,
-    avg_pool2d_backward,
-    avg_pool2d_forward,
-    max_pool2d_backward,
-    max_pool2d_forward,
-)
-from .transpose import ConvTransposeCache, conv_transpose2d_backward, conv_transpose2d_forward
-from .windows import col2im, im2col
-from .workspace import get_workspace_limit, set_workspace_limit, workspace_limit
+from .runtime.parallel import get_num_threads, set_num_threads
+from .runtime.workspace import get_workspace_limit, set_workspace_limit, workspace_limit
 
 __version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)
 

@@ -18,12 +18,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._checks import check_choice
-from .conv import conv2d_forward
+from .layers.conv import conv2d_forward
+from .layers.pool import avg_pool2d_forward, max_pool2d_forward
 from .notebook import backward as _conv_grads
 from .notebook import conv_slice, distribute_value, max_mask, padding
 from .notebook import pool_backward as _pool_grads
-from .pool import avg_pool2d_forward, max_pool2d_forward
+from .runtime.checks import check_choice
 
 __all__ = [
     "zero_pad",

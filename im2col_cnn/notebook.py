@@ -14,11 +14,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import as_float_array, as_int, as_pair, as_real, check_choice, check_ndim
-from .conv import conv2d_backward, conv2d_forward, prepare_conv
-from .half_precision import HALF, all_half
-from .pool import pool_backward as _pool_backward
-from .pool import pool_forward as _pool_forward
+from .layers.conv import conv2d_backward, conv2d_forward, prepare_conv
+from .layers.pool import pool_backward as _pool_backward
+from .layers.pool import pool_forward as _pool_forward
+from .runtime.checks import as_float_array, as_int, as_pair, as_real, check_choice, check_ndim
+from .runtime.half_precision import HALF, all_half
 
 __all__ = [
     "ConvLayerCache",

@@ -23,7 +23,7 @@ distributed = pytest.importorskip("distributed")
 from _helpers import assert_close  # noqa: E402
 
 import im2col_cnn as ic  # noqa: E402
-from im2col_cnn import batch_chunks, block_threads, parallel  # noqa: E402
+from im2col_cnn.runtime import batch_chunks, block_threads, parallel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}

@@ -14,8 +14,8 @@ from _helpers import FLOAT_DTYPES, assert_close
 
 import im2col_cnn as ic
 import reference as ref
-from im2col_cnn.conv import prepare_conv
-from im2col_cnn.conv_kernels import flipped_correlation_pays, input_grad
+from im2col_cnn.kernels.conv import flipped_correlation_pays, input_grad
+from im2col_cnn.layers.conv import prepare_conv
 
 
 def _geometry(x_shape, w_shape, **kw):

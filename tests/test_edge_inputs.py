@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import im2col_cnn as ic
-from im2col_cnn._checks import MAX_INT
+from im2col_cnn.runtime.checks import MAX_INT
 
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((2, 6, 6, 2))

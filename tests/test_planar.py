@@ -8,8 +8,8 @@ from _helpers import FLOAT_DTYPES, assert_close
 
 import im2col_cnn as ic
 import reference as ref
-from im2col_cnn import planar
-from im2col_cnn.conv import prepare_conv
+from im2col_cnn.kernels import planar
+from im2col_cnn.layers.conv import prepare_conv
 
 MiB = 2**20
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import im2col_cnn as ic
-from im2col_cnn import parallel, pool_tiles
+from im2col_cnn.geometry import pool_tiles
+from im2col_cnn.runtime import parallel
 
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 

@@ -8,9 +8,9 @@ from _helpers import FLOAT_DTYPES, assert_close
 
 import im2col_cnn as ic
 import reference as ref
-from im2col_cnn.conv_kernels import column_tiles
-from im2col_cnn.windows import make_geometry
-from im2col_cnn.workspace import BLOCK_BYTES, DEFAULT_WORKSPACE, MIN_WORKSPACE, tiles
+from im2col_cnn.geometry.windows import make_geometry
+from im2col_cnn.kernels.conv import column_tiles
+from im2col_cnn.runtime.workspace import BLOCK_BYTES, DEFAULT_WORKSPACE, MIN_WORKSPACE, tiles
 
 MiB = 2**20
 UNLIMITED = 2**40

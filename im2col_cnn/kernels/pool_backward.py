@@ -16,10 +16,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .parallel import map_blocks
-from .pool_kernels import Scratch, axis_maps
-from .pool_tiles import ALL, AxisMap, Index, Tile, empty_nhwc, input_tiles, max_workers, tile_key
-from .windows import WindowGeometry
+from ..geometry.pool_tiles import ALL, AxisMap, Index, Tile, empty_nhwc, input_tiles, max_workers, tile_key
+from ..geometry.windows import WindowGeometry
+from ..runtime.parallel import map_blocks
+from .pool_forward import Scratch, axis_maps
 
 __all__ = ["scatter_windows"]
 

@@ -24,7 +24,7 @@ from itertools import product
 
 import numpy as np
 
-from .workspace import get_workspace_limit
+from ..runtime.workspace import get_workspace_limit
 
 __all__ = [
     "ALL",

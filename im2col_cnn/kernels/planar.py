@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .windows import WindowGeometry
-from .workspace import BLOCK_BYTES, MIN_WORKSPACE, Buffers
+from ..geometry.windows import WindowGeometry
+from ..runtime.workspace import BLOCK_BYTES, MIN_WORKSPACE, Buffers
 
 __all__ = ["SMALL_CHANNELS", "plan", "correlate", "weight_grad", "input_grad"]
 

@@ -16,14 +16,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import as_flag, as_int, as_pair, check_bias, check_groups
-from .batch_chunks import batch_chunked
+from ..geometry.windows import MAX_ELEMENTS, WindowGeometry
+from ..kernels.conv import correlate, input_grad, weight_grad
+from ..runtime.batch_chunks import batch_chunked
+from ..runtime.checks import as_flag, as_int, as_pair, check_bias, check_groups
+from ..runtime.half_precision import float16_io
+from ..runtime.layout import new_result, weight_from_hwio
+from ..runtime.workspace import resolve_limit
 from .conv import bias_grad, layer_arrays, layout_hint, nhwc_dout
-from .conv_kernels import correlate, input_grad, weight_grad
-from .half_precision import float16_io
-from .layout import new_result, weight_from_hwio
-from .windows import MAX_ELEMENTS, WindowGeometry
-from .workspace import resolve_limit
 
 __all__ = ["ConvTransposeCache", "conv_transpose2d_forward", "conv_transpose2d_backward"]
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..geometry.phases import Phase, column_entries, phases
+from ..geometry.windows import WindowGeometry
+from ..runtime.workspace import Buffers, Tile, tiles
 from . import depthwise, planar
-from .phases import Phase, column_entries, phases
-from .tile_columns import iter_columns, scatter_tile
-from .windows import WindowGeometry
-from .workspace import Buffers, Tile, tiles
+from .columns import iter_columns, scatter_tile
 
 __all__ = ["correlate", "input_grad", "weight_grad", "flipped_correlation_pays", "tile_rows"]
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tile_columns import stage
-from .windows import WindowGeometry
-from .workspace import Buffers, Tile, tiles
+from ..geometry.windows import WindowGeometry
+from ..runtime.workspace import Buffers, Tile, tiles
+from .columns import stage
 
 __all__ = ["correlate", "input_grad", "weight_grad"]
 

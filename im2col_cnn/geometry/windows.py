@@ -21,9 +21,9 @@ from functools import cached_property, lru_cache
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ._checks import as_float_array, as_int, as_pair, as_real, check_ndim
-from .tile_columns import scatter_tile
-from .workspace import Scratch, Tile
+from ..kernels.columns import scatter_tile
+from ..runtime.checks import as_float_array, as_int, as_pair, as_real, check_ndim
+from ..runtime.workspace import Scratch, Tile
 
 __all__ = ["WindowGeometry", "make_geometry", "pad_input", "window_view", "im2col", "col2im"]
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from ._checks import as_int
+from .checks import as_int
 
 __all__ = ["ENV_VAR", "available_cores", "get_num_threads", "set_num_threads", "map_blocks"]
 

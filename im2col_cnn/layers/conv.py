@@ -7,7 +7,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import (
+from ..geometry.windows import WindowGeometry, make_geometry
+from ..kernels.conv import correlate, input_grad, weight_grad
+from ..runtime.batch_chunks import batch_chunked
+from ..runtime.checks import (
     as_flag,
     as_float_arrays,
     as_int,
@@ -19,12 +22,9 @@ from ._checks import (
     check_groups,
     check_ndim,
 )
-from .batch_chunks import batch_chunked
-from .conv_kernels import correlate, input_grad, weight_grad
-from .half_precision import float16_io
-from .layout import new_result, to_nhwc, weight_from_hwio, weight_to_hwio
-from .windows import WindowGeometry, make_geometry
-from .workspace import BLOCK_BYTES, Buffers, resolve_limit, tiles
+from ..runtime.half_precision import float16_io
+from ..runtime.layout import new_result, to_nhwc, weight_from_hwio, weight_to_hwio
+from ..runtime.workspace import BLOCK_BYTES, Buffers, resolve_limit, tiles
 
 __all__ = ["ConvCache", "conv2d_forward", "conv2d_backward"]
 

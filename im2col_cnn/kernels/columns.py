@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .workspace import Tile
+from ..runtime.workspace import Tile
 
 if TYPE_CHECKING:
-    from .windows import WindowGeometry
+    from ..geometry.windows import WindowGeometry
 
 __all__ = ["stage", "iter_columns", "scatter_tile", "tile_size"]
 

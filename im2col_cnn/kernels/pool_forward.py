@@ -15,8 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .parallel import map_blocks
-from .pool_tiles import (
+from ..geometry.pool_tiles import (
     ALL,
     AxisMap,
     Offset,
@@ -29,7 +28,8 @@ from .pool_tiles import (
     tile_key,
     tile_plan,
 )
-from .windows import WindowGeometry
+from ..geometry.windows import WindowGeometry
+from ..runtime.parallel import map_blocks
 
 __all__ = ["pool_geometry", "avg_divisor", "axis_maps", "code_dtype", "Scratch", "pool_windows", "argmax_indices"]
 

@@ -12,13 +12,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import as_flag, as_float_array, as_int, as_pair, check_data_format, check_dout, check_ndim
-from .batch_chunks import batch_chunked
-from .half_precision import float16_io
-from .layout import to_nhwc
-from .pool_kernels import argmax_indices, avg_divisor, pool_geometry, pool_windows
-from .pool_scatter import scatter_windows
-from .windows import WindowGeometry
+from ..geometry.windows import WindowGeometry
+from ..kernels.pool_backward import scatter_windows
+from ..kernels.pool_forward import argmax_indices, avg_divisor, pool_geometry, pool_windows
+from ..runtime.batch_chunks import batch_chunked
+from ..runtime.checks import as_flag, as_float_array, as_int, as_pair, check_data_format, check_dout, check_ndim
+from ..runtime.half_precision import float16_io
+from ..runtime.layout import to_nhwc
 
 __all__ = [
     "PoolCache",

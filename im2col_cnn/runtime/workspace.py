@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import as_int
+from .checks import as_int
 
 __all__ = ["DEFAULT_WORKSPACE", "MIN_WORKSPACE", "get_workspace_limit", "set_workspace_limit", "workspace_limit"]
 
