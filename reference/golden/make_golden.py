@@ -2,7 +2,8 @@
 
 Run from the repository root: ``python -m reference.golden.make_golden`` (or
 ``python reference/golden/make_golden.py``). ``--check`` rebuilds the cases in memory and compares them
-with the stored files instead of writing. Layout of each file: README.md in this folder.
+with the stored files instead of writing. The 2-D cases are built here and go to this folder; the N-d ones are
+built by ``make_golden_nd`` and go to ``nd/``. Layout of each file: README.md in this folder.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import reference as R  # noqa: E402
+from reference.golden import ND_DIR  # noqa: E402
+from reference.golden.make_golden_nd import build_nd_cases  # noqa: E402
 
 GOLDEN_DIR = Path(__file__).resolve().parent
 DTYPES = ("float32", "float64")
@@ -297,6 +300,14 @@ def build_cases() -> dict[str, dict[str, np.ndarray]]:
     return cases
 
 
+def build_all_nd_cases() -> dict[str, dict[str, np.ndarray]]:
+    """Every N-d golden case (folder ``nd/``), keyed by file stem ``<op>_<dtype>_<nn>``."""
+    cases: dict[str, dict[str, np.ndarray]] = {}
+    for d_id, dt in enumerate(DTYPES):
+        cases.update(build_nd_cases(dt, d_id))
+    return cases
+
+
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """np.savez_compressed with fixed timestamps, so regenerating gives identical bytes."""
     buf = io.BytesIO()
@@ -309,18 +320,18 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     path.write_bytes(buf.getvalue())
 
 
-def check(cases: dict[str, dict[str, np.ndarray]]) -> int:
-    """Compare freshly built cases with the stored files; return the number of mismatches."""
-    stored = {p.stem for p in GOLDEN_DIR.glob("*.npz")}
+def check(cases: dict[str, dict[str, np.ndarray]], folder: Path = GOLDEN_DIR) -> int:
+    """Compare freshly built cases with the files stored in ``folder``; return the number of mismatches."""
+    stored = {p.stem for p in folder.glob("*.npz")}
     bad = sorted(stored ^ set(cases))
     for name in bad:
         print(f"{name}: only {'on disk' if name in stored else 'in build_cases()'}")
     for name in sorted(stored & set(cases)):
-        with np.load(GOLDEN_DIR / f"{name}.npz", allow_pickle=False) as data:
+        with np.load(folder / f"{name}.npz", allow_pickle=False) as data:
             same = set(data.files) == set(cases[name]) and all(
                 data[k].dtype == cases[name][k].dtype
                 and data[k].shape == cases[name][k].shape
-                and np.allclose(data[k], cases[name][k], rtol=1e-6, atol=1e-6)
+                and np.allclose(data[k], cases[name][k], rtol=1e-6, atol=1e-6, equal_nan=True)
                 if data[k].dtype.kind == "f"
                 else np.array_equal(data[k], cases[name][k])
                 for k in data.files
@@ -335,17 +346,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare with the stored files, write nothing")
     args = parser.parse_args(argv)
-    cases = build_cases()
+    folders = {GOLDEN_DIR: build_cases(), ND_DIR: build_all_nd_cases()}
     if args.check:
-        n_bad = check(cases)
-        print(f"{len(cases)} cases, {n_bad} mismatches")
+        n_bad = 0
+        for folder, cases in folders.items():
+            n_folder = check(cases, folder)
+            print(f"{folder.name}/: {len(cases)} cases, {n_folder} mismatches")
+            n_bad += n_folder
         return 1 if n_bad else 0
-    for old in GOLDEN_DIR.glob("*.npz"):
-        old.unlink()
-    for name, arrays in cases.items():
-        write_npz(GOLDEN_DIR / f"{name}.npz", arrays)
-    total = sum(p.stat().st_size for p in GOLDEN_DIR.glob("*.npz"))
-    print(f"wrote {len(cases)} cases to {GOLDEN_DIR} ({total / 1024:.0f} KiB)")
+    for folder, cases in folders.items():
+        folder.mkdir(exist_ok=True)
+        for old in folder.glob("*.npz"):
+            old.unlink()
+        for name, arrays in cases.items():
+            write_npz(folder / f"{name}.npz", arrays)
+        total = sum(p.stat().st_size for p in folder.glob("*.npz"))
+        print(f"wrote {len(cases)} cases to {folder} ({total / 1024:.0f} KiB)")
     return 0
 
 
