@@ -32,14 +32,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from .layers.conv import ConvCache, conv2d_backward, conv2d_forward
-from .layers.pool import (
-    PoolCache,
-    avg_pool2d_forward,
-    max_pool2d_backward,
-    max_pool2d_forward,
-    pool_backward,
-    pool_forward,
-)
+from .layers.pool import avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
+from .layers.pooling import PoolCache, pool_backward, pool_forward
 
 __all__ = [
     "conv_forward_naive",

@@ -15,9 +15,9 @@ from typing import NamedTuple
 import numpy as np
 
 from .layers.conv import conv2d_backward, conv2d_forward, prepare_conv
-from .layers.pool import pool_backward as _pool_backward
-from .layers.pool import pool_forward as _pool_forward
-from .runtime.checks import as_float_array, as_int, as_pair, as_real, check_choice, check_ndim
+from .layers.pooling import pool_backward as _pool_backward
+from .layers.pooling import pool_forward as _pool_forward
+from .runtime.checks import as_float_array, as_int, as_real, as_tuple, check_choice, check_ndim
 from .runtime.half_precision import HALF, all_half
 
 __all__ = [
@@ -125,21 +125,21 @@ def forward(
         :func:`backward` changes the gradients it returns.
     """
     kind = _FORWARD_MODES[check_choice(mode, "mode", list(_FORWARD_MODES))]
-    pads = as_pair(pad, "pad", minimum=0)
-    steps = as_pair(stride, "stride", minimum=1)
+    pads = as_tuple(pad, 2, "pad", minimum=0)
+    steps = as_tuple(stride, 2, "stride", minimum=1)
     if kind == "conv":
         if f is not None:
             _check_window(f, W)
         Z, _ = conv2d_forward(X, W, b, stride=steps, padding=pads)
         return Z, ConvLayerCache(X, W, b, pad, stride)
-    window = as_pair(f, "f", minimum=1)
+    window = as_tuple(f, 2, "f", minimum=1)
     Z, _ = _pool_forward(_zero_pad(X, pads), window, steps, 0, kind)
     return (Z.astype(HALF) if all_half(X) else Z), PoolLayerCache(X, f, stride, pad, mode)
 
 
 def _check_window(f: object, W: object) -> None:
     """``ValueError`` unless the conv window ``f`` (an int or (fh, fw)) is W's (fh, fw, C, C_out) window."""
-    window = as_pair(f, "f", minimum=1)
+    window = as_tuple(f, 2, "f", minimum=1)
     w = as_float_array(W, "w")
     if w.ndim == 4 and window != w.shape[:2]:
         raise ValueError(f"f must be None or the window of W {w.shape[:2]} for mode='conv', got f={f!r}")
@@ -150,7 +150,7 @@ def backward(dZ: object, cache: ConvLayerCache) -> tuple[np.ndarray, np.ndarray,
     if not isinstance(cache, tuple) or len(cache) != 5:
         raise TypeError("cache must be the conv cache (X, W, b, pad, stride) returned by forward(mode='conv')")
     X, W, b, pad, stride = cache
-    conv_cache, _ = prepare_conv(X, W, b, as_pair(stride, "stride", minimum=1), as_pair(pad, "pad", minimum=0))
+    conv_cache, _ = prepare_conv(X, W, b, as_tuple(stride, 2, "stride", minimum=1), as_tuple(pad, 2, "pad", minimum=0))
     if all_half(X, W, b):  # as forward(): float16 layers are computed in float32 and answer in float16
         conv_cache = conv_cache._replace(io_dtype=HALF)
     dX, dW, db = conv2d_backward(dZ, conv_cache)
@@ -174,10 +174,10 @@ def pool_backward(dA: object, cache: PoolLayerCache | tuple, mode: str = "max") 
             "mode must be 'average' for a cache made by forward(mode='avepool'), got mode='max' "
             "(a max-pool gradient needs a max-pool layer)"
         )
-    ph, pw = as_pair(pad, "pad", minimum=0)
+    ph, pw = as_tuple(pad, 2, "pad", minimum=0)
     xp = _zero_pad(X, (ph, pw))
     _, pool_cache = _pool_forward(
-        xp, as_pair(f, "f", minimum=1), as_pair(stride, "stride", minimum=1), 0, kind, ties="all"
+        xp, as_tuple(f, 2, "f", minimum=1), as_tuple(stride, 2, "stride", minimum=1), 0, kind, ties="all"
     )
     dxp = _pool_backward(dA, pool_cache, kind)  # (m, H + 2ph, W + 2pw, C), a fresh array
     h, w = xp.shape[1] - 2 * ph, xp.shape[2] - 2 * pw
@@ -193,7 +193,7 @@ def max_mask(x: object) -> np.ndarray:
 
 def distribute_value(dz: float, shape: tuple[int, int]) -> np.ndarray:
     """A ``shape`` (h, w) array holding ``dz / (h*w)`` everywhere: an average's gradient."""
-    h, w = as_pair(shape, "shape", minimum=1)
+    h, w = as_tuple(shape, 2, "shape", minimum=1)
     as_real(dz, "dz")
     dtype = np.result_type(dz)
     if dtype.kind != "f":  # ints become float64; float32 stays float32

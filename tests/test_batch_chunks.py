@@ -373,9 +373,11 @@ def test_a_dout_of_another_shape_is_a_value_error():
         ic.conv2d_backward(da.ones((5, 2, 2, 4)), cache)
 
 
-def test_x_must_be_4d_with_known_chunk_sizes():
-    with pytest.raises(ValueError, match=r"x must be a 4-D array chunked along the batch \(axis 0\), got shape \(4, 4"):
+def test_x_must_have_the_layers_rank_and_known_chunk_sizes():
+    with pytest.raises(ValueError, match=r"x must be a 4-D array of shape \(N, H, W, C\) for data_format 'NHWC'"):
         ic.avg_pool2d_forward(da.ones((4, 4, 2), chunks=2), 2)
+    with pytest.raises(ValueError, match=r"x must be an array chunked along the batch \(axis 0\), got shape \(4,\)"):
+        ic.avg_pool2d_forward(da.ones(4, chunks=2), 2)
     x = da.from_array(np.arange(32.0).reshape(4, 2, 2, 2), chunks=2)
     with pytest.raises(ValueError, match=r"x has unknown chunk sizes .* call x.compute_chunk_sizes\(\) first"):
         ic.max_pool2d_forward(x[x[:, 0, 0, 0] > 5], 2)

@@ -121,10 +121,15 @@ def test_x_wrong_ndim(shape):
         lambda: ic.conv2d_forward(x, W),
         lambda: ic.max_pool2d_forward(x, 2),
         lambda: ic.avg_pool2d_forward(x, 2),
-        lambda: ic.im2col(x, 2),
     ):
         with pytest.raises(ValueError, match=r"x must be a 4-D array of shape \(N, H, W, C"):
             call()
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (1, 2, 3, 5, 5, 3), (), (3,)])
+def test_im2col_x_needs_one_to_three_spatial_axes(shape):
+    with pytest.raises(ValueError, match=r"x must be a 3-, 4- or 5-D array of shape \(N, \*spatial, C\)"):
+        ic.im2col(np.ones(shape), 2)
 
 
 @pytest.mark.parametrize("shape", [(3, 3, 3), (3, 3, 3, 4, 1)])
@@ -136,17 +141,17 @@ def test_w_wrong_ndim(shape):
 def test_cols_wrong_ndim_and_shape():
     with pytest.raises(ValueError, match=r"cols must be a 2-D array"):
         ic.col2im(np.ones(48), X.shape, 2)
-    with pytest.raises(ValueError, match=r"cols must have shape \(N\*Ho\*Wo, kh\*kw\*C\) = \(32, 12\)"):
+    with pytest.raises(ValueError, match=r"cols must have shape \(N\*prod\(out\), prod\(kernel\)\*C\) = \(32, 12\)"):
         ic.col2im(np.ones((32, 13)), X.shape, 2)
 
 
 @pytest.mark.parametrize(
     ("x_shape", "error"),
-    [((2, 5, 5), ValueError), ((2, 5, 0, 3), ValueError), ((2, 5, 5.0, 3), TypeError), (5, TypeError),
-     ((True, 6, 6, 2), TypeError), ("2553", TypeError), ((2, 5, 2**63, 3), ValueError)],
+    [((2, 5), ValueError), ((2, 5, 0, 3), ValueError), ((2, 5, 5.0, 3), TypeError), (5, TypeError),
+     ((True, 6, 6, 2), TypeError), ("2553", TypeError), ((2, 5, 2**63, 3), ValueError), ((1,) * 6, ValueError)],
 )  # fmt: skip
 def test_col2im_bad_x_shape(x_shape, error):
-    with pytest.raises(error, match=r"x_shape must be a shape \(N, H, W, C\) of positive ints"):
+    with pytest.raises(error, match=r"x_shape must be a shape \(N, \*spatial, C\) with 1 to 3 spatial axes"):
         ic.col2im(np.ones((32, 12)), x_shape, 2)
 
 

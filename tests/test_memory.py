@@ -168,7 +168,7 @@ def test_strided_input_gradient_paths_stay_within_the_limit(path, fmt):
     x, w = ones((1, 1024, 1024, 8)), np.full((4, 4, 8, 8), 0.1)
     _, cache = ic.conv2d_forward(x, w, stride=2, padding=1)
     geom = cache.geom
-    dout = ones((1, geom.out_h, geom.out_w, 8))
+    dout = ones((1, *geom.out_shape, 8))
     dx = np.empty((1, 8, 1024, 1024)).transpose(0, 2, 3, 1) if fmt == "NCHW" else np.empty(x.shape)
     assert_within_limit(lambda: input_grad(dout, w, geom, dx, LIMIT, path=path))
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import im2col_cnn as ic
-from im2col_cnn.geometry.pool_tiles import UFUNC_BUFSIZE, short_ufunc_chunks
+from im2col_cnn.kernels.pool_plan import UFUNC_BUFSIZE, short_ufunc_chunks
 
 
 def test_short_ufunc_chunks_restores_the_callers_setting() -> None:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import im2col_cnn as ic
-from im2col_cnn.geometry import pool_tiles
+from im2col_cnn.geometry import tiles as pool_tiles
+from im2col_cnn.geometry.windows import Axis
 from im2col_cnn.runtime import parallel
 
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -145,18 +146,19 @@ def test_pooling_is_identical_for_every_thread_count_limit_and_tile_size(kind, k
 
 
 def test_tiny_tiles_split_channels_columns_and_rows():
-    rows = pool_tiles.AxisMap(size=30, k=3, s=2, d=1, pad=1, out=15)
-    cols = pool_tiles.AxisMap(size=40, k=3, s=2, d=1, pad=1, out=20)
+    rows = Axis(size=30, k=3, s=2, d=1, lo=1, hi=0)
+    cols = Axis(size=40, k=3, s=2, d=1, lo=1, hi=0)
+    assert (rows.out, cols.out) == (15, 20)
     old = pool_tiles.TILE_BYTES
     try:
         pool_tiles.TILE_BYTES = 3000
-        tiles = pool_tiles.output_tiles((2, 30, 40, 100), rows, cols, 8)
-        back = pool_tiles.input_tiles((2, 30, 40, 100), rows, cols, 8)
+        tiles = pool_tiles.output_tiles((2, 30, 40, 100), (rows, cols), 8)
+        back = pool_tiles.input_tiles((2, 30, 40, 100), (rows, cols), 8)
     finally:
         pool_tiles.TILE_BYTES = old
     for found in (tiles, back):
-        for part in ("channels", "cols", "rows"):
-            assert len({str(getattr(t, part)) for t in found}) > 1, part
+        for part in (lambda t: t.channels, lambda t: t.axes[1], lambda t: t.axes[0]):
+            assert len({str(part(t)) for t in found}) > 1
     covered = np.zeros((2, 15, 20, 100), dtype=int)
     for t in tiles:
         covered[t.out()] += 1

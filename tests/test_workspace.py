@@ -8,9 +8,10 @@ from _helpers import FLOAT_DTYPES, assert_close
 
 import im2col_cnn as ic
 import reference as ref
+from im2col_cnn.geometry.tiles import conv_tiles
 from im2col_cnn.geometry.windows import make_geometry
 from im2col_cnn.kernels.conv import column_tiles
-from im2col_cnn.runtime.workspace import BLOCK_BYTES, DEFAULT_WORKSPACE, MIN_WORKSPACE, tiles
+from im2col_cnn.runtime.workspace import BLOCK_BYTES, DEFAULT_WORKSPACE, MIN_WORKSPACE
 
 MiB = 2**20
 UNLIMITED = 2**40
@@ -73,9 +74,9 @@ def test_image_larger_than_the_limit_is_split_into_row_blocks():
     small = ic.conv2d_backward(dout, cache, workspace=MIN_WORKSPACE)
     big_out, big_cache = ic.conv2d_forward(x, w, stride=1, padding=1, workspace=UNLIMITED)
     big = ic.conv2d_backward(dout, big_cache, workspace=UNLIMITED)
-    geom = make_geometry(x.shape, (3, 3), (1, 1), (1, 1))
+    geom = make_geometry(x.shape, (3, 3), (1, 1), ((1, 1), (1, 1)))
     blocks = column_tiles(x.shape, 8, geom, MIN_WORKSPACE, 4)
-    assert len(blocks) > 2 and all(t.images.stop - t.images.start == 1 and t.cols == slice(0, 64) for t in blocks)
+    assert len(blocks) > 2 and all(t.images.stop - t.images.start == 1 and t.box[1] == slice(0, 64) for t in blocks)
     assert column_tiles(x.shape, 8, geom, UNLIMITED, 4) == column_tiles(x.shape, 8, geom, 3 * MIN_WORKSPACE, 4)
     for a, c in zip((out, *small), (big_out, *big), strict=True):
         assert_close(a, c, np.float64)
@@ -87,15 +88,13 @@ def test_tiles_cover_every_output_position_once():
     cases += [(700, 5, 3, 2**10, 2**30), (2, 3, 7, 10**6, 2 * 10**6), (3, 2, 1, 10**9, 10)]
     for n, out_h, out_w, position_bytes, limit in cases:
         covered = np.zeros((n, out_h, out_w), dtype=int)
-        scratch = lambda n_b, h_b, w_b, p=position_bytes: n_b * h_b * w_b * p  # noqa: E731
-        found = tiles(n, out_h, out_w, position_bytes * out_h * out_w, scratch, limit)
+        scratch = lambda n_b, sizes, p=position_bytes: n_b * sizes[0] * sizes[1] * p  # noqa: E731
+        found = conv_tiles(n, (out_h, out_w), position_bytes * out_h * out_w, scratch, limit)
         for t in found:
-            covered[t.images, t.rows, t.cols] += 1
+            covered[(t.images, *t.box)] += 1
             # a tile fits the limit unless it is a single output position
-            assert (
-                scratch(*(s.stop - s.start for s in t)) <= limit
-                or (t.rows.stop - t.rows.start) * (t.cols.stop - t.cols.start) == 1
-            )
+            sizes = [s.stop - s.start for s in t.box]
+            assert scratch(t.images.stop - t.images.start, sizes) <= limit or sizes[0] * sizes[1] == 1
         np.testing.assert_array_equal(covered, 1)
 
 

@@ -1,116 +1,114 @@
 """Column matrices built and scattered back one output tile at a time (the conv kernels' inner loops).
 
-A tile is a block of ``(images, output rows, output columns)`` (:class:`~im2col_cnn.workspace.Tile`). Its windows
-read a slab of the input: a view of the input itself where the slab lies inside it and the input is NHWC in
-memory, else a zero-padded NHWC copy of just that slab (:func:`stage`) -- so no padded copy of a whole image
-and no NHWC copy of a whole NCHW array is ever made.
+A tile is a block of images and output positions (:class:`~im2col_cnn.geometry.tiles.Tile`). Its windows read a
+slab of the input: a view of the input itself where the slab lies inside it and the input is channels-last in
+memory, else a zero-padded channels-last copy of just that slab (:func:`stage`) -- so no padded copy of a whole
+image and no channels-last copy of a whole channels-first array is ever made. Arrays are ``(N, *spatial, C)``
+views with 1 to 3 spatial axes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+import math
+from collections.abc import Callable, Iterator, Sequence
+from itertools import product
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
-from ..runtime.workspace import Tile
+from ..geometry.tiles import Tile, tile_sizes
+from ..geometry.windows import Tap, WindowGeometry, window_view
 
-if TYPE_CHECKING:
-    from ..geometry.windows import WindowGeometry
+__all__ = ["ALL", "fill_outside", "stage", "iter_columns", "scatter_tile", "shift", "gather_taps", "scatter_taps"]
 
-__all__ = ["stage", "iter_columns", "scatter_tile", "tile_size"]
+ALL = slice(None)
 
 
-def stage(x: np.ndarray, images: slice, extent: tuple[int, int, int, int], buf: np.ndarray) -> np.ndarray:
-    """``x[images, r0:r1, c0:c1]`` as an NHWC-contiguous copy in ``buf``, zeros where the extent leaves ``x``.
+def fill_outside(arr: np.ndarray, inner: Sequence[tuple[int, int]], value: float = 0.0, first_axis: int = 1) -> None:
+    """Fill ``arr`` with ``value`` outside the box ``inner`` (``(lo, hi)`` per axis from ``first_axis`` on).
 
-    ``x`` is (N, H, W, C) in any memory layout (an NCHW array's transposed view is read block by block here);
-    ``extent`` is ``(r0, r1, c0, c1)``, which may reach past the input into the padding. Returns the
-    ``(n_b, r1 - r0, c1 - c0, C)`` slab, a view of ``buf``.
+    Only the border strips are written, each once: along each axis, what lies before and after the box, with the
+    earlier axes already restricted to it.
     """
-    _, h, w, c = x.shape
-    r0, r1, c0, c1 = extent
-    n_b = len(range(images.start, images.stop))
-    slab = buf[: n_b * (r1 - r0) * (c1 - c0) * c].reshape(n_b, r1 - r0, c1 - c0, c)
-    a0, a1, b0, b1 = max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
-    if a1 <= a0 or b1 <= b0:  # the tile's windows read only padding
+    lead = (ALL,) * first_axis
+    for axis, (lo, hi) in enumerate(inner):
+        within = tuple(slice(a, b) for a, b in inner[:axis])
+        if lo > 0:
+            arr[(*lead, *within, slice(0, lo))] = value
+        if hi < arr.shape[first_axis + axis]:
+            arr[(*lead, *within, slice(hi, None))] = value
+
+
+def stage(x: np.ndarray, images: slice, extent: Sequence[tuple[int, int]], buf: np.ndarray) -> np.ndarray:
+    """``x[images, *extent]`` as a channels-last contiguous copy in ``buf``, zeros where the extent leaves ``x``.
+
+    ``x`` is (N, *spatial, C) in any memory layout (a channels-first array's transposed view is read block by
+    block here); ``extent`` is ``(lo, hi)`` per spatial axis and may reach past the input into the padding.
+    Returns the ``(n_b, *(hi - lo), C)`` slab, a view of ``buf``.
+    """
+    c = x.shape[-1]
+    n_b = images.stop - images.start
+    sizes = tuple(hi - lo for lo, hi in extent)
+    slab = buf[: n_b * math.prod(sizes) * c].reshape(n_b, *sizes, c)
+    clipped = [(max(lo, 0), min(hi, size)) for (lo, hi), size in zip(extent, x.shape[1:-1], strict=True)]
+    if any(b <= a for a, b in clipped):  # the tile's windows read only padding
         slab.fill(0)
         return slab
-    top, bottom, left, right = a0 - r0, a1 - r0, b0 - c0, b1 - c0
-    # Fill only the border strips, then copy the interior once.
-    slab[:, :top] = 0
-    slab[:, bottom:] = 0
-    slab[:, top:bottom, :left] = 0
-    slab[:, top:bottom, right:] = 0
-    slab[:, top:bottom, left:right] = x[images, a0:a1, b0:b1]
+    inner = [(a - lo, b - lo) for (a, b), (lo, _) in zip(clipped, extent, strict=True)]
+    fill_outside(slab, inner)
+    slab[(ALL, *(slice(a, b) for a, b in inner))] = x[(images, *(slice(a, b) for a, b in clipped))]
     return slab
-
-
-def _tile_windows(src: np.ndarray, geom: WindowGeometry, h_b: int, w_b: int) -> np.ndarray:
-    """Read-only ``(n_b, h_b, w_b, kh, kw, C)`` windows of ``src``, whose [:, 0, 0] is the tile's first window."""
-    s_n, s_h, s_w, s_c = src.strides
-    return as_strided(
-        src,
-        shape=(src.shape[0], h_b, w_b, geom.kh, geom.kw, src.shape[3]),
-        strides=(s_n, s_h * geom.sh, s_w * geom.sw, s_h * geom.dh, s_w * geom.dw, s_c),
-        writeable=False,
-    )
-
-
-def tile_size(tile: Tile) -> tuple[int, int, int]:
-    """(images, rows, columns) of a tile."""
-    return tuple(len(range(s.start, s.stop)) for s in tile)  # type: ignore[return-value]
 
 
 def iter_columns(
     x: np.ndarray, geom: WindowGeometry, tiles: list[Tile], groups: int = 1
 ) -> Iterator[tuple[Tile, np.ndarray]]:
-    """Yield ``(tile, cols)``: the column matrix of ``x`` (N, H, W, C), one output tile at a time.
+    """Yield ``(tile, cols)``: the column matrix of ``x`` (N, *spatial, C), one output tile at a time.
 
-    ``cols`` is ``(n_b*h_b*w_b, kh*kw*C)`` for the windows of ``tile``, its columns in ``(i, j, c)`` order --
-    or, with ``groups`` G > 1, in group-major ``(g, i, j, c_g)`` order, so that group g's columns are the
-    contiguous ``cols.reshape(m, G, -1)[:, g]``. ``x`` may be in any memory layout. Where the windows reach
-    into the padding (or ``x`` is not NHWC in memory), they are read from a zero-padded slab of just the tile
-    (:func:`stage`). ``cols`` lives in a buffer that the next tile overwrites; a pointwise geometry yields
-    views of ``x`` itself where ``x`` is NHWC in memory.
+    ``cols`` is ``(n_b*prod(sizes), prod(kernel)*C)`` for the windows of ``tile``, its columns in ``(*taps, c)``
+    order -- or, with ``groups`` G > 1, in group-major ``(g, *taps, c_g)`` order, so that group g's columns are the
+    contiguous ``cols.reshape(m, G, -1)[:, g]``. ``x`` may be in any memory layout. Where the windows reach into
+    the padding (or ``x`` is not channels-last in memory), they are read from a zero-padded slab of just the tile
+    (:func:`stage`). ``cols`` lives in a buffer that the next tile overwrites; a pointwise geometry yields views
+    of ``x`` itself where ``x`` is channels-last in memory.
     """
     if not tiles:
         return
-    c = x.shape[3]
-    k = geom.kh * geom.kw * c
-    one_tap = geom.kh * geom.kw == 1
-    nhwc = x.strides[3] == x.itemsize or c == 1
+    c = x.shape[-1]
+    k = geom.taps * c
+    one_tap = geom.taps == 1
+    last = x.strides[-1] == x.itemsize or c == 1
     cols_buf = slab_buf = None
     for tile in tiles:
-        n_b, h_b, w_b = tile_size(tile)
-        m = n_b * h_b * w_b
+        n_b, sizes = tile_sizes(tile)
+        m = n_b * math.prod(sizes)
         if geom.is_pointwise:
-            src = x[tile.images, tile.rows, tile.cols]  # (n_b, h_b, w_b, C)
+            src = x[(tile.images, *tile.box)]  # (n_b, *sizes, C)
             if src.flags.c_contiguous:
-                yield tile, src.reshape(m, c)  # (n_b, h_b, w_b, C) -> (m, C), no copy
+                yield tile, src.reshape(m, c)  # (n_b, *sizes, C) -> (m, C), no copy
                 continue
-        extent = geom.input_extent(tile.rows, tile.cols)
-        r0, r1, c0, c1 = extent
-        inside = r0 >= 0 and c0 >= 0 and r1 <= geom.in_h and c1 <= geom.in_w
-        if inside and (nhwc or one_tap):
-            src = x[tile.images, r0:r1, c0:c1]
+        extent = geom.span(tile.box)
+        inside = all(lo >= 0 and hi <= size for (lo, hi), size in zip(extent, geom.in_shape, strict=True))
+        if inside and (last or one_tap):
+            src = x[(tile.images, *(slice(lo, hi) for lo, hi in extent))]
         else:
             if slab_buf is None:
-                n0, h0, w0 = tile_size(tiles[0])
-                e = geom.input_extent(slice(0, h0), slice(0, w0))
-                slab_buf = np.empty(n0 * (e[1] - e[0]) * (e[3] - e[2]) * c, dtype=x.dtype)
+                n0, _ = tile_sizes(tiles[0])
+                room = n0 * math.prod(hi - lo for lo, hi in geom.span(tiles[0].box)) * c
+                slab_buf = np.empty(room, dtype=x.dtype)
             src = stage(x, tile.images, extent, slab_buf)
-        view = _tile_windows(src, geom, h_b, w_b)  # (n_b, h_b, w_b, kh, kw, C)
+        view = window_view(src, geom, sizes)  # (n_b, *sizes, *kernel, C)
         if cols_buf is None:
-            n0, h0, w0 = tile_size(tiles[0])
-            cols_buf = np.empty(n0 * h0 * w0 * k, dtype=x.dtype)
+            n0, sizes0 = tile_sizes(tiles[0])
+            cols_buf = np.empty(n0 * math.prod(sizes0) * k, dtype=x.dtype)
         if groups == 1:
             np.copyto(cols_buf[: m * k].reshape(view.shape), view)
-        else:  # (n_b, h_b, w_b, kh, kw, G, C_g) -> (n_b, h_b, w_b, G, kh, kw, C_g)
-            grouped = view.reshape(*view.shape[:5], groups, c // groups).transpose(0, 1, 2, 5, 3, 4, 6)
+        else:  # (n_b, *sizes, *kernel, G, C_g) -> (n_b, *sizes, G, *kernel, C_g)
+            nd = geom.ndim
+            grouped = view.reshape(*view.shape[:-1], groups, c // groups)
+            order = (*range(1 + nd), 1 + 2 * nd, *range(1 + nd, 1 + 2 * nd), 2 + 2 * nd)
+            grouped = grouped.transpose(order)
             np.copyto(cols_buf[: m * k].reshape(grouped.shape), grouped)
-        yield tile, cols_buf[: m * k].reshape(m, k)  # (n_b*h_b*w_b, kh*kw*C)
+        yield tile, cols_buf[: m * k].reshape(m, k)  # (n_b*prod(sizes), prod(kernel)*C)
 
 
 def scatter_tile(
@@ -118,65 +116,106 @@ def scatter_tile(
     geom: WindowGeometry,
     tile: Tile,
     target: np.ndarray,
-    origin: tuple[int, int] = (0, 0),
+    origin: Sequence[int] | None = None,
     groups: int = 1,
     *,
     fresh: bool = False,
 ) -> np.ndarray:
     """Adjoint of :func:`iter_columns` for one tile: add each column entry back where it was read from.
 
-    ``cols`` is ``(n_b*h_b*w_b, kh*kw*C)`` for the windows of ``tile`` (group-major with ``groups`` > 1);
-    ``target`` (n_b, h_t, w_t, C) holds the tile's images, its ``[:, 0, 0]`` at input position ``origin``, and
-    covers every input position the tile's windows read; entries read from the padding are dropped. One
-    strided slice-add per kernel offset. Returns ``target``.
+    ``cols`` is ``(n_b*prod(sizes), prod(kernel)*C)`` for the windows of ``tile`` (group-major with ``groups``
+    > 1); ``target`` (n_b, *t, C) holds the tile's images, its ``[:, 0, ..., 0]`` at input position ``origin``
+    (default: the input's origin), and covers every input position the tile's windows read; entries read from
+    the padding are dropped. One strided slice-add per kernel offset. Returns ``target``.
 
-    ``fresh`` says that ``target`` is exactly the tile's whole images (all of their rows and columns) and holds
-    nothing yet: then, in each phase of the stride, the first offset that reaches every position of that phase
-    is copied rather than added (no zero-filling, one pass less), and only phases without one are zeroed.
+    ``fresh`` says that ``target`` is exactly the tile's whole images and holds nothing yet: then, in each phase
+    of the stride, the first offset that reaches every position of that phase is copied rather than added (no
+    zero-filling, one pass less), and only phases without one are zeroed.
     """
-    n_b, h_b, w_b = tile_size(tile)
-    c = target.shape[3]
+    n_b, sizes = tile_sizes(tile)
+    nd = geom.ndim
+    c = target.shape[-1]
     if groups == 1:
-        cols6 = cols.reshape(n_b, h_b, w_b, geom.kh, geom.kw, c)  # (m, kh*kw*C) -> (n_b, h_b, w_b, kh, kw, C)
+        cols_v = cols.reshape(n_b, *sizes, *geom.kernel, c)  # (m, K) -> (n_b, *sizes, *kernel, C)
         dst = target
-    else:  # (m, G*kh*kw*C_g) -> (n_b, h_b, w_b, G, kh, kw, C_g) -> (n_b, h_b, w_b, kh, kw, G, C_g)
-        cols6 = cols.reshape(n_b, h_b, w_b, groups, geom.kh, geom.kw, -1).transpose(0, 1, 2, 4, 5, 3, 6)
-        dst = target.reshape(*target.shape[:3], groups, c // groups)  # (n_b, h_t, w_t, G, C_g)
-    o_r, o_c = origin
-    firsts: set[tuple[int, int]] = set()
+    else:  # (m, G*K_g) -> (n_b, *sizes, G, *kernel, C_g) -> (n_b, *sizes, *kernel, G, C_g)
+        cols_v = cols.reshape(n_b, *sizes, groups, *geom.kernel, -1)
+        cols_v = cols_v.transpose(*range(1 + nd), *range(2 + nd, 2 + 2 * nd), 1 + nd, 2 + 2 * nd)
+        dst = target.reshape(*target.shape[:-1], groups, c // groups)  # (n_b, *t, G, C_g)
+    origin = (0,) * nd if origin is None else tuple(origin)
+    per_axis = geom.axis_taps(tile.box)
+    firsts: set[tuple[int, ...]] = set()
     if fresh:
-        # An offset reaches every position of a phase exactly when its row slice and its column slice do, so
-        # the first such offset (row-major) pairs the first such kernel row with the first such kernel column.
-        h, w = target.shape[1], target.shape[2]
-        row_slices, col_slices = geom.axis_slices(tile.rows, tile.cols)
-        for ph_r in range(min(geom.sh, h)):
-            full_r = _full(row_slices, ph_r, h, geom.sh)
-            for ph_c in range(min(geom.sw, w)):
-                full_c = _full(col_slices, ph_c, w, geom.sw)
-                if full_r is None or full_c is None:
-                    dst[:, ph_r :: geom.sh, ph_c :: geom.sw] = 0
-                else:
-                    firsts.add((full_r, full_c))
-        for i, j in sorted(firsts):  # copied first: then every other offset adds
-            (orow, irow), (ocol, icol) = row_slices[i], col_slices[j]  # type: ignore[misc]
-            np.copyto(dst[:, _shift(irow, o_r), _shift(icol, o_c)], cols6[:, orow, ocol, i, j])
-    offsets = geom.offset_slices(tile.rows, tile.cols)
-    if o_r or o_c:
-        offsets = ((i, j, out, (_shift(irow, o_r), _shift(icol, o_c))) for i, j, out, (irow, icol) in offsets)
-    for i, j, (orow, ocol), (irow, icol) in offsets:
-        if (i, j) not in firsts:
-            dst[:, irow, icol] += cols6[:, orow, ocol, i, j]
+        # An offset reaches every position of a phase exactly when each of its taps does along its axis, so the
+        # first such offset (row-major) is the first such tap of each axis.
+        full = [
+            _full_taps(taps, a.s, size) for taps, a, size in zip(per_axis, geom.axes, target.shape[1:-1], strict=True)
+        ]
+        for combo in product(*(sorted(f.items()) for f in full)):
+            taps = tuple(t for _, t in combo)
+            if None in taps:
+                dst[(ALL, *(slice(ph, None, a.s) for (ph, _), a in zip(combo, geom.axes, strict=True)))] = 0
+            else:
+                firsts.add(taps)  # type: ignore[arg-type]
+        for taps in sorted(firsts):  # copied first: then every other offset adds
+            found = [per_axis[a][t] for a, t in enumerate(taps)]
+            d = dst[(ALL, *(shift(f[1], o) for f, o in zip(found, origin, strict=True)))]  # type: ignore[index]
+            np.copyto(d, cols_v[(ALL, *(f[0] for f in found), *taps)])  # type: ignore[index]
+    for combo, out_box, in_box in geom.offsets(tile.box):
+        if combo in firsts:
+            continue
+        d = dst[(ALL, *(shift(s, o) for s, o in zip(in_box, origin, strict=True)))]
+        d += cols_v[(ALL, *out_box, *combo)]
     return target
 
 
-def _full(slices: list[tuple[slice, slice] | None], phase: int, size: int, step: int) -> int | None:
-    """The first kernel index whose input slice is every ``step``-th position from ``phase`` on, or None."""
-    stop = phase + (len(range(phase, size, step)) - 1) * step + 1
-    for k, s in enumerate(slices):
-        if s is not None and (s[1].start, s[1].stop) == (phase, stop):
-            return k
-    return None
+def _full_taps(taps: tuple[Tap | None, ...], step: int, size: int) -> dict[int, int | None]:
+    """Per phase of an axis of ``size`` positions and stride ``step``: the first tap whose input slice is every
+    ``step``-th position of the phase, or None."""
+    result: dict[int, int | None] = {}
+    for phase in range(min(step, size)):
+        stop = phase + (len(range(phase, size, step)) - 1) * step + 1
+        result[phase] = next(
+            (t for t, s in enumerate(taps) if s is not None and (s[1].start, s[1].stop) == (phase, stop)), None
+        )
+    return result
 
 
-def _shift(s: slice, origin: int) -> slice:
+def shift(s: slice, origin: int) -> slice:
+    """``s`` moved back by ``origin`` positions."""
     return slice(s.start - origin, s.stop - origin, s.step)
+
+
+def gather_taps(
+    x: np.ndarray, geom: WindowGeometry, dst_of: Callable[[tuple[int, ...]], np.ndarray], first_axis: int, value: float
+) -> None:
+    """Copy the windows of a whole batch ``x``, one kernel offset at a time, into ``dst_of(taps)``.
+
+    ``x`` has its spatial axes from ``first_axis`` on (1: channels-last (N, *spatial, C); 2: channels-first
+    (N, C, *spatial)); ``dst_of(taps)`` is the destination of one offset, shaped like ``x`` with the output sizes
+    in place of the spatial ones. Positions whose offset falls in the padding get ``value``. One strided copy per
+    offset, no padded copy of ``x``.
+    """
+    lead = (ALL,) * first_axis
+    reads = {taps: (out_box, in_box) for taps, out_box, in_box in geom.offsets()}
+    for taps in product(*(range(k) for k in geom.kernel)):
+        dst = dst_of(taps)
+        if taps not in reads:  # this offset reads only padding
+            dst.fill(value)
+            continue
+        out_box, in_box = reads[taps]
+        fill_outside(dst, [(s.start, s.stop) for s in out_box], value, first_axis)
+        dst[(*lead, *out_box)] = x[(*lead, *in_box)]
+
+
+def scatter_taps(
+    src_of: Callable[[tuple[int, ...]], np.ndarray], geom: WindowGeometry, dx: np.ndarray, first_axis: int
+) -> np.ndarray:
+    """Adjoint of :func:`gather_taps`: ``dx`` (zeroed here) gets each offset's ``src_of(taps)`` added where that
+    offset read; what was read from the padding is dropped. One strided slice-add per kernel offset."""
+    lead = (ALL,) * first_axis
+    dx.fill(0)
+    for taps, out_box, in_box in geom.offsets():
+        d = dx[(*lead, *in_box)]
+        d += src_of(taps)[(*lead, *out_box)]
+    return dx

@@ -1,33 +1,39 @@
-"""The three computations every convolution layer is made of, on (N, H, W, C) arrays, tile by tile.
+"""The computations every convolution layer is made of, on ``(N, *spatial, C)`` arrays, tile by tile.
 
 * :func:`correlate` -- the forward pass: columns of ``x`` times the weights.
 * :func:`input_grad` -- the gradient with respect to the input (also the forward pass of a transposed
   convolution): either correlations of ``dout`` with the flipped kernel, one per phase of the stride
-  (:mod:`~im2col_cnn.phases`; no scatter at all), or the columns' gradient ``dout · wᵀ`` scattered back by
-  col2im, whichever :func:`flipped_correlation_pays` estimates to be cheaper.
+  (:mod:`~im2col_cnn.geometry.phases`; no scatter at all), or the columns' gradient ``dout · wᵀ`` scattered back
+  by col2im, whichever :func:`flipped_correlation_pays` estimates to be cheaper.
 * :func:`weight_grad` -- the gradient with respect to the weights: ``colsᵀ · dout`` summed tile by tile.
+* :func:`bias_grad` -- ``dout`` summed over all but its channels.
 
-Weights are ``(kh, kw, C_in // groups, C_out)``. With groups, every product is a stack of one matrix product per
-group over the group-major columns of :func:`~im2col_cnn.tile_columns.iter_columns`; a depthwise convolution (one
-input channel per group) skips columns altogether (:mod:`~im2col_cnn.depthwise`).
+Weights are ``(*kernel, C_in // groups, C_out)``. With groups, every product is a stack of one matrix product per
+group over the group-major columns of :func:`~im2col_cnn.kernels.columns.iter_columns`. Which kernel runs is
+decided here, in one place: a depthwise convolution (one input channel per group) skips columns altogether
+(:mod:`~im2col_cnn.kernels.depthwise`), and one with few input channels builds them from channel planes
+(:mod:`~im2col_cnn.kernels.planar`).
 
-Arrays are (N, H, W, C) but need not be NHWC in memory: an NCHW array's transposed view is read and written
-tile by tile, through small NHWC staging buffers, never converted whole. Every buffer is sized by
-:func:`~im2col_cnn.workspace.tiles`, whose tiles do not depend on the workspace limit (so neither do the
-results) unless one image alone exceeds it.
+Arrays are ``(N, *spatial, C)`` but need not be channels-last in memory: a channels-first array's transposed view
+is read and written tile by tile, through small channels-last staging buffers, never converted whole. Every
+buffer is sized by :func:`~im2col_cnn.geometry.tiles.conv_tiles`, whose tiles do not depend on the workspace
+limit (so neither do the results) unless one image alone exceeds it.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..geometry.phases import Phase, column_entries, phases
+from ..geometry.tiles import Tile, conv_tiles, tile_sizes
 from ..geometry.windows import WindowGeometry
-from ..runtime.workspace import Buffers, Tile, tiles
+from ..runtime.workspace import BLOCK_BYTES, Buffers
 from . import depthwise, planar
-from .columns import iter_columns, scatter_tile
+from .columns import ALL, iter_columns, scatter_tile
 
-__all__ = ["correlate", "input_grad", "weight_grad", "flipped_correlation_pays", "tile_rows"]
+__all__ = ["correlate", "input_grad", "weight_grad", "bias_grad", "flipped_correlation_pays", "tile_rows"]
 
 COPY_FLOPS = 35
 """Time of copying one element into a column matrix, in flops of an efficient matrix product (measured: 30-45)."""
@@ -48,37 +54,37 @@ def _product_flops(m: int, k: int, n: int) -> float:
 
 
 def tile_rows(a: np.ndarray, tile: Tile, bufs: Buffers, name: str) -> np.ndarray:
-    """``a[tile]`` (n_b, h_b, w_b, C) as an (n_b*h_b*w_b, C) matrix: a view where ``a`` allows, else a copy."""
-    block = a[tile.images, tile.rows, tile.cols]
+    """``a[tile]`` (n_b, *sizes, C) as an (n_b*prod(sizes), C) matrix: a view where ``a`` allows, else a copy."""
+    block = a[(tile.images, *tile.box)]
     if block.flags.c_contiguous:
-        return block.reshape(-1, block.shape[3])  # (n_b, h_b, w_b, C) -> (m, C), no copy
+        return block.reshape(-1, block.shape[-1])  # (n_b, *sizes, C) -> (m, C), no copy
     buf = bufs.get(name, block.shape)
     np.copyto(buf, block)
-    return buf.reshape(-1, block.shape[3])  # (n_b, h_b, w_b, C) -> (m, C)
+    return buf.reshape(-1, block.shape[-1])  # (n_b, *sizes, C) -> (m, C)
 
 
 def column_tiles(
     x_shape: tuple[int, ...], itemsize: int, geom: WindowGeometry, limit: int, extra: int, *, always_slab: bool = False
 ) -> list[Tile]:
-    """Tiles for a pass that builds (or scatters) the columns of an ``x_shape`` input.
+    """Tiles for a pass that builds (or scatters) the columns of an ``x_shape`` (N, *spatial, C) input.
 
     Per output position the pass needs its column row and ``extra`` more elements (an output or ``dout`` row);
-    plus the staged slab of the tile's input (:meth:`~im2col_cnn.windows.WindowGeometry.tile_scratch`;
+    plus the staged slab of the tile's input (:meth:`~im2col_cnn.geometry.windows.WindowGeometry.tile_scratch`;
     ``always_slab`` counts it even for 1x1). A pointwise geometry's columns are the input itself where that is
-    NHWC in memory (no copy, and no ``BLOCK_BYTES`` bound on the tiles), but a copy for an NCHW input, so they
-    count against the limit all the same: the tiles must not depend on the layout.
+    channels-last in memory (no copy, and no ``BLOCK_BYTES`` bound on the tiles), but a copy for a channels-first
+    input, so they count against the limit all the same: the tiles must not depend on the layout.
     """
-    n, _, _, c = x_shape
-    k = geom.kh * geom.kw * c
+    n, c = x_shape[0], x_shape[-1]
+    k = geom.taps * c
     block_k = 0 if geom.is_pointwise else k
     scratch = geom.tile_scratch(c, itemsize, (k + extra) * itemsize, always_slab=always_slab)
-    return tiles(n, geom.out_h, geom.out_w, block_k * geom.out_h * geom.out_w * itemsize, scratch, limit)
+    return conv_tiles(n, geom.out_shape, block_k * math.prod(geom.out_shape) * itemsize, scratch, limit)
 
 
 def _grouped_weights(w: np.ndarray, groups: int) -> np.ndarray:
-    """(kh, kw, C_in_g, C_out) -> (G, kh*kw*C_in_g, C_out_g): group g's weight matrix."""
-    kh, kw, c_in_g, c_out = w.shape
-    return w.reshape(kh * kw * c_in_g, groups, c_out // groups).transpose(1, 0, 2)
+    """(*kernel, C_in_g, C_out) -> (G, prod(kernel)*C_in_g, C_out_g): group g's weight matrix."""
+    c_out = w.shape[-1]
+    return w.reshape(-1, groups, c_out // groups).transpose(1, 0, 2)
 
 
 def correlate(
@@ -90,24 +96,24 @@ def correlate(
     groups: int = 1,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``out[n, ho, wo, co] = Σ_{i,j,c} x_pad[n, ho*sh + i*dh, wo*sw + j*dw, c_g0 + c] * w[i, j, c, co] (+ bias)``.
+    """``out[n, *o, co] = Σ_{taps, c} x_pad[n, *(o*s + tap*d), c_g0 + c] * w[*taps, c, co] (+ bias)``.
 
-    ``x`` (N, H, W, C_in), ``w`` (kh, kw, C_in // groups, C_out) -> ``out`` (N, Ho, Wo, C_out), dtype of ``x``;
-    ``c_g0`` is the first input channel of output channel ``co``'s group. ``out``, if given, is written in
-    place (any memory layout, e.g. the NHWC view of an NCHW array) and returned.
+    ``x`` (N, *spatial, C_in), ``w`` (*kernel, C_in // groups, C_out) -> ``out`` (N, *out, C_out), dtype of
+    ``x``; ``c_g0`` is the first input channel of output channel ``co``'s group. ``out``, if given, is written in
+    place (any memory layout, e.g. the channels-last view of a channels-first array) and returned.
     """
-    if groups > 1 and w.shape[2] == 1:
-        return depthwise.correlate(x, w, geom, limit, bias, out)
-    c_out = w.shape[3]
+    c_out = w.shape[-1]
     if out is None:
-        out = np.empty((x.shape[0], geom.out_h, geom.out_w, c_out), dtype=x.dtype)
+        out = np.empty((x.shape[0], *geom.out_shape, c_out), dtype=x.dtype)
+    if groups > 1 and w.shape[-2] == 1:
+        return depthwise.correlate(x, w, geom, limit, bias, out)
     blocks = planar.plan(x.shape, x.itemsize, geom, c_out, limit, groups)
     if blocks is not None:
         return planar.correlate(x, w, geom, blocks, bias, out)
     wg = _grouped_weights(w, groups)  # (G, Kg, C_out_g)
     bufs = Buffers(x.dtype)
     for tile, cols in iter_columns(x, geom, column_tiles(x.shape, x.itemsize, geom, limit, c_out), groups):
-        target = out[tile.images, tile.rows, tile.cols]  # (n_b, h_b, w_b, C_out)
+        target = out[(tile.images, *tile.box)]  # (n_b, *sizes, C_out)
         m = cols.shape[0]
         direct = target.flags.c_contiguous
         block = target.reshape(m, c_out) if direct else bufs.get("out", (m, c_out))  # a view when direct
@@ -119,43 +125,44 @@ def correlate(
         if bias is not None:
             block += bias
         if not direct:
-            np.copyto(target, block.reshape(target.shape))  # (m, C_out) -> (n_b, h_b, w_b, C_out)
+            np.copyto(target, block.reshape(target.shape))  # (m, C_out) -> (n_b, *sizes, C_out)
     return out
 
 
 def flipped_correlation_pays(geom: WindowGeometry, w_shape: tuple[int, ...], groups: int = 1) -> bool:
-    """Whether the input gradient should be the flipped-kernel correlation of each phase (:mod:`~im2col_cnn.phases`)
-    rather than ``dout · wᵀ`` scattered back by col2im.
+    """Whether the input gradient should be the flipped-kernel correlation of each phase
+    (:mod:`~im2col_cnn.geometry.phases`) rather than ``dout · wᵀ`` scattered back by col2im.
 
     Estimated cost, per image, in flops (:func:`_product_flops`; copies at ``COPY_FLOPS``, scatter adds at
     ``SCATTER_FLOPS``): the correlations multiply ``Σ positions × taps`` column entries of ``C_out`` channels
     (built by copying; with a stride, each result is also copied into the strided input gradient) into
-    ``C_in`` outputs; the scatter multiplies ``Ho*Wo`` rows of ``C_out`` into ``kh*kw*C_in`` column entries and
-    adds them back. The correlations win at stride 1 when ``C_out`` is not much larger than ``C_in``; the
-    scatter wins when the kernel is nearly as large as the input (few outputs, each a huge window). Only shapes
-    decide, never the limit.
+    ``C_in`` outputs; the scatter multiplies ``prod(out)`` rows of ``C_out`` into ``prod(kernel)*C_in`` column
+    entries and adds them back. The correlations win at stride 1 when ``C_out`` is not much larger than ``C_in``;
+    the scatter wins when the kernel is nearly as large as the input (few outputs, each a huge window). Only
+    shapes decide, never the limit.
     """
-    kh, kw, c_in_g, c_out = w_shape
+    c_in_g, c_out = w_shape[-2], w_shape[-1]
     c_in = c_in_g * groups
-    p_in, p_out, taps = geom.in_h * geom.in_w, geom.out_h * geom.out_w, kh * kw
+    p_in, p_out, taps = math.prod(geom.in_shape), math.prod(geom.out_shape), geom.taps
     entries = column_entries(geom)  # Σ over phases of positions × taps
     k_phase = max(1, entries * c_out // (groups * p_in))  # the phases' mean depth of product, per group
     correlation = groups * _product_flops(p_in, k_phase, c_in_g) + COPY_FLOPS * entries * c_out
-    if (geom.sh, geom.sw) != (1, 1):
+    unit_stride = all(s == 1 for s in geom.stride)
+    if not unit_stride:
         correlation += COPY_FLOPS * p_in * c_in  # each phase's result copied into the strided input gradient
     scatter = groups * _product_flops(p_out, c_out // groups, taps * c_in_g) + SCATTER_FLOPS * p_out * taps * c_in
-    if (geom.sh, geom.sw) == (1, 1):
-        return correlation <= STRIDE_1_BIAS * scatter
-    return correlation <= scatter
+    return correlation <= (STRIDE_1_BIAS if unit_stride else 1) * scatter
 
 
 def _phase_weights(w: np.ndarray, phase: Phase, groups: int) -> np.ndarray:
-    """The flipped weights of one phase's correlation: (m_h, m_w, C_out_g, C_in) from ``w`` (kh, kw, C_in_g, C_out)."""
-    kh, kw, c_in_g, c_out = w.shape
-    taps = w[list(phase.rows.taps)][:, list(phase.cols.taps)]  # (m_h, m_w, C_in_g, C_out), taps in reading order
-    # (m_h, m_w, C_in_g, G, C_out_g) -> (m_h, m_w, C_out_g, G, C_in_g) -> (m_h, m_w, C_out_g, C_in)
-    flipped = taps.reshape(*taps.shape[:2], c_in_g, groups, c_out // groups).transpose(0, 1, 4, 3, 2)
-    return flipped.reshape(*taps.shape[:2], c_out // groups, c_in_g * groups)
+    """The flipped weights of one phase's correlation: (*m, C_out_g, C_in) from ``w`` (*kernel, C_in_g, C_out)."""
+    c_in_g, c_out = w.shape[-2], w.shape[-1]
+    taps = w[np.ix_(*(list(p.taps) for p in phase.axes))]  # (*m, C_in_g, C_out), taps in reading order
+    m = taps.shape[:-2]
+    # (*m, C_in_g, G, C_out_g) -> (*m, C_out_g, G, C_in_g) -> (*m, C_out_g, C_in)
+    nd = len(m)
+    flipped = taps.reshape(*m, c_in_g, groups, c_out // groups).transpose(*range(nd), nd + 2, nd + 1, nd)
+    return flipped.reshape(*m, c_out // groups, c_in_g * groups)
 
 
 def input_grad(
@@ -168,13 +175,14 @@ def input_grad(
     *,
     path: str | None = None,
 ) -> np.ndarray:
-    """Gradient of :func:`correlate` with respect to ``x``: ``dout`` (N, Ho, Wo, C_out) -> ``dx`` (N, H, W, C_in).
+    """Gradient of :func:`correlate` with respect to ``x``: ``dout`` (N, *out, C_out) -> ``dx`` (N, *spatial, C_in).
 
     ``dx`` (any memory layout; its contents are ignored) is written in place and returned. ``path`` forces
     ``'correlate'`` (a flipped-kernel correlation of ``dout`` per phase of the stride) or ``'scatter'``
-    (``dout · wᵀ`` and col2im); by default :func:`flipped_correlation_pays` decides.
+    (``dout · wᵀ`` and col2im); by default the few-channel kernels run where they apply, else
+    :func:`flipped_correlation_pays` decides.
     """
-    kh, kw, c_in_g, c_out = w.shape
+    c_in_g, c_out = w.shape[-2], w.shape[-1]
     if groups > 1 and c_in_g == 1:
         dx[...] = 0
         return depthwise.input_grad(dout, w, geom, dx, limit)
@@ -186,22 +194,32 @@ def input_grad(
         path = "correlate" if flipped_correlation_pays(geom, w.shape, groups) else "scatter"
     if path == "correlate":
         for phase in phases(geom):
-            target = dx[:, phase.rows.phase :: geom.sh, phase.cols.phase :: geom.sw]  # (N, Q_h, Q_w, C_in)
+            target = dx[(ALL, *phase.index)]  # (N, *Q, C_in)
             if phase.geom is None:  # no tap reaches these positions
                 target[...] = 0
             else:
                 correlate(dout, _phase_weights(w, phase, groups), phase.geom, limit, groups=groups, out=target)
         return dx
+    _scatter_input_grad(dout, w, geom, dx, limit, groups)
+    return dx
+
+
+def _scatter_input_grad(
+    dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.ndarray, limit: int, groups: int
+) -> None:
+    """``dcols = dout · wᵀ`` tile by tile, scattered back into ``dx`` by col2im."""
+    c_out = w.shape[-1]
     wg_t = _grouped_weights(w, groups).transpose(0, 2, 1)  # (G, C_out_g, Kg)
-    k = kh * kw * c_in_g * groups
+    k = geom.taps * w.shape[-2] * groups
     direct = dx.flags.c_contiguous
     tiles = column_tiles(dx.shape, dout.itemsize, geom, limit, c_out, always_slab=True)
     # Tiles of whole images own their part of dx: each assigns it (no zero-filling). Tiles of a split image
     # overlap at their borders and add into a zeroed dx.
-    whole = bool(tiles) and (tiles[0].rows, tiles[0].cols) == (slice(0, geom.out_h), slice(0, geom.out_w))
+    whole = bool(tiles) and tiles[0].box == geom.full_box()
     if not whole:
         dx[...] = 0
     bufs = Buffers(dout.dtype)
+    in_shape = geom.in_shape
     for tile in tiles:
         d = tile_rows(dout, tile, bufs, "dout")  # (m, C_out)
         m = d.shape[0]
@@ -213,32 +231,30 @@ def input_grad(
         if direct:  # scatter straight into dx
             scatter_tile(dcols.reshape(m, k), geom, tile, dx[tile.images], groups=groups, fresh=whole)
             continue
-        # Another layout: scatter into an NHWC slab of the input the tile reads, then copy or add it in once.
-        r0, r1, c0, c1 = geom.input_extent(tile.rows, tile.cols)
-        a0, a1, b0, b1 = max(r0, 0), min(r1, geom.in_h), max(c0, 0), min(c1, geom.in_w)
+        # Another layout: scatter into a channels-last slab of the input the tile reads, then copy or add it in.
         if whole:
-            a0, a1, b0, b1 = 0, geom.in_h, 0, geom.in_w
-        if a1 <= a0 or b1 <= b0:  # the tile's windows read only padding
+            reach = [(0, size) for size in in_shape]
+        else:
+            reach = [(max(lo, 0), min(hi, size)) for (lo, hi), size in zip(geom.span(tile.box), in_shape, strict=True)]
+        if any(b <= a for a, b in reach):  # the tile's windows read only padding
             continue
-        n_b = len(range(tile.images.start, tile.images.stop))
-        e = geom.input_extent(tiles[0].rows, tiles[0].cols)  # the largest slab any tile needs
-        room = n_b * (e[1] - e[0]) * (e[3] - e[2]) * dx.shape[3]
-        slab = bufs.get("slab", (n_b, a1 - a0, b1 - b0, dx.shape[3]), room)  # (n_b, rows, columns read, C_in)
+        n_b, _ = tile_sizes(tile)
+        room = n_b * math.prod(hi - lo for lo, hi in geom.span(tiles[0].box)) * dx.shape[-1]  # the largest slab
+        slab = bufs.get("slab", (n_b, *(b - a for a, b in reach), dx.shape[-1]), room)  # (n_b, *read, C_in)
         if not whole:
             slab.fill(0)
-        scatter_tile(dcols.reshape(m, k), geom, tile, slab, origin=(a0, b0), groups=groups, fresh=whole)
+        scatter_tile(dcols.reshape(m, k), geom, tile, slab, origin=[a for a, _ in reach], groups=groups, fresh=whole)
         if whole:
             np.copyto(dx[tile.images], slab)
         else:
-            dx[tile.images, a0:a1, b0:b1] += slab
-    return dx
+            region = dx[(tile.images, *(slice(a, b) for a, b in reach))]
+            region += slab
 
 
 def weight_grad(
     x: np.ndarray,
     dout: np.ndarray,
     geom: WindowGeometry,
-    kernel: tuple[int, int],
     limit: int,
     groups: int = 1,
     *,
@@ -246,17 +262,17 @@ def weight_grad(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Gradient of :func:`correlate` with respect to ``w``: Σ over tiles, in order, of ``colsᵀ · dout``.
 
-    ``x`` (N, H, W, C_in), ``dout`` (N, Ho, Wo, C_out), any memory layout -> ``(dw, db)``: dw (kh, kw,
+    ``x`` (N, *spatial, C_in), ``dout`` (N, *out, C_out), any memory layout -> ``(dw, db)``: dw (*kernel,
     C_in // groups, C_out), and, with ``with_bias``, db (C_out,) where a kernel gets it from the same product
-    (None otherwise: the caller sums ``dout`` itself).
+    (None otherwise: the caller sums ``dout`` itself, :func:`bias_grad`).
     """
-    c_in_g, c_out = x.shape[3] // groups, dout.shape[3]
+    c_in_g, c_out = x.shape[-1] // groups, dout.shape[-1]
     if groups > 1 and c_in_g == 1:
         return depthwise.weight_grad(x, dout, geom, limit), None
     blocks = planar.plan(x.shape, x.itemsize, geom, c_out, limit, groups)
     if blocks is not None:
         return planar.weight_grad(x, dout, geom, blocks, with_bias)
-    k_g = kernel[0] * kernel[1] * c_in_g
+    k_g = geom.taps * c_in_g
     dw = np.zeros((groups, k_g, c_out // groups), dtype=x.dtype)
     partial = np.empty_like(dw)
     bufs = Buffers(x.dtype)
@@ -268,5 +284,30 @@ def weight_grad(
         else:  # (G, Kg, m) @ (G, m, C_out_g) -> (G, Kg, C_out_g)
             g_cols = cols.reshape(m, groups, k_g).transpose(1, 2, 0)
             dw += np.matmul(g_cols, d.reshape(m, groups, c_out // groups).transpose(1, 0, 2), out=partial)
-    # (G, Kg, C_out_g) -> (Kg, G, C_out_g) -> (kh, kw, C_in_g, C_out)
-    return dw.transpose(1, 0, 2).reshape(*kernel, c_in_g, c_out), None
+    # (G, Kg, C_out_g) -> (Kg, G, C_out_g) -> (*kernel, C_in_g, C_out)
+    return dw.transpose(1, 0, 2).reshape(*geom.kernel, c_in_g, c_out), None
+
+
+def bias_grad(dout: np.ndarray, b_shape: tuple[int, ...] | None) -> np.ndarray:
+    """``db``: ``dout`` (N, *out, C_out), any memory layout, summed over all but the channels, in ``b``'s shape.
+
+    Summed in blocks of about ``BLOCK_BYTES`` (whole images, or parts of one image where an image is larger),
+    copied to channels-last where ``dout`` is not channels-last in memory: the same blocks in every layout and for
+    every limit, so the sum is the same, bit for bit.
+    """
+    n, *out_shape, c_out = dout.shape
+    size = dout.itemsize * c_out
+    blocks = conv_tiles(
+        n, tuple(out_shape), math.prod(out_shape) * size, lambda n_b, s: n_b * math.prod(s) * size, BLOCK_BYTES
+    )
+    db = np.zeros(c_out, dtype=dout.dtype)
+    bufs = Buffers(dout.dtype)
+    room = math.prod(tile_sizes(blocks[0])[1]) * tile_sizes(blocks[0])[0] * c_out if blocks else 0
+    for tile in blocks:
+        block = dout[(tile.images, *tile.box)]  # (n_b, *sizes, C_out)
+        if not block.flags.c_contiguous:
+            copy = bufs.get("dout", block.shape, room)
+            np.copyto(copy, block)
+            block = copy
+        db += block.reshape(-1, c_out).sum(axis=0)  # (n_b, *sizes, C_out) -> (m, C_out) -> (C_out,)
+    return db.reshape(b_shape or (c_out,))

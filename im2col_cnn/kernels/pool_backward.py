@@ -1,32 +1,34 @@
 """Pooling backward kernels: each window's gradient back onto the input, one input tile at a time.
 
-A tile of ``dx`` gathers from every output window that spans it (:func:`~im2col_cnn.pool_tiles.input_tiles`), so
-tiles write disjoint parts of ``dx`` and each element adds its contributions in the same order whatever the
+A tile of ``dx`` gathers from every output window that spans it (:func:`~im2col_cnn.geometry.tiles.input_tiles`),
+so tiles write disjoint parts of ``dx`` and each element adds its contributions in the same order whatever the
 tiling. Max pooling sends a window's gradient where its recorded winner says (a multiply by a mask, never a
 select), or, with ``ties='all'``, to every position equal to its maximum, one stride phase of the input at a
-time; average pooling spreads it over the kernel columns, then over the kernel rows (separable), or straight
-onto the input when windows do not overlap.
+time; average pooling spreads it over the taps of the last spatial axis, then of each earlier one (separable),
+or straight onto the input when windows do not overlap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
+from itertools import product
 from typing import NamedTuple
 
 import numpy as np
 
-from ..geometry.pool_tiles import ALL, AxisMap, Index, Tile, empty_nhwc, input_tiles, max_workers, tile_key
-from ..geometry.windows import WindowGeometry
+from ..geometry.tiles import PoolTile, input_tiles, tile_key
+from ..geometry.windows import Axis, Tap, WindowGeometry
+from ..runtime.layout import empty_channels_last
 from ..runtime.parallel import map_blocks
-from .pool_forward import Scratch, axis_maps
+from .pool_plan import ALL, Index, Scratch, code_steps, max_workers
 
 __all__ = ["scatter_windows"]
 
 
 def scatter_windows(
     dout: np.ndarray,
-    x_shape: tuple[int, int, int, int],
+    x_shape: tuple[int, ...],
     geom: WindowGeometry,
     kind: str,
     *,
@@ -35,79 +37,80 @@ def scatter_windows(
     peak: np.ndarray | None = None,
     divisor: float | np.ndarray = 1.0,
     dtype: np.dtype,
-    nchw: bool,
+    channels_first: bool,
 ) -> np.ndarray:
-    """Gradient of a pooling layer: ``dout`` (N, Ho, Wo, C) -> ``dx`` (x_shape (N, H, W, C), ``dtype``).
+    """Gradient of a pooling layer: ``dout`` (N, *out, C) -> ``dx`` (x_shape (N, *spatial, C), ``dtype``).
 
-    ``kind='max'`` reads each window's ``winners`` (see :func:`~im2col_cnn.pool_kernels.pool_windows`), or, when
-    they are None, sends the gradient to every position of ``x`` (N, H, W, C) equal to the window's ``peak``
-    (N, Ho, Wo, C); ``kind='avg'`` spreads ``dout / divisor``. ``dx`` is allocated in the caller's layout (NCHW
-    when ``nchw``) and returned as an NHWC view.
+    ``kind='max'`` reads each window's ``winners`` (see :func:`~im2col_cnn.kernels.pool_forward.pool_windows`),
+    or, when they are None, sends the gradient to every position of ``x`` (N, *spatial, C) equal to the window's
+    ``peak`` (N, *out, C); ``kind='avg'`` spreads ``dout / divisor``. ``dx`` is allocated in the caller's layout
+    and returned as a channels-last view.
     """
-    dx = empty_nhwc(x_shape, dtype, nchw)
-    rows, cols = axis_maps(geom)
+    dx = empty_channels_last(x_shape, dtype, channels_first)
+    steps = code_steps(geom.kernel)
 
-    def work(tile: Tile, scratch: Scratch) -> None:
-        _backward_tile(dout, dx, tile, _plan(rows, cols, tile_key(tile)), kind, winners, x, peak, divisor, scratch)
+    def work(tile: PoolTile, scratch: Scratch) -> None:
+        plan = _plan(geom.axes, tile_key(tile))
+        _backward_tile(dout, dx, tile, plan, kind, winners, x, peak, divisor, steps, scratch)
 
-    tiles = input_tiles(x_shape, rows, cols, dtype.itemsize)
-    map_blocks(work, tiles, lambda: Scratch(nchw), max_threads=max_workers())
+    tiles = input_tiles(x_shape, geom.axes, dtype.itemsize)
+    map_blocks(work, tiles, lambda: Scratch(channels_first), max_threads=max_workers())
     return dx
 
 
-Part = tuple[int, int, Index, Index, Index]  # kernel row i, column j, outputs, their inputs in the phase, in the tile
+Part = tuple[tuple[int, ...], Index, Index, Index]  # taps per axis, outputs, their inputs in the phase, in the tile
 
 
 class _Plan(NamedTuple):
-    """An input tile's taps, worked out once for all the tiles with the same rows and columns.
+    """An input tile's taps, worked out once for all the tiles with the same output and input ranges.
 
-    ``phases`` lists, for each stride phase ``(h % sh, w % sw)`` of the tile's inputs, the kernel offsets whose
-    taps read it, row-major. ``spread`` tells the separable average-pool gradient whether the column taps and the
-    row taps each write every input once (``None`` where windows do not overlap at all).
+    ``phases`` lists, for each stride phase of the tile's inputs (one per axis), the kernel offsets whose taps
+    read it, row-major. ``spread`` tells the separable average-pool gradient, per axis, whether that axis' taps
+    write every input once (``None`` where windows do not overlap along any axis).
     """
 
-    row_taps: list
-    col_taps: list
+    axis_taps: tuple[tuple[Tap | None, ...], ...]
     empty: bool  # no window reads this tile
-    phases: list[tuple[Index, list[Part]]]  # (the phase's (:, rows, cols) in the tile, its offsets)
-    spread: tuple[bool, bool] | None
+    phases: list[tuple[Index, list[Part]]]  # (the phase's (:, *strided slices) in the tile, its offsets)
+    spread: tuple[bool, ...] | None
 
 
 @lru_cache(maxsize=1024)
-def _plan(rows: AxisMap, cols: AxisMap, key: tuple[int, ...]) -> _Plan:
-    """The plan of an input tile with :func:`~im2col_cnn.pool_tiles.tile_key` ``key`` (memoized)."""
-    r0, r1, i0, i1, q0, q1, j0, j1 = key
-    (orows, irows), (ocols, icols) = (slice(r0, r1), slice(i0, i1)), (slice(q0, q1), slice(j0, j1))
-    row_taps = rows.taps(orows.start, orows.stop, irows.start, irows.stop)
-    col_taps = cols.taps(ocols.start, ocols.stop, icols.start, icols.stop)
+def _plan(axes: tuple[Axis, ...], key: tuple[int, ...]) -> _Plan:
+    """The plan of an input tile with :func:`~im2col_cnn.geometry.tiles.tile_key` ``key`` (memoized)."""
+    ranges = [key[4 * a : 4 * a + 4] for a in range(len(axes))]  # (o0, o1, i0, i1) per axis
+    axis_taps = tuple(ax.taps(*r) for ax, r in zip(axes, ranges, strict=True))
+    per_axis = [_phases(taps, ax.s, i1 - i0) for taps, ax, (_, _, i0, i1) in zip(axis_taps, axes, ranges, strict=True)]
     phases = []
-    for ph_r, taps_r in _phases(row_taps, rows.s, irows.stop - irows.start).items():
-        for ph_c, taps_c in _phases(col_taps, cols.s, icols.stop - icols.start).items():
-            parts = [
-                (i, j, (ALL, o_r, o_c), (ALL, q_r, q_c), (ALL, in_r, in_c))
-                for i, (o_r, q_r, in_r) in taps_r
-                for j, (o_c, q_c, in_c) in taps_c
-            ]
-            phases.append(((ALL, slice(ph_r, None, rows.s), slice(ph_c, None, cols.s)), parts))
+    for combo in product(*(sorted(p.items()) for p in per_axis)):
+        index = (ALL, *(slice(ph, None, ax.s) for (ph, _), ax in zip(combo, axes, strict=True)))
+        parts = [
+            (
+                tuple(t for t, _ in chosen),
+                (ALL, *(tap[0] for _, tap in chosen)),
+                (ALL, *(tap[1] for _, tap in chosen)),
+                (ALL, *(tap[2] for _, tap in chosen)),
+            )
+            for chosen in product(*(taps for _, taps in combo))
+        ]
+        phases.append((index, parts))
     spread = None
-    if not (rows.disjoint and cols.disjoint):
-        spread = (
-            cols.disjoint and cols.covers(ocols.start, ocols.stop, icols.start, icols.stop),
-            rows.disjoint and rows.covers(orows.start, orows.stop, irows.start, irows.stop),
-        )
-    return _Plan(row_taps, col_taps, not any(row_taps) or not any(col_taps), phases, spread)
+    if not all(ax.disjoint for ax in axes):
+        spread = tuple(ax.disjoint and ax.covers(*r) for ax, r in zip(axes, ranges, strict=True))
+    return _Plan(axis_taps, any(not any(t) for t in axis_taps), phases, spread)
 
 
 def _backward_tile(
     dout: np.ndarray,
     dx: np.ndarray,
-    tile: Tile,
+    tile: PoolTile,
     plan: _Plan,
     kind: str,
     winners: np.ndarray | None,
     x: np.ndarray | None,
     peak: np.ndarray | None,
     divisor: float | np.ndarray,
+    steps: tuple[int, ...],
     scratch: Scratch,
 ) -> None:
     dxt = dx[tile.inp()]
@@ -118,16 +121,20 @@ def _backward_tile(
     if g.dtype != dxt.dtype:  # dout is cast to x's dtype, a tile at a time
         g = _copy(scratch, "dout", g, dxt.dtype)
     if kind == "avg":
-        div = divisor if np.ndim(divisor) == 0 else divisor[tile.rows[0], tile.cols[0]]  # a number or (ho, wo, 1)
+        div = divisor if np.ndim(divisor) == 0 else divisor[tile.out_box()]  # a number or (*o, 1)
         scaled = scratch.get("scaled", g.shape, dxt.dtype)
         np.divide(g, div, out=scaled)  # once: a division costs more than the copies
-        if plan.spread is not None:  # overlapping: spread over the columns, then over the rows
-            spread = scratch.get("spread", (g.shape[0], g.shape[1], dxt.shape[2], g.shape[3]), dxt.dtype)
-            _spread(scaled, spread, plan.col_taps, 2, plan.spread[0])
-            _spread(spread, dxt, plan.row_taps, 1, plan.spread[1])
+        if plan.spread is not None:  # overlapping: spread over the last axis' taps, then each earlier axis'
+            src = scaled
+            nd = len(plan.axis_taps)
+            for axis in reversed(range(nd)):
+                shape = (*g.shape[: axis + 1], *dxt.shape[axis + 1 :])  # outputs before the axis, inputs from it
+                dst = dxt if axis == 0 else scratch.get(f"spread{axis}", shape, dxt.dtype)
+                _spread(src, dst, plan.axis_taps[axis], axis + 1, plan.spread[axis])
+                src = dst
             return
 
-        def value(i: int, j: int, o: Index, at: Index, out: np.ndarray | None) -> np.ndarray:
+        def value(taps: tuple[int, ...], o: Index, at: Index, out: np.ndarray | None) -> np.ndarray:
             """Disjoint windows: each input gets one window's ``g / divisor``."""
             if out is None:
                 return scaled[o]
@@ -138,19 +145,18 @@ def _backward_tile(
         with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum only costs the exact slow path
             finite = bool(np.isfinite(g.sum()))
         equal = scratch.get("equal", g.shape, np.dtype(bool))
-        product = scratch.get("product", g.shape, dxt.dtype)
+        product_ = scratch.get("product", g.shape, dxt.dtype)
         wt = None if winners is None else winners[tile.out()]
         xt, pt = (None, None) if winners is not None else (x[tile.inp()], peak[tile.out()])  # type: ignore[index]
-        kw = len(plan.col_taps)
 
-        def value(i: int, j: int, o: Index, at: Index, out: np.ndarray | None) -> np.ndarray:
-            """``g`` where offset (i, j) holds the window's maximum, else 0 (a multiply by the mask)."""
+        def value(taps: tuple[int, ...], o: Index, at: Index, out: np.ndarray | None) -> np.ndarray:
+            """``g`` where offset ``taps`` holds the window's maximum, else 0 (a multiply by the mask)."""
             es = equal[o]
             if wt is not None:
-                np.equal(wt[o], i * kw + j, out=es)
+                np.equal(wt[o], sum(t * s for t, s in zip(taps, steps, strict=True)), out=es)
             else:
                 np.equal(xt[at], pt[o], out=es)  # type: ignore[index]
-            dst = product[o] if out is None else out
+            dst = product_[o] if out is None else out
             if finite:
                 return np.multiply(g[o], es, out=dst)
             return _select(g[o], es, dst, scratch)  # rare: inf * 0 would be NaN
@@ -158,41 +164,42 @@ def _backward_tile(
     _scatter_phases(dxt, plan.phases, value, scratch)
 
 
-Value = Callable[[int, int, Index, Index, "np.ndarray | None"], np.ndarray]
+Value = Callable[[tuple[int, ...], Index, Index, "np.ndarray | None"], np.ndarray]
 
 
 def _scatter_phases(dxt: np.ndarray, phases: list[tuple[Index, list[Part]]], value: Value, scratch: Scratch) -> None:
-    """``dxt`` (n, h, w, c) = the sum of each kernel offset's ``value`` placed where its taps read.
+    """``dxt`` (n, *spatial, c) = the sum of each kernel offset's ``value`` placed where its taps read.
 
-    With stride s, the inputs ``h = q*s + phase`` of one phase are read only by the kernel rows of that phase, at
-    consecutive outputs. So each phase (of rows and of columns) adds its offsets' values, shifted, into one
-    contiguous buffer, and writes the strided phase of ``dxt`` once (directly when one offset covers it all),
-    instead of adding every offset into strided ``dxt``. Each element adds its offsets in row-major order.
+    With stride s, the inputs ``q*s + phase`` of one phase are read only by the taps of that phase, at consecutive
+    outputs. So each phase (one per axis) adds its offsets' values, shifted, into one contiguous buffer, and writes
+    the strided phase of ``dxt`` once (directly when one offset covers it all), instead of adding every offset into
+    strided ``dxt``. Each element adds its offsets in row-major order.
     """
     for index, parts in phases:
-        view = dxt[index]  # (n, h/sh, w/sw, c)
+        view = dxt[index]  # (n, *spatial/s, c)
         if not parts:
             view.fill(0)
             continue
-        i, j, o, q, at = parts[0]
+        taps, o, q, at = parts[0]
         if len(parts) == 1 and view[q].shape == view.shape:  # one offset writes the whole phase
-            value(i, j, o, at, view)
+            value(taps, o, at, view)
             continue
-        acc = view if index[1].step == index[2].step == 1 else scratch.get("phase", view.shape, dxt.dtype)
+        contiguous = all(s.step == 1 for s in index[1:])
+        acc = view if contiguous else scratch.get("phase", view.shape, dxt.dtype)
         acc.fill(0)
-        for i, j, o, q, at in parts:
+        for taps, o, q, at in parts:
             a = acc[q]
-            np.add(a, value(i, j, o, at, None), out=a)
+            np.add(a, value(taps, o, at, None), out=a)
         if acc is not view:
             np.copyto(view, acc)
 
 
-Tap = tuple[slice, slice, slice]  # (outputs, the phase's inputs, the tile's inputs)
+PhaseTap = tuple[slice, slice, slice]  # (outputs, the phase's inputs, the tile's inputs)
 
 
-def _phases(taps: list, s: int, size: int) -> dict[int, list[tuple[int, Tap]]]:
+def _phases(taps: tuple[Tap | None, ...], s: int, size: int) -> dict[int, list[tuple[int, PhaseTap]]]:
     """The taps by phase: ``{phase: [(t, (out slice, slice of the phase's inputs, input slice))]}``."""
-    phases: dict[int, list[tuple[int, Tap]]] = {p: [] for p in range(min(s, size))}
+    phases: dict[int, list[tuple[int, PhaseTap]]] = {p: [] for p in range(min(s, size))}
     for t, tap in enumerate(taps):
         if tap is not None:
             out, inp = tap
@@ -217,14 +224,14 @@ def _copy(scratch: Scratch, name: str, src: np.ndarray, dtype: np.dtype) -> np.n
     return buf
 
 
-def _spread(src: np.ndarray, dst: np.ndarray, taps: list, axis: int, assign: bool) -> None:
-    """Add ``src`` onto ``dst`` through the taps along ``axis`` (1: rows, 2: columns); ``assign`` when the taps
-    write every element of ``dst`` once."""
+def _spread(src: np.ndarray, dst: np.ndarray, taps: tuple, axis: int, assign: bool) -> None:
+    """Add ``src`` onto ``dst`` through the taps along array axis ``axis``; ``assign`` when the taps write every
+    element of ``dst`` once."""
     if not assign:
         dst.fill(0)
     for tap in taps:
         if tap is not None:
-            d, v = dst[(slice(None),) * axis + (tap[1],)], src[(slice(None),) * axis + (tap[0],)]
+            d, v = dst[(ALL,) * axis + (tap[1],)], src[(ALL,) * axis + (tap[0],)]
             if assign:
                 np.copyto(d, v)
             else:

@@ -1,11 +1,12 @@
 """Pooling forward kernels: geometry, the separable window maximum (with each window's winner) and sum.
 
-Arrays are (N, H, W, C) views whatever their memory layout (NHWC, or NCHW seen through a transposed view: NumPy's
-ufuncs then run in memory order). Work goes tile by tile (:mod:`~im2col_cnn.pool_tiles`); within a tile the loops
-run over the kernel rows, then over the kernel columns: one strided slice per tap, the padding never read. Max
-pooling records each window's winner as it goes: over overlapping windows, the first kernel row holding each
-column's maximum, then the first column holding the window's; over windows that do not overlap (2x2 stride 2),
-which need no separation, a running maximum over the kernel offsets.
+Arrays are (N, *spatial, C) views whatever their memory layout (channels-last, or channels-first seen through a
+transposed view: NumPy's ufuncs then run in memory order). Work goes tile by tile
+(:func:`~im2col_cnn.geometry.tiles.output_tiles`); within a tile the loops run over the taps of the first spatial
+axis, then over those of the next axis, and so on: one strided slice per tap, the padding never read. Max pooling
+records each window's winner as it goes: over overlapping windows, the first tap holding each partial maximum
+along the first axis, then, axis by axis, the first tap holding the window's; over windows that do not overlap
+(2x2 stride 2), which need no separation, a running maximum over the kernel offsets.
 """
 
 from __future__ import annotations
@@ -15,23 +16,23 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..geometry.pool_tiles import (
+from ..geometry.tiles import PoolTile, output_tiles, tile_key
+from ..geometry.windows import Axis, WindowGeometry, geometry_of
+from ..runtime.layout import empty_channels_last
+from ..runtime.parallel import map_blocks
+from .pool_plan import (
     ALL,
-    AxisMap,
     Offset,
-    Tile,
+    Scratch,
     TilePlan,
-    empty_nhwc,
+    code_dtype,
+    code_steps,
     max_workers,
-    output_tiles,
     short_ufunc_chunks,
-    tile_key,
     tile_plan,
 )
-from ..geometry.windows import WindowGeometry
-from ..runtime.parallel import map_blocks
 
-__all__ = ["pool_geometry", "avg_divisor", "axis_maps", "code_dtype", "Scratch", "pool_windows", "argmax_indices"]
+__all__ = ["pool_geometry", "avg_divisor", "pool_windows", "argmax_indices"]
 
 
 def _out_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
@@ -46,173 +47,173 @@ def _out_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int
 @lru_cache(maxsize=256)
 def pool_geometry(
     x_shape: tuple[int, ...],
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
     ceil_mode: bool,
 ) -> WindowGeometry:
-    """Window geometry of a pooling layer; ceil_mode's extra windows become extra bottom/right padding."""
-    _, h, w, _ = x_shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-    ho, wo = _out_size(h, kh, sh, ph, dh, ceil_mode), _out_size(w, kw, sw, pw, dw, ceil_mode)
-    if ho < 1 or wo < 1:
-        reach = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
+    """Window geometry of a pooling layer on ``x_shape`` (N, *spatial, C); ceil_mode's extra windows become extra
+    trailing padding."""
+    spatial = x_shape[1:-1]
+    outs = tuple(_out_size(*args, ceil_mode) for args in zip(spatial, kernel, stride, padding, dilation, strict=True))
+    if min(outs) < 1:
+        reach = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation, strict=True))
+        padded = tuple(size + 2 * p for size, p in zip(spatial, padding, strict=True))
         raise ValueError(
-            f"kernel_size {kernel} (spanning {reach}) is larger than the padded input {(h + 2 * ph, w + 2 * pw)} "
-            f"(input {(h, w)} with padding {padding})"
+            f"kernel_size {kernel} (spanning {reach}) is larger than the padded input {padded} "
+            f"(input {tuple(spatial)} with padding {padding})"
         )
-    # Bottom/right padding so that exactly (ho, wo) windows fit; it differs from ph/pw when windows are left
-    # over (floor) or added (ceil). The padding is never read, so only the count of windows matters.
-    bottom = (ho - 1) * sh + (kh - 1) * dh + 1 - h - ph
-    right = (wo - 1) * sw + (kw - 1) * dw + 1 - w - pw
-    geom = WindowGeometry(h, w, kh, kw, sh, sw, ph, bottom, pw, right, dh, dw)
-    covered = np.zeros((ho, wo), dtype=bool)
-    for _, _, out_slices, _ in geom.offset_slices():
-        covered[out_slices] = True
-    if not covered.all():  # only a dilation larger than the input can step over it
-        ho_, wo_ = np.argwhere(~covered)[0]
+    # Trailing padding so that exactly `outs` windows fit; it differs from the leading padding when windows are
+    # left over (floor) or added (ceil). The padding is never read, so only the count of windows matters.
+    axes = tuple(
+        Axis(size, k, s, d, p, (o - 1) * s + (k - 1) * d + 1 - size - p)
+        for size, k, s, d, p, o in zip(spatial, kernel, stride, dilation, padding, outs, strict=True)
+    )
+    geom = geometry_of(axes)
+    uncovered = [next((o for o, hit in enumerate(_covered(a)) if not hit), None) for a in axes]
+    if any(u is not None for u in uncovered):  # only a dilation larger than the input can step over it
+        # The first such window in row-major order: at the origin if one axis' first window misses, else the last
+        # axis with a missing window.
+        axis = max(a for a, u in enumerate(uncovered) if u is not None)
+        window = tuple(0 if a != axis else uncovered[axis] for a in range(len(axes)))
+        if 0 in uncovered:
+            window = (0,) * len(axes)
         raise ValueError(
-            f"dilation {dilation} with padding {padding} leaves pooling window {(int(ho_), int(wo_))} covering no "
-            f"input position (input {(h, w)})"
+            f"dilation {dilation} with padding {padding} leaves pooling window {window} covering no "
+            f"input position (input {tuple(spatial)})"
         )
     return geom
 
 
+def _covered(axis: Axis) -> np.ndarray:
+    """Per output of ``axis``: whether its window reads any input position."""
+    hit = np.zeros(axis.out, dtype=bool)
+    for tap in axis.taps():
+        if tap is not None:
+            hit[tap[0]] = True
+    return hit
+
+
 def avg_divisor(
-    geom: WindowGeometry, padding: tuple[int, int], count_include_pad: bool, divisor_override: int | None
+    geom: WindowGeometry, padding: tuple[int, ...], count_include_pad: bool, divisor_override: int | None
 ) -> float | np.ndarray:
-    """PyTorch's average-pool divisor: a number, or an (Ho, Wo, 1) array where windows differ.
+    """PyTorch's average-pool divisor: a number, or an (*out, 1) array where windows differ.
 
     A window counts its positions inside the input plus, with ``count_include_pad``, inside the padding --
     but never beyond the padded input (where ceil_mode's last windows may reach).
     """
     if divisor_override is not None:
         return float(divisor_override)
-
-    def counts(size: int, out: int, k: int, s: int, p: int) -> np.ndarray:
-        start = np.arange(out) * s - p
-        end = np.minimum(start + k, size + p)
-        if count_include_pad:
-            return end - start
-        return np.minimum(end, size) - np.maximum(start, 0)
-
-    rows = counts(geom.in_h, geom.out_h, geom.kh, geom.sh, padding[0])
-    cols = counts(geom.in_w, geom.out_w, geom.kw, geom.sw, padding[1])
-    if rows.min() == rows.max() and cols.min() == cols.max():
-        return float(rows[0] * cols[0])
-    return np.multiply.outer(rows, cols)[:, :, None].astype(np.float64)  # (Ho, Wo, 1)
-
-
-def axis_maps(geom: WindowGeometry) -> tuple[AxisMap, AxisMap]:
-    """The row and the column :class:`~im2col_cnn.pool_tiles.AxisMap` of a pooling geometry."""
-    rows = AxisMap(geom.in_h, geom.kh, geom.sh, geom.dh, geom.pad_top, geom.out_h)
-    cols = AxisMap(geom.in_w, geom.kw, geom.sw, geom.dw, geom.pad_left, geom.out_w)
-    return rows, cols
-
-
-def code_dtype(geom: WindowGeometry) -> np.dtype:
-    """The unsigned type of a window's winner, its kernel offset ``i*kw + j``; its largest value is a sentinel.
-
-    uint8 up to 255 offsets (3x3 and 15x15 kernels alike), wider beyond.
-    """
-    return np.min_scalar_type(geom.kh * geom.kw)
-
-
-class Scratch:
-    """One worker's scratch buffers, reused from tile to tile, viewed as (N, H, W, C) in the call's memory layout."""
-
-    def __init__(self, nchw: bool) -> None:
-        self.nchw = nchw
-        self._buffers: dict[str, np.ndarray] = {}
-
-    def get(self, name: str, shape: tuple[int, int, int, int], dtype: np.dtype) -> np.ndarray:
-        size = math.prod(shape)
-        buf = self._buffers.get(name)
-        if buf is None or buf.size < size or buf.dtype != dtype:
-            buf = self._buffers[name] = np.empty(size, dtype=dtype)
-        return empty_nhwc(shape, dtype, self.nchw, buffer=buf)
+    per_axis = []
+    for a, p in zip(geom.axes, padding, strict=True):
+        start = np.arange(a.out) * a.s - p
+        end = np.minimum(start + a.k, a.size + p)
+        per_axis.append(end - start if count_include_pad else np.minimum(end, a.size) - np.maximum(start, 0))
+    if all(c.min() == c.max() for c in per_axis):
+        return float(math.prod(int(c[0]) for c in per_axis))
+    counts = per_axis[0]
+    for c in per_axis[1:]:
+        counts = np.multiply.outer(counts, c)
+    return counts[..., None].astype(np.float64)  # (*out, 1)
 
 
 def pool_windows(
-    x: np.ndarray, geom: WindowGeometry, kind: str, *, winners: bool, divisor: float | np.ndarray, nchw: bool
+    x: np.ndarray,
+    geom: WindowGeometry,
+    kind: str,
+    *,
+    winners: bool,
+    divisor: float | np.ndarray,
+    channels_first: bool,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Max pooling (``kind='max'``: the padding never wins) or average pooling (``'avg'``) of ``x`` (N, H, W, C).
+    """Max pooling (``kind='max'``: the padding never wins) or average pooling (``'avg'``) of ``x`` (N, *spatial, C).
 
-    Returns ``out`` (N, Ho, Wo, C) -- window sums divided by ``divisor`` (a number or an (Ho, Wo, 1) array) for
-    ``'avg'`` -- and, when ``winners``, each max window's winner (N, Ho, Wo, C) of :func:`code_dtype`: the kernel
-    offset ``i*kw + j`` of its first maximum in row-major window order, or of its last NaN (PyTorch's rules).
-    Both are allocated in the memory layout the caller uses (NCHW when ``nchw``) and returned as NHWC views.
+    Returns ``out`` (N, *out, C) -- window sums divided by ``divisor`` (a number or an (*out, 1) array) for
+    ``'avg'`` -- and, when ``winners``, each max window's winner (N, *out, C) of
+    :func:`~im2col_cnn.kernels.pool_plan.code_dtype`: the code of its first maximum in row-major window order, or
+    of its last NaN (PyTorch's rules). Both are allocated in the memory layout the caller uses and returned as
+    channels-last views.
     """
-    n, _, _, c = x.shape
     dtype = x.dtype.newbyteorder("=")
-    shape = (n, geom.out_h, geom.out_w, c)
-    out = empty_nhwc(shape, dtype, nchw)
-    win = empty_nhwc(shape, code_dtype(geom), nchw) if winners else None
-    rows, cols = axis_maps(geom)
-    code = code_dtype(geom)
-    disjoint = rows.disjoint and cols.disjoint
+    shape = (x.shape[0], *geom.out_shape, x.shape[-1])
+    out = empty_channels_last(shape, dtype, channels_first)
+    code = code_dtype(geom.kernel)
+    win = empty_channels_last(shape, code, channels_first) if winners else None
+    disjoint = all(a.disjoint for a in geom.axes)
 
-    def work(tile: Tile, scratch: Scratch) -> None:
-        plan = tile_plan(rows, cols, tile_key(tile), code)
+    def work(tile: PoolTile, scratch: Scratch) -> None:
+        plan = tile_plan(geom.axes, tile_key(tile), code)
         if disjoint:  # runs of C elements: NumPy's default chunks are faster here
             _forward_tile(x, out, win, tile, plan, disjoint, kind, divisor, scratch)
             return
-        with short_ufunc_chunks():  # the row stage reads runs of W*C elements
+        with short_ufunc_chunks():  # the first stage reads runs of a whole row of elements
             _forward_tile(x, out, win, tile, plan, disjoint, kind, divisor, scratch)
 
-    tiles = output_tiles(x.shape, rows, cols, dtype.itemsize)
-    map_blocks(work, tiles, lambda: Scratch(nchw), max_threads=max_workers())
+    tiles = output_tiles(x.shape, geom.axes, dtype.itemsize)
+    map_blocks(work, tiles, lambda: Scratch(channels_first), max_threads=max_workers())
     return out, win
+
+
+def _stage_shape(xt: np.ndarray, ot: np.ndarray, axis: int) -> tuple[int, ...]:
+    """The shape after reducing spatial axes ``0..axis``: outputs along those, inputs along the later ones."""
+    return (*ot.shape[: axis + 2], *xt.shape[axis + 2 :])
 
 
 def _forward_tile(
     x: np.ndarray,
     out: np.ndarray,
     win: np.ndarray | None,
-    tile: Tile,
+    tile: PoolTile,
     plan: TilePlan,
     disjoint: bool,
     kind: str,
     divisor: float | np.ndarray,
     scratch: Scratch,
 ) -> None:
-    """One output tile: reduce over the kernel rows into (n, ho, w, c) scratch, then over the kernel columns (or,
-    for the maximum over disjoint windows, over the kernel offsets at once)."""
+    """One output tile: reduce over the taps of the first spatial axis into scratch, then over those of each later
+    axis (or, for the maximum over disjoint windows, over the kernel offsets at once)."""
     xt, ot = x[tile.inp()], out[tile.out()]
-    nb, _, w_in, cb = xt.shape
-    rows_shape = (nb, ot.shape[1], w_in, cb)
+    nd = len(plan.axis_taps)
     if kind == "avg" or win is None:
         op, fill = (np.add, 0.0) if kind == "avg" else (np.maximum, -np.inf)
-        r = scratch.get("rows", rows_shape, ot.dtype)
-        _reduce(xt, r, plan.row_taps, 1, op, fill, plan.rows_rest)
-        _reduce(r, ot, plan.col_taps, 2, op, fill, plan.cols_rest)
+        src = xt
+        for axis in range(nd):
+            dst = ot if axis == nd - 1 else scratch.get(f"stage{axis}", _stage_shape(xt, ot, axis), ot.dtype)
+            _reduce(src, dst, plan.axis_taps[axis], axis + 1, op, fill, plan.rests[axis])
+            src = dst
         if kind == "avg":
-            np.divide(ot, divisor if np.ndim(divisor) == 0 else divisor[tile.rows[0], tile.cols[0]], out=ot)
+            np.divide(ot, divisor if np.ndim(divisor) == 0 else divisor[tile.out_box()], out=ot)
         return
     wt = win[tile.out()]
-    if disjoint:  # no two windows share an input: one pass over the kernel offsets
+    if disjoint or nd == 1:  # no two windows share an input (or one axis): one pass over the kernel offsets
         _running_max(xt, ot, wt, plan.offsets, plan.first, scratch)
         with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum only costs the exact slow path
             has_nan = bool(np.isnan(ot.sum()))
         if has_nan:  # rare
             _nan_winners(xt, wt, plan)
         return
-    r = scratch.get("rows", rows_shape, ot.dtype)
-    row_win = scratch.get("row_winners", rows_shape, win.dtype)
-    _running_max(xt, r, row_win, plan.row_offsets, plan.first_row, scratch)
-    _reduce(r, ot, plan.col_taps, 2, np.maximum, -np.inf, plan.cols_rest)
-    _column_winners(r, row_win, ot, wt, plan, scratch)
+    steps = code_steps([len(t) for t in plan.axis_taps])
+    vals = scratch.get("vals0", _stage_shape(xt, ot, 0), ot.dtype)
+    wins = scratch.get("wins0", vals.shape, win.dtype)
+    _running_max(xt, vals, wins, plan.lead_offsets, plan.first_lead, scratch)
+    for axis in range(1, nd):
+        last = axis == nd - 1
+        dst = ot if last else scratch.get(f"vals{axis}", _stage_shape(xt, ot, axis), ot.dtype)
+        dst_win = wt if last else scratch.get(f"wins{axis}", dst.shape, win.dtype)
+        _reduce(vals, dst, plan.axis_taps[axis], axis + 1, np.maximum, -np.inf, plan.rests[axis])
+        _axis_winners(vals, wins, dst, dst_win, plan.axis_taps[axis], axis + 1, steps[axis], plan.rests[axis], scratch)
+        vals, wins = dst, dst_win
     if wt.max() == np.iinfo(wt.dtype).max:  # only a window holding NaN finds no winner
         _nan_winners(xt, wt, plan)
 
 
 def _reduce(
-    src: np.ndarray, dst: np.ndarray, taps: list, axis: int, op: np.ufunc, fill: float, rest: list[tuple]
+    src: np.ndarray, dst: np.ndarray, taps: tuple, axis: int, op: np.ufunc, fill: float, rest: list[tuple]
 ) -> None:
-    """``dst`` = ``op`` over the taps of ``src`` along ``axis`` (1: rows, 2: columns), in tap order; ``rest`` are
-    the outputs the first tap does not reach. When the first two taps reach the same outputs, the first operation
-    reads both (one pass fewer than copying the first), with the same result."""
+    """``dst`` = ``op`` over the taps of ``src`` along array axis ``axis``, in tap order; ``rest`` are the outputs
+    the first tap does not reach. When the first two taps reach the same outputs, the first operation reads both
+    (one pass fewer than copying the first), with the same result."""
     pairs = [(dst[(ALL,) * axis + (t[0],)], src[(ALL,) * axis + (t[1],)], t[0]) for t in taps if t is not None]
     for part in rest:
         dst[part].fill(fill)
@@ -270,30 +271,40 @@ def _as_code(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
     return like
 
 
-def _column_winners(
-    r: np.ndarray, row_win: np.ndarray, ot: np.ndarray, wt: np.ndarray, plan: TilePlan, scratch: Scratch
+def _axis_winners(
+    r: np.ndarray,
+    r_win: np.ndarray,
+    ot: np.ndarray,
+    wt: np.ndarray,
+    taps: tuple,
+    axis: int,
+    step: int,
+    rest: list[tuple],
+    scratch: Scratch,
 ) -> None:
-    """``wt`` = each window's first maximum in row-major order: the least ``row_win + j`` over the kernel columns
-    ``j`` whose row maximum equals the window's maximum ``ot`` (the first row, then the first column)."""
+    """``wt`` = each window's first maximum in row-major order along array axis ``axis``: the least
+    ``r_win + t*step`` over the taps ``t`` whose partial maximum ``r`` equals the window's ``ot`` (the earlier
+    axes' first winner, then this axis' first tap)."""
     equal = scratch.get("equal", ot.shape, np.dtype(bool))
     mask = scratch.get("mask", ot.shape, wt.dtype)
     cand = scratch.get("candidates", ot.shape, wt.dtype)
+    lead = (ALL,) * axis
     first = True
-    for j, tap in enumerate(plan.col_taps):
+    for t, tap in enumerate(taps):
         if tap is None:
             continue
-        o, i = tap
-        es, ms, cs, ws = equal[:, :, o], mask[:, :, o], cand[:, :, o], wt[:, :, o]
-        np.equal(r[:, :, i], ot[:, :, o], out=es)
+        o, i = (*lead, tap[0]), (*lead, tap[1])
+        es, ms, cs, ws = equal[o], mask[o], cand[o], wt[o]
+        np.equal(r[i], ot[o], out=es)
         np.subtract(_as_code(es, ms), 1, out=ms)  # 0 where tied with the maximum, all ones elsewhere
         if first:
-            for part in plan.cols_rest:
-                wt[part].fill(np.iinfo(wt.dtype).max)  # windows the first column does not reach
-            np.add(row_win[:, :, i], j, out=ws)
+            for part in rest:
+                wt[part].fill(np.iinfo(wt.dtype).max)  # windows the first tap does not reach
+            np.add(r_win[i], t * step, out=ws)
             np.bitwise_or(ws, ms, out=ws)
             first = False
             continue
-        np.add(row_win[:, :, i], j, out=cs)
+        np.add(r_win[i], t * step, out=cs)
         np.bitwise_or(cs, ms, out=cs)
         np.minimum(ws, cs, out=ws)
 
@@ -304,14 +315,21 @@ def _nan_winners(xt: np.ndarray, wt: np.ndarray, plan: TilePlan) -> None:
         np.copyto(wt[out], code, where=np.isnan(xt[inp]))
 
 
-def argmax_indices(win: np.ndarray, geom: WindowGeometry, nchw: bool) -> np.ndarray:
-    """PyTorch's ``return_indices``: ``h * W + w`` of each window's winner (N, Ho, Wo, C), int64, as an NHWC view."""
-    idx = empty_nhwc(win.shape, np.dtype(np.int64), nchw)
-    np.floor_divide(win, geom.kw, out=idx)  # kernel row i
-    # Winner i*kw + j reads input row ho*sh - top + i*dh and column wo*sw - left + j*dw.
-    np.multiply(idx, geom.dh * geom.in_w - geom.kw * geom.dw, out=idx)
-    idx += win.astype(np.int64) * geom.dw
-    ho = np.arange(geom.out_h)[:, None] * geom.sh - geom.pad_top
-    wo = np.arange(geom.out_w) * geom.sw - geom.pad_left
-    idx += (ho * geom.in_w + wo)[:, :, None]  # (Ho, Wo) -> (Ho, Wo, 1)
+def argmax_indices(win: np.ndarray, geom: WindowGeometry, channels_first: bool) -> np.ndarray:
+    """PyTorch's ``return_indices``: the flat index into the unpadded spatial input (``h * W + w`` in 2-D) of each
+    window's winner (N, *out, C), int64, as a channels-last view."""
+    idx = empty_channels_last(win.shape, np.dtype(np.int64), channels_first)
+    idx.fill(0)
+    nd = geom.ndim
+    steps = code_steps(geom.kernel)
+    tap = np.empty(win.shape, dtype=np.int64)
+    for a, axis in enumerate(geom.axes):
+        in_step = math.prod(geom.in_shape[a + 1 :])
+        # Winner code c holds tap (c // step) % k along this axis, which reads input o*s - lo + tap*d.
+        np.floor_divide(win, steps[a], out=tap)
+        np.remainder(tap, axis.k, out=tap)
+        tap *= axis.d * in_step
+        idx += tap
+        starts = (np.arange(axis.out) * axis.s - axis.lo) * in_step
+        idx += starts.reshape((1,) * (a + 1) + (axis.out,) + (1,) * (nd - a))  # (..., o_a, ..., 1)
     return idx

@@ -128,7 +128,7 @@ class ChunkedCache(NamedTuple):
     def indices(self) -> Any:
         """Max pooling's argmax as :attr:`PoolCache.indices <im2col_cnn.pool.PoolCache.indices>` gives it, lazily
         (int64, shaped and chunked like ``out``)."""
-        if self.forward != "max_pool2d_forward":
+        if "max_pool" not in self.forward:
             raise AttributeError("indices exist for max pooling only")
         probe = self.probe.indices
         return _from_blocks(self.blocks, _block_indices, (), probe, f"{self.blocks.name}-indices", self.out.chunks)
@@ -196,7 +196,8 @@ def _chunked_forward(
     name = f"{op}-blocks-{token}"
     task = functools.partial(_forward_block, op, tuple(whole), params)
     zeros = tuple((arr.name, *(0,) * arr.ndim) for arr in whole.values())
-    layer = {(name, i): (task, (x.name, i, 0, 0, 0), *zeros) for i in range(x.numblocks[0])}
+    rest = (0,) * (x.ndim - 1)
+    layer = {(name, i): (task, (x.name, i, *rest), *zeros) for i in range(x.numblocks[0])}
     blocks = _layer(name, layer, [x, *whole.values()], x.numblocks[0])
     out_chunks = (x.chunks[0], *((size,) for size in probe_out.shape[1:]))
     out = _from_blocks(blocks, operator.getitem, (0,), probe_out, f"{op}-{token}", out_chunks)
@@ -227,7 +228,8 @@ def _chunked_backward(op: str, engine: Callable[..., Any], args: tuple[Any, ...]
     computed = _as_tuple(inspect.unwrap(engine)(empty, cache.probe, **params))  # what a block computes in
     name = f"{op}-blocks-{tokenize(op, dout, cache.blocks.name, params)}"
     task = functools.partial(_backward_block, op, params)
-    layer = {(name, i): (task, (dout.name, i, 0, 0, 0), (cache.blocks.name, i)) for i in range(dout.numblocks[0])}
+    rest = (0,) * (dout.ndim - 1)
+    layer = {(name, i): (task, (dout.name, i, *rest), (cache.blocks.name, i)) for i in range(dout.numblocks[0])}
     grads = _layer(name, layer, [dout, cache.blocks], dout.numblocks[0])
     dx = probe[0]
     if dx is not None:  # (N, ...) in the blocks of dout
@@ -306,16 +308,18 @@ def _from_blocks(
 
 
 def _batch_chunked(value: object, name: str) -> Any:
-    """``value`` as a 4-D Dask array with known shape, one chunk on every axis but the batch."""
+    """``value`` as a Dask array with known shape, one chunk on every axis but the batch.
+
+    Its rank is checked by the engine (which knows the layer's), on an empty batch, after this."""
     import dask.array as da
 
     arr = value if is_dask_array(value) else da.asarray(value)
-    if arr.ndim != 4:
-        raise ValueError(f"{name} must be a 4-D array chunked along the batch (axis 0), got shape {arr.shape}")
+    if arr.ndim < 2:
+        raise ValueError(f"{name} must be an array chunked along the batch (axis 0), got shape {arr.shape}")
     if any(math.isnan(size) for size in arr.shape):
         raise ValueError(f"{name} has unknown chunk sizes {arr.chunks}: call {name}.compute_chunk_sizes() first")
     if any(len(sizes) > 1 for sizes in arr.chunks[1:]):
-        arr = arr.rechunk({1: -1, 2: -1, 3: -1})  # whole rows, columns and channels per batch block
+        arr = arr.rechunk({axis: -1 for axis in range(1, arr.ndim)})  # whole rows, columns and channels per block
     return arr
 
 

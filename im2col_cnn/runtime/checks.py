@@ -17,8 +17,9 @@ __all__ = [
     "as_float_array",
     "as_float_arrays",
     "as_int",
-    "as_pair",
-    "as_padding4",
+    "as_padding",
+    "as_tuple",
+    "axes_tuple",
     "check_bias",
     "check_choice",
     "check_data_format",
@@ -73,11 +74,13 @@ def _asarray(value: object, name: str) -> np.ndarray:
         raise TypeError(f"{name} must be a numeric array, got {type(value).__name__} ({exc})") from None
 
 
-def check_ndim(arr: np.ndarray, name: str, layout: str) -> None:
-    """Raise ``ValueError`` unless ``arr`` has as many dimensions as ``layout`` (e.g. ``"(N, H, W, C)"``) names."""
+def check_ndim(arr: np.ndarray, name: str, layout: str, data_format: str | None = None) -> None:
+    """Raise ``ValueError`` unless ``arr`` has as many dimensions as ``layout`` (e.g. ``"(N, H, W, C)"``) names;
+    the message names ``data_format`` when given (the layout it implies)."""
     ndim = layout.count(",") + 1
     if arr.ndim != ndim:
-        raise ValueError(f"{name} must be a {ndim}-D array of shape {layout}, got shape {arr.shape}")
+        fmt = "" if data_format is None else f" for data_format {data_format!r}"
+        raise ValueError(f"{name} must be a {ndim}-D array of shape {layout}{fmt}, got shape {arr.shape}")
 
 
 def as_int(value: object, name: str, minimum: int, what: str) -> int:
@@ -103,25 +106,36 @@ def _checked_int(value: object, name: str, minimum: int, what: str, shown: objec
     return int(value)
 
 
-def as_pair(value: object, name: str, *, minimum: int, what: str | None = None) -> tuple[int, int]:
-    """Normalize an int or an ``(h, w)`` pair of ints, each in ``[minimum, MAX_INT]``, to a ``(h, w)`` tuple.
+AXIS_NAMES = {1: ("w",), 2: ("h", "w"), 3: ("d", "h", "w")}
+"""The names of the spatial axes of a layer with 1, 2 or 3 of them (in messages and docstrings)."""
+
+_TUPLE_NAMES = {1: "a (w,) tuple", 2: "an (h, w) pair", 3: "a (d, h, w) triple"}
+
+
+def axes_tuple(ndim: int, prefix: str = "") -> str:
+    """``'(h, w)'``, or with ``prefix='k'`` ``'(kh, kw)'``: the spatial axes of an ``ndim``-D layer as text."""
+    names = [prefix + a for a in AXIS_NAMES[ndim]]
+    return f"({names[0]},)" if ndim == 1 else f"({', '.join(names)})"
+
+
+def as_tuple(value: object, ndim: int, name: str, *, minimum: int, what: str | None = None) -> tuple[int, ...]:
+    """Normalize an int, or a sequence of ``ndim`` ints, each in ``[minimum, MAX_INT]``, to an ``ndim``-tuple.
 
     ``what`` describes the expected value in the messages (default: ``"an int >= minimum or an (h, w) pair of
-    them"``).
+    them"``, with the tuple named for ``ndim``).
     """
     if type(value) is int and minimum <= value <= MAX_INT:  # the common case, without the ABC checks
-        return (value, value)
-    what = what or f"an int >= {minimum} or an (h, w) pair of them"
+        return (value,) * ndim
+    what = what or f"an int >= {minimum} or {_TUPLE_NAMES[ndim]} of them"
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]  # a 0-d array is its scalar
     if isinstance(value, Sequence) and not isinstance(value, _STRINGS) or isinstance(value, np.ndarray):
         items = list(value)
-        if len(items) != 2 or isinstance(value, np.ndarray) and value.ndim != 1:
+        if len(items) != ndim or isinstance(value, np.ndarray) and value.ndim != 1:
             raise ValueError(f"{name} must be {what}, got {value!r}")
-        h, w = (_checked_int(v, name, minimum, what, value) for v in items)
-        return (h, w)
+        return tuple(_checked_int(v, name, minimum, what, value) for v in items)
     v = _checked_int(value, name, minimum, what, value)
-    return (v, v)
+    return (v,) * ndim
 
 
 def as_real(value: object, name: str) -> float:
@@ -164,36 +178,57 @@ def check_dout(dout: object, shape: tuple[int, ...], dtype: np.dtype) -> np.ndar
     return arr.astype(dtype, copy=False)
 
 
-def as_padding4(value: object, name: str) -> tuple[int, int, int, int] | str:
-    """Normalize a convolution padding to ``(top, bottom, left, right)``, or return ``'same'``.
+def as_padding(value: object, ndim: int, name: str) -> tuple[tuple[int, int], ...] | str:
+    """Normalize a convolution padding to ``((lo, hi), ...)`` per spatial axis, or return ``'same'``.
 
-    Accepts an int, an ``(h, w)`` pair, ``((top, bottom), (left, right))``, ``'valid'`` (no padding) and
-    ``'same'`` (resolved by the caller, which knows the kernel).
+    Accepts an int, a tuple of ``ndim`` ints (both sides of each axis), a tuple of ``ndim`` ``(lo, hi)`` pairs
+    (e.g. ``((top, bottom), (left, right))``), ``'valid'`` (no padding) and ``'same'`` (resolved by the caller,
+    which knows the kernel).
     """
     if type(value) is int and 0 <= value <= MAX_INT:  # the common case
-        return (value, value, value, value)
-    what = "an int >= 0, an (h, w) pair of them, ((top, bottom), (left, right)), 'valid' or 'same'"
-    if isinstance(value, np.ndarray) and value.shape == (2, 2):
-        value = value.tolist()  # a (2, 2) array of ints is ((top, bottom), (left, right))
+        return ((value, value),) * ndim
+    sides = "((top, bottom), (left, right))" if ndim == 2 else f"{ndim} (lo, hi) pairs"
+    what = f"an int >= 0, {_TUPLE_NAMES[ndim]} of them, {sides}, 'valid' or 'same'"
+    if isinstance(value, np.ndarray) and value.shape == (ndim, 2):
+        value = value.tolist()  # an (ndim, 2) array of ints is one (lo, hi) pair per axis
     if isinstance(value, str):
         if value == "valid":
-            return (0, 0, 0, 0)
+            return ((0, 0),) * ndim
         if value == "same":
             return value
         raise ValueError(f"{name} must be {what}, got {value!r}")
-    nested = isinstance(value, Sequence) and not isinstance(value, _STRINGS) and len(value) == 2
+    nested = isinstance(value, Sequence) and not isinstance(value, _STRINGS) and len(value) == ndim
     if nested and all(isinstance(v, Sequence) for v in value):
         if not all(len(v) == 2 and not isinstance(v, _STRINGS) for v in value):
             raise ValueError(f"{name} must be {what}, got {value!r}")
-        (t, b), (left, r) = value
-        return tuple(_checked_int(v, name, 0, what, value) for v in (t, b, left, r))  # type: ignore[return-value]
-    ph, pw = as_pair(value, name, minimum=0, what=what)
-    return (ph, ph, pw, pw)
+        return tuple(
+            (_checked_int(lo, name, 0, what, value), _checked_int(hi, name, 0, what, value)) for lo, hi in value
+        )
+    return tuple((p, p) for p in as_tuple(value, ndim, name, minimum=0, what=what))
 
 
-def check_data_format(value: object) -> str:
-    """``'NHWC'`` or ``'NCHW'``; ``ValueError`` naming ``data_format`` otherwise."""
-    return check_choice(value, "data_format", ("NHWC", "NCHW"))
+DATA_FORMATS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
+"""The channels-last (default) and channels-first layout of a layer with 1, 2 or 3 spatial dimensions."""
+
+
+def check_data_format(value: object, ndim: int, x: object = None) -> bool:
+    """Whether ``value`` is the channels-first layout of an ``ndim``-D layer (False: channels-last).
+
+    ``ValueError`` naming ``data_format`` otherwise; a layout of another rank also names the shape of the array
+    ``x`` (the arrays an ``ndim``-D layer takes have ``ndim + 2`` dimensions).
+    """
+    choices = DATA_FORMATS[ndim]
+    if value in choices:
+        return value == choices[1]
+    options = ", ".join(repr(c) for c in choices)
+    for rank, names in DATA_FORMATS.items():
+        if value in names:
+            shape = "" if getattr(x, "shape", None) is None else f"; x has shape {tuple(x.shape)}"  # type: ignore[union-attr]
+            raise ValueError(
+                f"data_format {value!r} is the layout of {rank + 2}-D arrays ({rank} spatial axes), but this layer "
+                f"has {ndim} spatial axes and takes {ndim + 2}-D arrays: data_format must be one of {options}{shape}"
+            )
+    raise ValueError(f"data_format must be one of {options}, got {value!r}")
 
 
 def as_float_arrays(x: object, w: object) -> tuple[np.ndarray, np.ndarray]:
@@ -211,11 +246,15 @@ def check_groups(groups: object, c_in: int, c_out: int) -> int:
     return g
 
 
-def check_bias(b: object, c_out: int, dtype: np.dtype) -> tuple[np.ndarray | None, tuple[int, ...] | None]:
-    """The bias as a (C_out,) vector of ``dtype`` and its original shape; ``(None, None)`` for no bias."""
+def check_bias(
+    b: object, c_out: int, dtype: np.dtype, ndim: int = 2
+) -> tuple[np.ndarray | None, tuple[int, ...] | None]:
+    """The bias of an ``ndim``-D layer, (C_out,) or the drop-in APIs' (1, ..., 1, C_out) with ``ndim + 2`` axes,
+    as a (C_out,) vector of ``dtype``, and its original shape; ``(None, None)`` for no bias."""
     if b is None:
         return None, None
     arr = as_float_array(b, "b")
-    if arr.shape not in ((c_out,), (1, 1, 1, c_out)):
-        raise ValueError(f"b must have shape (C_out,) = ({c_out},) or (1, 1, 1, {c_out}), got {arr.shape}")
+    broadcast = (1,) * (ndim + 1) + (c_out,)
+    if arr.shape not in ((c_out,), broadcast):
+        raise ValueError(f"b must have shape (C_out,) = ({c_out},) or {broadcast}, got {arr.shape}")
     return arr.reshape(c_out).astype(dtype, copy=False), arr.shape

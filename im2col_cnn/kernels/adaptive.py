@@ -1,0 +1,368 @@
+"""Adaptive pooling kernels: windows whose bounds follow PyTorch's rule instead of a stride.
+
+Along an axis of ``L`` inputs and ``O`` outputs, window ``i`` is ``[floor(i*L/O), ceil((i+1)*L/O))``: its start is
+not a multiple of any stride, so a window's taps are gathered with index arrays (``np.take``, one gather per tap
+of the longest window), not strided slices. Where every axis divides evenly the windows are an ordinary pooling
+(kernel and stride ``L/O``) and the layer runs the pooling kernels instead; this module handles the rest.
+
+* Forward: separable, like :mod:`~im2col_cnn.kernels.pool_forward` -- the windows of the first spatial axis,
+  then of each later one, tap by tap. Max pooling carries each partial maximum's input position and combines
+  them axis by axis into the flat input index of the window's first maximum in row-major order (PyTorch's
+  ``return_indices``); windows holding NaN are redone exactly (the last NaN wins).
+* Backward: each tile of ``dx`` gathers from the outputs whose windows cover it. A position is covered by one
+  window along each axis except where consecutive windows overlap, so the bulk is one gather per axis and the
+  overlapping positions are added in afterwards. Average pooling spreads ``dout / count`` axis by axis; max
+  pooling keeps ``dout`` where the covering window's winner is that position.
+
+Tiles (:func:`~im2col_cnn.geometry.tiles.output_tiles` / :func:`~im2col_cnn.geometry.tiles.input_tiles`) bound
+the scratch, run on the engine's threads, and do not change any result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from itertools import product
+
+import numpy as np
+
+from ..geometry.tiles import PoolTile, input_tiles, output_tiles
+from ..runtime.layout import empty_channels_last
+from ..runtime.parallel import map_blocks
+from .pool_plan import ALL, Scratch, max_workers
+
+__all__ = ["AdaptiveAxis", "adaptive_windows", "adaptive_scatter", "window_counts", "winner_dtype"]
+
+
+@dataclass(frozen=True)
+class AdaptiveAxis:
+    """The adaptive windows of one axis: ``out`` windows over ``size`` inputs (PyTorch's bounds)."""
+
+    size: int
+    out: int
+
+    @cached_property
+    def starts(self) -> np.ndarray:
+        return np.arange(self.out, dtype=np.intp) * self.size // self.out  # floor(i*L/O)
+
+    @cached_property
+    def ends(self) -> np.ndarray:
+        return -(-(np.arange(1, self.out + 1, dtype=np.intp) * self.size) // self.out)  # ceil((i+1)*L/O)
+
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        return self.ends - self.starts
+
+    @cached_property
+    def extent(self) -> int:
+        """The longest window."""
+        return int(self.lengths.max())
+
+    @property
+    def s(self) -> int:
+        """The mean step between windows, at least 1 (to size the tiles)."""
+        return max(1, self.size // self.out)
+
+    def in_range(self, o0: int, o1: int) -> tuple[int, int]:
+        """The inputs ``[lo, hi)`` that the windows of outputs ``[o0, o1)`` read."""
+        return int(self.starts[o0]), int(self.ends[o1 - 1])
+
+    def out_range(self, i0: int, i1: int) -> tuple[int, int]:
+        """The outputs ``[o0, o1)`` whose windows read any input in ``[i0, i1)``."""
+        o0 = int(np.searchsorted(self.ends, i0, side="right"))
+        return o0, max(o0, int(np.searchsorted(self.starts, i1, side="left")))
+
+    def taps(self, o0: int, o1: int, i0: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """Per tap ``t`` of the longest window: the input each output in ``[o0, o1)`` reads (relative to ``i0``;
+        a window shorter than ``t + 1`` repeats its last input) and which outputs' windows are that long (None:
+        all of them)."""
+        starts, ends = self.starts[o0:o1], self.ends[o0:o1]
+        short = int((ends - starts).min())
+        return [
+            (np.minimum(starts + t, ends - 1) - i0, None if t < short else ends - starts > t)
+            for t in range(self.extent)
+        ]
+
+    def owners(self, i0: int, i1: int, o0: int) -> list[tuple[np.ndarray | slice, np.ndarray]]:
+        """The windows covering each input of ``[i0, i1)``: for ``u = 0, 1, ...``, the inputs (relative to ``i0``;
+        ``slice(None)`` for all of them) covered by at least ``u + 1`` windows and the ``u``-th of those windows
+        (relative to ``o0``)."""
+        j = np.arange(i0, i1, dtype=np.intp)
+        first = np.searchsorted(self.ends, j, side="right")  # the first window ending after j
+        count = np.searchsorted(self.starts, j, side="right") - first  # windows starting at or before j
+        result: list[tuple[np.ndarray | slice, np.ndarray]] = [(ALL, first - o0)]
+        for u in range(1, int(count.max())):
+            more = np.flatnonzero(count > u)
+            result.append((more, first[more] + u - o0))
+        return result
+
+
+def window_counts(axes: tuple[AdaptiveAxis, ...]) -> np.ndarray:
+    """Each window's size, the average's divisor: ``(*out, 1)``, float64."""
+    counts = axes[0].lengths
+    for a in axes[1:]:
+        counts = np.multiply.outer(counts, a.lengths)
+    return counts[..., None].astype(np.float64)
+
+
+def winner_dtype(axes: tuple[AdaptiveAxis, ...]) -> np.dtype:
+    """The unsigned type of a winner's flat input index; its largest value is never an index (a sentinel)."""
+    return np.min_scalar_type(math.prod(a.size for a in axes))
+
+
+def _shape_along(ndim: int, axis: int, size: int) -> tuple[int, ...]:
+    """A shape broadcasting an array of ``size`` along spatial ``axis`` of an (n, *spatial, c) array."""
+    return (1,) * (axis + 1) + (size,) + (1,) * (ndim - axis)
+
+
+def adaptive_windows(
+    x: np.ndarray,
+    axes: tuple[AdaptiveAxis, ...],
+    kind: str,
+    *,
+    counts: np.ndarray | None,
+    channels_first: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Adaptive max (``kind='max'``) or average (``'avg'``, divided by ``counts``, (*out, 1)) pooling of ``x``
+    (N, *spatial, C) -> ``out`` (N, *out, C) and, for max, each window's winner: the flat index of its first
+    maximum in the spatial input (its last NaN if it holds one), of :func:`winner_dtype`. Both are allocated in
+    the caller's memory layout and returned as channels-last views."""
+    dtype = x.dtype.newbyteorder("=")
+    shape = (x.shape[0], *(a.out for a in axes), x.shape[-1])
+    out = empty_channels_last(shape, dtype, channels_first)
+    win = empty_channels_last(shape, winner_dtype(axes), channels_first) if kind == "max" else None
+
+    def work(tile: PoolTile, scratch: Scratch) -> None:
+        xt, ot = x[tile.inp()], out[tile.out()]
+        if kind == "avg":
+            _sum_windows(xt, ot, tile, axes, scratch)
+            np.divide(ot, counts[tile.out_box()], out=ot)  # type: ignore[index]
+        else:
+            _max_windows(xt, ot, win[tile.out()], tile, axes, scratch)  # type: ignore[index]
+
+    tiles = output_tiles(x.shape, axes, dtype.itemsize)  # type: ignore[arg-type]
+    map_blocks(work, tiles, lambda: Scratch(False), max_threads=max_workers())
+    return out, win
+
+
+def _stage(xt: np.ndarray, ot: np.ndarray, axis: int) -> tuple[int, ...]:
+    """The shape after the windows of spatial axes ``0..axis``: outputs along those, inputs along the later ones."""
+    return (*ot.shape[: axis + 2], *xt.shape[axis + 2 :])
+
+
+def _take(src: np.ndarray, index: np.ndarray, axis: int, into: np.ndarray) -> np.ndarray:
+    """``src`` gathered at ``index`` along array ``axis`` into ``into`` (contiguous; a staging copy otherwise)."""
+    if into.flags.c_contiguous:
+        return np.take(src, index, axis=axis, out=into, mode="clip")
+    np.copyto(into, np.take(src, index, axis=axis, mode="clip"))
+    return into
+
+
+def _sum_windows(
+    xt: np.ndarray, ot: np.ndarray, tile: PoolTile, axes: tuple[AdaptiveAxis, ...], scratch: Scratch
+) -> None:
+    """``ot`` = each window's sum, axis by axis; the taps a shorter window does not have are left out."""
+    src, nd = xt, len(axes)
+    for a, axis in enumerate(axes):
+        (orange, irange) = tile.axes[a]
+        dst = ot if a == nd - 1 else scratch.get(f"stage{a}", _stage(xt, ot, a), ot.dtype)
+        for t, (index, valid) in enumerate(axis.taps(orange.start, orange.stop, irange.start)):
+            if t == 0:
+                _take(src, index, a + 1, dst)
+                continue
+            tap = np.take(src, index, axis=a + 1, out=scratch.get("tap", dst.shape, dst.dtype), mode="clip")
+            where = True if valid is None else valid.reshape(_shape_along(nd, a, valid.size))
+            np.add(dst, tap, out=dst, where=where)
+        src = dst
+
+
+def _max_windows(
+    xt: np.ndarray, ot: np.ndarray, wt: np.ndarray, tile: PoolTile, axes: tuple[AdaptiveAxis, ...], scratch: Scratch
+) -> None:
+    """``ot`` = each window's maximum and ``wt`` its first position in row-major order (flat input index).
+
+    Along the first axis a running maximum over the taps records the input row of each partial maximum (a later
+    tap wins only when strictly greater); along each later axis the window's maximum is found among the partial
+    maxima, and its position is the least flat index among the taps that hold it.
+    """
+    nd = len(axes)
+    vals, wins = None, None
+    for a, axis in enumerate(axes):
+        (orange, irange) = tile.axes[a]
+        last = a == nd - 1
+        dst = ot if last else scratch.get(f"vals{a}", _stage(xt, ot, a), ot.dtype)
+        dwin = wt if last else scratch.get(f"wins{a}", dst.shape, wt.dtype)
+        taps = axis.taps(orange.start, orange.stop, irange.start)
+        shape = _shape_along(nd, a, orange.stop - orange.start)
+        if a == 0:
+            _first_axis(xt, dst, dwin, taps, irange.start, shape, scratch)
+        else:
+            _later_axis(vals, wins, dst, dwin, taps, axis.size, irange.start, a + 1, shape, scratch)  # type: ignore[arg-type]
+        vals, wins = dst, dwin
+    if np.isnan(ot).any():  # rare: windows holding NaN send their gradient to their last NaN
+        _nan_winners(xt, ot, wt, tile, axes)
+
+
+def _first_axis(
+    src: np.ndarray, dst: np.ndarray, win: np.ndarray, taps: list, i0: int, shape: tuple[int, ...], scratch: Scratch
+) -> None:
+    """Running maximum over the first axis' taps, ``win`` the input row of each (rows ascend with the taps)."""
+    better = scratch.get("better", dst.shape, np.dtype(bool))
+    codes = scratch.get("codes", dst.shape, win.dtype)
+    tap = scratch.get("tap", dst.shape, dst.dtype)
+    for t, (index, _) in enumerate(taps):
+        rows = (index + i0).astype(win.dtype).reshape(shape)
+        if t == 0:
+            _take(src, index, 1, dst)
+            np.copyto(win, rows)
+            continue
+        np.take(src, index, axis=1, out=tap, mode="clip")
+        np.greater(tap, dst, out=better)  # a repeated last input is never greater: it never wins
+        np.maximum(dst, tap, out=dst)
+        np.multiply(better, rows, out=codes)
+        np.maximum(win, codes, out=win)
+
+
+def _later_axis(
+    vals: np.ndarray,
+    wins: np.ndarray,
+    dst: np.ndarray,
+    win: np.ndarray,
+    taps: list,
+    size: int,
+    i0: int,
+    axis: int,
+    shape: tuple[int, ...],
+    scratch: Scratch,
+) -> None:
+    """The window maximum along array ``axis`` of the partial maxima ``vals``, and the least flat index
+    ``wins * size + position`` among the taps that hold it."""
+    tap = scratch.get("tap", dst.shape, dst.dtype)
+    cand = scratch.get("cand", dst.shape, win.dtype)
+    low = scratch.get("low", dst.shape, win.dtype)
+    greater = scratch.get("greater", dst.shape, np.dtype(bool))
+    equal = scratch.get("equal", dst.shape, np.dtype(bool))
+    for t, (index, _) in enumerate(taps):
+        cols = (index + i0).astype(win.dtype).reshape(shape)
+        if t == 0:
+            _take(vals, index, axis, dst)
+            _take(wins, index, axis, win)
+            np.multiply(win, size, out=win)
+            np.add(win, cols, out=win)
+            continue
+        np.take(vals, index, axis=axis, out=tap, mode="clip")
+        np.take(wins, index, axis=axis, out=cand, mode="clip")
+        np.multiply(cand, size, out=cand)
+        np.add(cand, cols, out=cand)
+        np.greater(tap, dst, out=greater)
+        np.equal(tap, dst, out=equal)
+        np.minimum(win, cand, out=low)
+        np.copyto(win, low, where=equal)
+        np.copyto(win, cand, where=greater)
+        np.maximum(dst, tap, out=dst)
+
+
+def _nan_winners(
+    xt: np.ndarray, ot: np.ndarray, wt: np.ndarray, tile: PoolTile, axes: tuple[AdaptiveAxis, ...]
+) -> None:
+    """Every tap of every window, in row-major order, where it reads NaN: its position becomes the winner (so the
+    last NaN stays). A repeated last input repeats the position just written, which changes nothing."""
+    nd = len(axes)
+    per_axis = [axis.taps(o.start, o.stop, i.start) for axis, (o, i) in zip(axes, tile.axes, strict=True)]
+    for combo in product(*(range(len(taps)) for taps in per_axis)):
+        value, flat = xt, np.zeros((1,) * (nd + 2), dtype=np.intp)
+        for a, t in enumerate(combo):
+            index = per_axis[a][t][0]
+            value = np.take(value, index, axis=a + 1, mode="clip")
+            flat = flat * axes[a].size + (index + tile.axes[a][1].start).reshape(_shape_along(nd, a, index.size))
+        np.copyto(wt, flat.astype(wt.dtype), where=np.isnan(value))
+
+
+def adaptive_scatter(
+    dout: np.ndarray,
+    x_shape: tuple[int, ...],
+    axes: tuple[AdaptiveAxis, ...],
+    kind: str,
+    *,
+    winners: np.ndarray | None,
+    counts: np.ndarray | None,
+    dtype: np.dtype,
+    channels_first: bool,
+) -> np.ndarray:
+    """Gradient of an adaptive pooling: ``dout`` (N, *out, C) -> ``dx`` (``x_shape`` (N, *spatial, C), ``dtype``),
+    allocated in the caller's layout and returned as a channels-last view. ``'avg'`` spreads ``dout / counts``;
+    ``'max'`` sends each window's ``dout`` to its ``winners`` position."""
+    dx = empty_channels_last(x_shape, dtype, channels_first)
+
+    def work(tile: PoolTile, scratch: Scratch) -> None:
+        dxt = dx[tile.inp()]
+        owners = [axis.owners(i.start, i.stop, o.start) for axis, (o, i) in zip(axes, tile.axes, strict=True)]
+        g = dout[tile.out()]
+        if kind == "avg":
+            scaled = scratch.get("scaled", g.shape, dtype)
+            np.divide(g, counts[tile.out_box()], out=scaled)  # type: ignore[index]
+            _spread(scaled, dxt, owners, scratch)
+        else:
+            _route(g, winners[tile.out()], dxt, owners, tile, axes, scratch)  # type: ignore[index]
+
+    tiles = input_tiles(x_shape, axes, dtype.itemsize)  # type: ignore[arg-type]
+    map_blocks(work, tiles, lambda: Scratch(False), max_threads=max_workers())
+    return dx
+
+
+def _spread(src: np.ndarray, dxt: np.ndarray, owners: list, scratch: Scratch) -> None:
+    """``dxt`` = the sum over the windows covering each position of their ``src`` value, one axis at a time (the
+    last first): each position takes its first window's value, and the positions two windows share add the
+    second's (and so on)."""
+    nd = len(owners)
+    for a in reversed(range(nd)):
+        lead = (ALL,) * (a + 1)
+        size = dxt.shape[a + 1]
+        shape = (*src.shape[: a + 1], size, *dxt.shape[a + 2 :])
+        dst = dxt if a == 0 else scratch.get(f"spread{a}", shape, dxt.dtype)
+        (_, first), *more = owners[a]
+        _take(src, first, a + 1, dst)
+        for positions, windows in more:
+            part = dst[(*lead, positions)]  # a copy: advanced indexing
+            part += np.take(src, windows, axis=a + 1, mode="clip")
+            dst[(*lead, positions)] = part
+        src = dst
+
+
+def _route(
+    g: np.ndarray,
+    win: np.ndarray,
+    dxt: np.ndarray,
+    owners: list,
+    tile: PoolTile,
+    axes: tuple[AdaptiveAxis, ...],
+    scratch: Scratch,
+) -> None:
+    """``dxt`` = for each position, the ``g`` of every window covering it whose winner it is.
+
+    For each combination of covering windows (the first along every axis, then the ones that share positions),
+    ``g`` and the winners are gathered onto the positions they cover, and ``g`` is kept where the winner is the
+    position's own flat index.
+    """
+    nd = len(axes)
+    finite = bool(np.isfinite(g).all())
+    here = [np.arange(i.start, i.stop, dtype=np.intp) for _, i in tile.axes]
+    for combo in product(*(range(len(o)) for o in owners)):
+        value, code, index = g, win, []
+        flat = np.zeros((1,) * (nd + 2), dtype=np.intp)
+        for a, u in enumerate(combo):
+            positions, windows = owners[a][u]
+            value = np.take(value, windows, axis=a + 1, mode="clip")
+            code = np.take(code, windows, axis=a + 1, mode="clip")
+            rows = here[a][positions]
+            flat = flat * axes[a].size + rows.reshape(_shape_along(nd, a, rows.size))
+            index.append(positions)
+        mask = code == flat
+        routed = np.multiply(value, mask) if finite else np.where(mask, value, 0).astype(value.dtype)
+        if all(u == 0 for u in combo):
+            np.copyto(dxt, routed)
+            continue
+        # every spatial axis indexed by an array (np.ix_), so that the indexed axes stay in place
+        grids = np.ix_(*(np.arange(dxt.shape[a + 1]) if isinstance(p, slice) else p for a, p in enumerate(index)))
+        dxt[(ALL, *grids, ALL)] += routed

@@ -1,0 +1,180 @@
+"""What the pooling kernels share: each thread's scratch, the plan of a tile's taps, the winners' codes, and the
+ufunc settings they run under.
+
+Pooling is separable: a window's maximum (or sum) is the maximum over its taps along the first spatial axis of
+the maximum over the next axis, and so on. Each tile's taps are worked out once (:func:`tile_plan`, memoized) for
+every tile, and every call, with the same output and input ranges.
+
+A max window's winner is recorded as its kernel offset's row-major code ``Σ t_a * step_a`` (``step_a`` the
+product of the later axes' kernel sizes: ``i*kw + j`` in 2-D), in the smallest unsigned type that holds
+``prod(kernel)``, whose largest value is a sentinel (:func:`code_dtype`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import product
+
+import numpy as np
+
+from ..geometry.tiles import TILE_BYTES
+from ..geometry.windows import Axis, Tap
+from ..runtime.layout import empty_channels_last
+from ..runtime.workspace import get_workspace_limit
+
+__all__ = [
+    "ALL",
+    "Index",
+    "Offset",
+    "Scratch",
+    "TilePlan",
+    "tile_plan",
+    "outside",
+    "code_dtype",
+    "code_steps",
+    "max_workers",
+    "WORKER_SCRATCH_BYTES",
+    "UFUNC_BUFSIZE",
+    "short_ufunc_chunks",
+]
+
+ALL = slice(None)
+Index = tuple[slice, ...]
+Offset = tuple[int, Index, Index, list[Index]]  # (code, outputs, their inputs, the outputs outside those)
+Codes = np.ndarray | int
+
+WORKER_SCRATCH_BYTES = 4 * TILE_BYTES
+"""A bound on one thread's scratch buffers (its tile's intermediates): the workspace limit caps the number of
+threads at ``limit // WORKER_SCRATCH_BYTES``, so that pooling's scratch stays within the limit."""
+
+UFUNC_BUFSIZE = 1024
+"""Elements per chunk of NumPy's ufunc iteration within the pooling kernels (NumPy's default is 8192)."""
+
+
+@contextmanager
+def short_ufunc_chunks() -> Iterator[None]:
+    """Within the block, NumPy's ufuncs iterate in chunks of :data:`UFUNC_BUFSIZE` elements (this thread only).
+
+    A ufunc over a strided view whose contiguous runs are shorter than its buffer (e.g. a tile's rows of ``W*C``
+    elements, every ``sh``-th row) gathers several runs into its buffer, a copy per operand; with chunks no longer
+    than a run it reads the runs in place (P2 max forward about 10% faster, float32, one thread; P1, whose runs are
+    C elements, is 3-15% slower with it, so the disjoint case keeps NumPy's default). Results are the
+    same: only the iteration changes, not the operations on each element. ``np.errstate`` scopes the setting to
+    this block and thread on NumPy 2; NumPy 1.x keeps it per thread but outside errstate, so it is restored too.
+    """
+    with np.errstate():
+        previous = np.setbufsize(UFUNC_BUFSIZE)
+        try:
+            yield
+        finally:
+            np.setbufsize(previous)
+
+
+def max_workers() -> int:
+    """How many threads may work on pooling tiles at once within the workspace limit."""
+    return max(1, get_workspace_limit() // WORKER_SCRATCH_BYTES)
+
+
+class Scratch:
+    """One worker's scratch buffers, reused from tile to tile, viewed as (N, *spatial, C) in the call's memory
+    layout (channels-first when ``channels_first``)."""
+
+    def __init__(self, channels_first: bool) -> None:
+        self.channels_first = channels_first
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        size = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = self._buffers[name] = np.empty(size, dtype=dtype)
+        return empty_channels_last(shape, dtype, self.channels_first, buffer=buf)
+
+
+def code_dtype(kernel: Sequence[int]) -> np.dtype:
+    """The unsigned type of a window's winner code; its largest value is a sentinel.
+
+    uint8 up to 255 offsets (3x3 and 15x15 kernels alike), wider beyond.
+    """
+    return np.min_scalar_type(math.prod(kernel))
+
+
+def code_steps(kernel: Sequence[int]) -> tuple[int, ...]:
+    """What one tap along each axis adds to a winner's code: the product of the later axes' kernel sizes."""
+    return tuple(math.prod(kernel[a + 1 :]) for a in range(len(kernel)))
+
+
+def outside(box: Index, sizes: Sequence[int]) -> list[Index]:
+    """The parts of an (n, *sizes, c) array outside ``(:, *box)`` (``box`` one slice per leading spatial axis, the
+    later axes whole): along each axis, what lies before and after the box, the earlier axes restricted to it."""
+    parts = []
+    for axis, s in enumerate(box):
+        start, stop, _ = s.indices(sizes[axis])
+        within = box[:axis]
+        if start > 0:
+            parts.append((ALL, *within, slice(0, start)))
+        if stop < sizes[axis]:
+            parts.append((ALL, *within, slice(stop, sizes[axis])))
+    return parts
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """An output tile's taps, worked out once for all the tiles with the same output and input ranges.
+
+    ``axis_taps`` are each axis' taps (:meth:`~im2col_cnn.geometry.windows.Axis.taps`, relative to the tile).
+    ``lead_offsets`` (code ``t*step_0``: the first axis' taps only) and ``offsets`` (every kernel offset,
+    row-major) list the valid taps with the tile-relative outputs they reach, the inputs those read, and the
+    outputs outside them. ``first_lead``/``first`` give each output's first valid code -- a broadcastable array
+    (1, *o, 1), or one int when all outputs share it. ``rests[a]`` are the outputs that the first valid tap of
+    axis ``a`` does not reach, along that axis.
+    """
+
+    axis_taps: tuple[tuple[Tap | None, ...], ...]
+    lead_offsets: list[Offset]
+    offsets: list[Offset]
+    first_lead: Codes
+    first: Codes
+    rests: tuple[list[Index], ...]
+
+
+@lru_cache(maxsize=1024)
+def tile_plan(axes: tuple[Axis, ...], key: tuple[int, ...], code: np.dtype) -> TilePlan:
+    """The :class:`TilePlan` of an output tile with :func:`~im2col_cnn.geometry.tiles.tile_key` ``key``
+    (memoized: the same for every call)."""
+    ranges = [key[4 * a : 4 * a + 4] for a in range(len(axes))]  # (o0, o1, i0, i1) per axis
+    axis_taps = tuple(ax.taps(*r) for ax, r in zip(axes, ranges, strict=True))
+    sizes = [o1 - o0 for o0, o1, _, _ in ranges]
+    steps = code_steps([ax.k for ax in axes])
+    lead_offsets = [
+        (t * steps[0], (ALL, tap[0]), (ALL, tap[1]), outside((tap[0],), sizes))
+        for t, tap in enumerate(axis_taps[0])
+        if tap is not None
+    ]
+    offsets = []
+    for combo in product(*(range(ax.k) for ax in axes)):
+        found = [taps[t] for taps, t in zip(axis_taps, combo, strict=True)]
+        if all(f is not None for f in found):
+            out_box = tuple(f[0] for f in found)  # type: ignore[index]
+            in_box = tuple(f[1] for f in found)  # type: ignore[index]
+            value = sum(t * s for t, s in zip(combo, steps, strict=True))
+            offsets.append((value, (ALL, *out_box), (ALL, *in_box), outside(out_box, sizes)))
+    nd = len(axes)
+    firsts = []
+    for a, (ax, (o0, o1, _, _)) in enumerate(zip(axes, ranges, strict=True)):
+        shape = [1] * (nd + 2)
+        shape[a + 1] = o1 - o0
+        firsts.append((ax.first_taps(o0, o1) * steps[a]).reshape(shape))  # (1, ..., o_a, ..., 1)
+    first = sum(firsts[1:], firsts[0])
+    rests = tuple(
+        outside((ALL,) * a + (next(t for t in taps if t is not None)[0],), sizes) for a, taps in enumerate(axis_taps)
+    )
+    return TilePlan(axis_taps, lead_offsets, offsets, _codes(firsts[0], code), _codes(first, code), rests)
+
+
+def _codes(first: np.ndarray, code: np.dtype) -> Codes:
+    return int(first.flat[0]) if first.min() == first.max() else first.astype(code)
