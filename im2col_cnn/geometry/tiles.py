@@ -68,25 +68,41 @@ def conv_tiles(n: int, out_shape: tuple[int, ...], cols_image_bytes: int, scratc
 
     ``scratch(n_b, sizes)`` is all the scratch a tile of ``n_b`` images and ``sizes`` output positions per axis
     needs (monotone in each); ``cols_image_bytes`` is one image's column matrix. When one image's scratch fits
-    ``limit``, the tiles are blocks of whole images with at most ``BLOCK_BYTES`` of columns and ``MIN_WORKSPACE``
-    of scratch (but at least one image): they depend only on the shapes, never on the limit. Otherwise each image
-    is split along its first spatial axis into blocks that fit, and where one position of that axis does not fit,
-    each such position along the next axis (at least one output position per tile).
+    ``limit``, the tiles hold at most ``BLOCK_BYTES`` of columns and ``MIN_WORKSPACE`` of scratch: blocks of whole
+    images (at least one), or, where one image's columns exceed ``BLOCK_BYTES`` (a volume, a large image), blocks
+    of one image -- either way they depend only on the shapes, never on the limit. Otherwise each image is split
+    to fit ``limit``. An image is split along its first spatial axis into blocks that fit, and where one position
+    of that axis does not fit, each such position along the next axis (at least one output position per tile).
     """
     if n == 0:
         return []
     per_image = scratch(1, out_shape)
     full = tuple(slice(0, o) for o in out_shape)
-    if per_image <= limit:
+    positions = math.prod(out_shape)
+    if per_image > limit:
+        return _split(n, out_shape, lambda sizes: scratch(1, sizes) <= limit)
+    if cols_image_bytes <= BLOCK_BYTES:
         # Neither term depends on the limit (which is >= MIN_WORKSPACE): the same tiles for every limit.
         step = max(1, min(BLOCK_BYTES // max(cols_image_bytes, 1), MIN_WORKSPACE // max(per_image, 1)))
         return [Tile(slice(n0, min(n, n0 + step)), full) for n0 in range(0, n, step)]
+
+    def fits(sizes: Sequence[int]) -> bool:  # shapes only: the same tiles for every limit
+        cols = cols_image_bytes * math.prod(sizes) // positions
+        return cols <= BLOCK_BYTES and scratch(1, sizes) <= MIN_WORKSPACE
+
+    return _split(n, out_shape, fits)
+
+
+def _split(n: int, out_shape: tuple[int, ...], fits: Callable[[Sequence[int]], bool]) -> list[Tile]:
+    """Every image split along its first spatial axis into the largest blocks that ``fits`` (a monotone test of a
+    tile's output sizes), and where one position of that axis does not fit, along the next axis, and so on."""
+    full = tuple(slice(0, o) for o in out_shape)
     ndim = len(out_shape)
     for axis in range(ndim):
         inner = out_shape[axis + 1 :]
-        if axis < ndim - 1 and scratch(1, (1,) * (axis + 1) + inner) > limit:
+        if axis < ndim - 1 and not fits((1,) * (axis + 1) + inner):
             continue  # one position of this axis is too much: split the next axis too
-        step = _largest(lambda v, a=axis, r=inner: scratch(1, (1,) * a + (v,) + r) <= limit, out_shape[axis])
+        step = _largest(lambda v, a=axis, r=inner: fits((1,) * a + (v,) + r), out_shape[axis])
         size = out_shape[axis]
         rest = full[axis + 1 :]
         return [
