@@ -111,6 +111,16 @@ def winner_dtype(axes: tuple[AdaptiveAxis, ...]) -> np.dtype:
     return np.min_scalar_type(math.prod(a.size for a in axes))
 
 
+def _planes(view: np.ndarray) -> np.ndarray | None:
+    """A channels-last view (N, *spatial, C) of a C-contiguous channels-first array as the same memory seen as
+    (N*C, *spatial, 1) -- one plane per image and channel, each contiguous, so that gathering a tap reads
+    contiguous runs -- or None where the memory is not laid out so."""
+    first = view.transpose(0, view.ndim - 1, *range(1, view.ndim - 1))  # (N, C, *spatial)
+    if not first.flags.c_contiguous:
+        return None
+    return first.reshape(-1, *first.shape[2:], 1)
+
+
 def _shape_along(ndim: int, axis: int, size: int) -> tuple[int, ...]:
     """A shape broadcasting an array of ``size`` along spatial ``axis`` of an (n, *spatial, c) array."""
     return (1,) * (axis + 1) + (size,) + (1,) * (ndim - axis)
@@ -132,6 +142,10 @@ def adaptive_windows(
     shape = (x.shape[0], *(a.out for a in axes), x.shape[-1])
     out = empty_channels_last(shape, dtype, channels_first)
     win = empty_channels_last(shape, winner_dtype(axes), channels_first) if kind == "max" else None
+    result, winners = out, win
+    planes = _planes(x) if channels_first else None
+    if planes is not None:  # the same memory as (N*C, *spatial, 1) planes: taps gathered in contiguous runs
+        x, out, win = planes, _planes(out), None if win is None else _planes(win)
 
     def work(tile: PoolTile, scratch: Scratch) -> None:
         xt, ot = x[tile.inp()], out[tile.out()]
@@ -143,7 +157,7 @@ def adaptive_windows(
 
     tiles = output_tiles(x.shape, axes, dtype.itemsize)  # type: ignore[arg-type]
     map_blocks(work, tiles, lambda: Scratch(False), max_threads=max_workers())
-    return out, win
+    return result, winners
 
 
 def _stage(xt: np.ndarray, ot: np.ndarray, axis: int) -> tuple[int, ...]:
@@ -293,7 +307,13 @@ def adaptive_scatter(
     """Gradient of an adaptive pooling: ``dout`` (N, *out, C) -> ``dx`` (``x_shape`` (N, *spatial, C), ``dtype``),
     allocated in the caller's layout and returned as a channels-last view. ``'avg'`` spreads ``dout / counts``;
     ``'max'`` sends each window's ``dout`` to its ``winners`` position."""
-    dx = empty_channels_last(x_shape, dtype, channels_first)
+    dx = result = empty_channels_last(x_shape, dtype, channels_first)
+    if channels_first:  # the same memory as (N*C, *spatial, 1) planes where every array is laid out so
+        planes = [_planes(a) for a in (dx, dout, *([winners] if winners is not None else []))]
+        if all(p is not None for p in planes):
+            dx, dout, *rest = planes  # type: ignore[assignment]
+            winners = rest[0] if rest else None
+            x_shape = dx.shape
 
     def work(tile: PoolTile, scratch: Scratch) -> None:
         dxt = dx[tile.inp()]
@@ -308,7 +328,7 @@ def adaptive_scatter(
 
     tiles = input_tiles(x_shape, axes, dtype.itemsize)  # type: ignore[arg-type]
     map_blocks(work, tiles, lambda: Scratch(False), max_threads=max_workers())
-    return dx
+    return result
 
 
 def _spread(src: np.ndarray, dxt: np.ndarray, owners: list, scratch: Scratch) -> None:
