@@ -1,11 +1,14 @@
-"""``python -m benchmarks``: the performance report of im2col_cnn on the benchmark cases (conv C1-C6, pooling P1-P2).
+"""``python -m benchmarks``: the performance report of im2col_cnn on the benchmark cases (``benchmarks/cases.py``:
+convolution C1-C8 in 1, 2 and 3 dimensions, pooling P1-P3, adaptive pooling A1-A2).
 
-For every op (conv2d, max/avg pooling; forward and backward), case and dtype it prints the engine's median time,
-GFLOP/s and the ratio to the bare matrix product (conv), the reference loops' time (reduced batch, scaled) and
-the speedup over them, the largest difference from the loops, the peak memory of the call, and PyTorch CPU's
-time when PyTorch is installed. Then conv C4 at the default workspace limit and at a small one, and a training
-step of two small nets against PyTorch (``--step-only``: that section alone; see ``benchmarks/training_step.py``).
-A --quick run says so in the report's first line, in the JSON (meta.quick) and in the plot's title.
+For every op (conv1d/2d/3d, max/avg pooling, adaptive pooling; forward and backward), case and dtype it prints the
+engine's median time, GFLOP/s and the ratio to the bare matrix product (conv) or to one NumPy copy of the input
+(pooling), the reference loops' time (reduced batch, scaled) and the speedup over them, the largest difference from
+the loops, the peak memory of the call, and PyTorch CPU's time when PyTorch is installed. Then the 1-D convolution
+against the same data through conv2d with a unit height, conv C4 at the default workspace limit and at a small
+one, and a training step of two small nets against PyTorch (``--step-only``: that section alone; see
+``benchmarks/training_step.py``). A --quick run says so in the report's first line, in the JSON (meta.quick) and
+in the plot's title.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 import im2col_cnn as engine
 import reference
 
+from . import unit_height as unit_height_case
 from .cases import CASES, DTYPES, OPS, Case, ConvCase, case_by_name, cases_for, make_call, make_inputs
 from .cases import parse_case_names as parse_cases
 from .memory import format_scratch_table
@@ -101,12 +105,12 @@ def measure_torch(torch: ModuleType, jobs: Sequence[Job], settings: Settings) ->
     PyTorch's OpenMP threads and NumPy's OpenBLAS threads each spin for a while after a call; interleaved on a
     machine with few cores they slow each other down (measured here: up to 2x), so the two are kept apart.
     """
-    from .torch_peer import LAYOUTS, torch_callables
+    from .torch_peer import layouts_for, torch_callables
 
     results = {}
     for i, (op, case, dtype) in enumerate(jobs, 1):
         inputs = make_inputs(case, dtype, _batch(case, settings))
-        calls = {layout: torch_callables(torch, op, case, inputs, layout) for layout in LAYOUTS}
+        calls = {layout: torch_callables(torch, op, case, inputs, layout) for layout in layouts_for(case)}
         medians = interleaved_medians(calls, repeats=settings.repeats, min_total_s=settings.min_total_s)
         layout = min(medians, key=medians.__getitem__)
         results[(op, case, dtype)] = (medians[layout], layout)
@@ -120,8 +124,9 @@ def measure_row(
 ) -> Row:
     """Every column of one table row (see ``report.table_notes``); PyTorch's time comes from ``measure_torch``.
 
-    The engine and the bare matrix product are timed in interleaved rounds, so a slow spell of the machine hits
-    both alike; peak memory and the loops are measured after.
+    The engine and its floor -- the bare matrix product (conv) or one NumPy copy of the input (pooling) -- are
+    timed in interleaved rounds, so a slow spell of the machine hits both alike; peak memory and the loops are
+    measured after.
     """
     batch = _batch(case, settings)
     backward = op.endswith("_backward")
@@ -130,6 +135,8 @@ def measure_row(
     calls: dict[str, tuple[Callable[..., object], Callable[[], Any] | None]] = {"engine": (call, None)}
     if isinstance(case, ConvCase):
         calls["matmul"] = (matmul_limit_call(case, dtype, batch, backward), None)
+    else:
+        calls["copy"] = (inputs.x.copy, None)
     medians = interleaved_medians(calls, repeats=settings.repeats, min_total_s=settings.min_total_s)
     del calls
     engine_s = medians["engine"]
@@ -139,6 +146,8 @@ def measure_row(
         row_extra.update(
             gflops=case.flops(backward, batch) / engine_s / 1e9, matmul_s=matmul_s, x_matmul=engine_s / matmul_s
         )
+    if "copy" in medians:
+        row_extra.update(copy_s=medians["copy"], x_copy=engine_s / medians["copy"])
     if torch_result is not None:
         torch_s, layout = torch_result
         row_extra.update(torch_s=torch_s, torch_layout=layout, x_torch=engine_s / torch_s)
@@ -311,6 +320,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rows:
         print("\n".join(table_notes(torch_line, quick_note)) + "\n")
 
+    unit_height = []
+    if not args.step_only and unit_height_case.CASE in {c.name for c in args.selected}:
+        progress(f"[unit height] {unit_height_case.CASE}")
+        unit_height = unit_height_case.measure(settings.repeats, settings.min_total_s, settings.batch_cap)
+        print("\n".join(unit_height_case.format_table(unit_height)) + "\n")
+
     memory: list[MemoryRow] = []
     if not args.step_only and (args.cases is None or MEMORY_CASE in {c.name for c in args.selected}):
         memory, note = measure_memory(settings)
@@ -346,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cases": {c.name: c.describe() for c in args.selected},
             "elapsed_s": elapsed,
             "training_step": step,
+            "unit_height": unit_height,
         }
         write_json(args.json, meta, rows, memory)
         print(f"Wrote {args.json}")

@@ -123,8 +123,41 @@ def _pool(kind, x_shape, *, backward=False, data_format="NHWC", limit=SMALL):
     return make
 
 
+def _layer(forward: str, x_shape, *args, backward: bool = False, limit=SMALL, broadcast=False, **kw):
+    """Any layer function of ``engine`` by name (``'conv3d_forward'``, ...): its forward or backward call at
+    ``limit``; ``args`` follow ``x`` (a weight's shape is turned into weights), ``kw`` are keyword arguments."""
+
+    def make() -> Call:
+        x = np.broadcast_to(np.ones(x_shape[-1]), x_shape) if broadcast else np.ones(x_shape)
+        values = [np.full(a, 0.01) if isinstance(a, tuple) else a for a in args]
+        fn = getattr(engine, forward)
+        is_conv = forward.startswith("conv")
+        extra = dict(workspace=limit) if is_conv else {}
+
+        def limited(call: Call) -> Call:
+            def run() -> object:
+                with engine.workspace_limit(limit):
+                    return call()
+
+            return run
+
+        if not backward:
+            return limited(lambda: fn(x, *values, **kw, **extra)[0])
+        out, cache = fn(x, *values, **kw, **extra)
+        dout = np.broadcast_to(np.ones(out.shape[-1]), out.shape)
+        del out
+        bwd = getattr(engine, forward.replace("_forward", "_backward"))
+        return limited(lambda: bwd(dout, cache, **extra))
+
+    return make
+
+
 _BIG = (1, 1024, 1024, 32)
 _NCHW = (512, 32, 32, 32)
+_SIGNAL = (1, 1_000_000, 16)
+_VOLUME = (1, 64, 64, 64, 16)
+_VOLUMES = (4, 32, 32, 32, 64)
+_FEATURES = (32, 28, 28, 128)
 
 MEMORY_CASES: tuple[MemoryCase, ...] = (
     MemoryCase("conv fwd", f"x {_BIG}, w 3x3 32->8, padding 1", SMALL, _conv(_BIG, (3, 3, 32, 8), padding=1)),
@@ -183,6 +216,28 @@ MEMORY_CASES: tuple[MemoryCase, ...] = (
         SMALL,
         _transpose(_NCHW, (32, 32, 3, 3), padding=1, data_format="NCHW", backward=True),
     ),
+) + tuple(
+    MemoryCase(
+        f"{name} {'bwd' if backward else 'fwd'}",
+        what,
+        SMALL,
+        _layer(forward, shape, *args, backward=backward, broadcast=broadcast, **kw),
+    )
+    for name, what, forward, shape, args, kw, broadcast in (
+        ("conv1d", f"x broadcast {_SIGNAL}, w 9 16->16, padding 4", "conv1d_forward", _SIGNAL, [(9, 16, 16)],
+         dict(padding=4), True),
+        ("conv3d", f"x {_VOLUME}, w 3x3x3 16->16, padding 1", "conv3d_forward", _VOLUME, [(3, 3, 3, 16, 16)],
+         dict(padding=1), False),
+        ("transposed 3d", f"x {_VOLUME}, w 2x2x2 16->16, stride 2", "conv_transpose3d_forward", _VOLUME,
+         [(2, 2, 2, 16, 16)], dict(stride=2), False),
+        ("max pool3d", f"x {_VOLUMES}, 3x3x3 s2 p1", "max_pool3d_forward", _VOLUMES, [3], dict(stride=2, padding=1),
+         False),
+        ("avg pool3d", f"x {_VOLUMES}, 3x3x3 s2 p1", "avg_pool3d_forward", _VOLUMES, [3], dict(stride=2, padding=1),
+         False),
+        ("adaptive max", f"x {_FEATURES} to 5x5", "adaptive_max_pool2d_forward", _FEATURES, [5], {}, False),
+        ("adaptive avg", f"x {_FEATURES} to 5x5", "adaptive_avg_pool2d_forward", _FEATURES, [5], {}, False),
+    )  # fmt: skip
+    for backward in (False, True)
 ) + tuple(
     MemoryCase(
         f"{kind} pool {'bwd' if backward else 'fwd'} {fmt}",

@@ -41,6 +41,8 @@ class Row:
     gflops: float | None = None  # conv only
     matmul_s: float | None = None  # conv only: the bare matrix product(s)
     x_matmul: float | None = None  # engine_s / matmul_s
+    copy_s: float | None = None  # pooling only: one NumPy copy of the input
+    x_copy: float | None = None  # engine_s / copy_s
     torch_s: float | None = None  # best of the layouts
     torch_layout: str | None = None
     x_torch: float | None = None  # engine_s / torch_s (< 1: the engine is faster)
@@ -83,6 +85,8 @@ def format_op_table(op: str, rows: Sequence[Row]) -> list[str]:
     cols = ["case", "dtype ", "  N", " engine ms"]
     if conv:
         cols += ["GFLOP/s", " matmul ms", "x matmul"]
+    else:
+        cols += ["  copy ms", " x copy"]
     cols += ["ref N", "loops s*", " speedup", "max |diff|", "peak MiB", " torch ms", "torch layout ", "x torch"]
     header = " ".join(cols)
     lines = [f"== {op} ==", header, "-" * len(header)]
@@ -90,6 +94,8 @@ def format_op_table(op: str, rows: Sequence[Row]) -> list[str]:
         cells = [f"{r.case:<4}", f"{r.dtype:<6}", f"{r.batch:>3}", _ms(r.engine_s, 10)]
         if conv:
             cells += [_num(r.gflops, ".1f", 7), _ms(r.matmul_s, 10), _num(r.x_matmul, ".2f", 8)]
+        else:
+            cells += [_ms(r.copy_s, 9), _num(r.x_copy, ".2f", 7)]
         cells += [
             f"{r.loops_images:>5}",
             _num(r.loops_s, ".2f", 8),
@@ -110,10 +116,12 @@ def table_notes(torch_line: str, quick_note: str | None) -> list[str]:
         "N: images in the timed run. engine ms: median of the im2col_cnn call (time.perf_counter, after a warm-up;",
         "  timed in rounds alternating with the bare matmul, so a slow spell of the machine hits both alike);",
         "  backward rows time the backward call only (the cache comes from a forward pass made in setup).",
-        "GFLOP/s: 2*N*Ho*Wo*kh*kw*C_in*C_out per forward, twice that per backward.",
+        "GFLOP/s: 2*N*prod(out)*prod(k)*C_in*C_out per forward, twice that per backward.",
         "matmul ms: the bare matrix product on preallocated random matrices of the same shapes, no window copying:",
-        "  forward (N*Ho*Wo, kh*kw*C_in) @ (kh*kw*C_in, C_out); backward cols^T @ dout and dout @ w^T, together.",
-        "  x matmul = engine / matmul.",
+        "  forward (N*prod(out), prod(k)*C_in) @ (prod(k)*C_in, C_out); backward cols^T @ dout and dout @ w^T,",
+        "  together. x matmul = engine / matmul.",
+        "copy ms (pooling): one NumPy copy of the input, x.copy(), timed in the same rounds: the floor of any NumPy",
+        "  pass over it. x copy = engine / copy.",
         "* loops s: the `reference` package's loops timed on the first `ref N` images and scaled per image to N",
         "  (x N / ref N); speedup = loops / engine; max |diff| = engine vs loops on those ref N images",
         "  (max over dx, dw, db for the conv backward).",
@@ -210,6 +218,7 @@ def check_writable(path: str | Path, option: str) -> str | None:
 # Lower panel series: (Row attribute, legend label, colour); a series is drawn only where a row has a value.
 _RATIO_SERIES = (
     ("x_matmul", "engine / bare matmul", "tab:blue"),
+    ("x_copy", "engine / NumPy copy of x", "tab:green"),
     ("x_torch", "engine / PyTorch CPU", "tab:orange"),
 )
 
@@ -268,7 +277,7 @@ def plot_figure(rows: Sequence[Row], note: str | None = None):  # -> matplotlib.
         bottom.axhline(1.0, color="black", linewidth=1)
         bottom.set_yscale("log")
         bottom.set_ylabel("time ratio (lower is better)")
-        names = {"x_matmul": "the bare matrix product", "x_torch": "PyTorch CPU"}
+        names = {"x_matmul": "the bare matrix product", "x_copy": "a NumPy copy of x", "x_torch": "PyTorch CPU"}
         against = " and to ".join(names[attr] for attr, _, _ in series)
         bottom.set_title(f"ratio of the engine's time to {against}" + (" (missing bar: n/a)" if missing else ""))
         bottom.legend(loc="best")
