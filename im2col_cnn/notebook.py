@@ -17,7 +17,7 @@ import numpy as np
 from .layers.conv import conv2d_backward, conv2d_forward, prepare_conv
 from .layers.pooling import pool_backward as _pool_backward
 from .layers.pooling import pool_forward as _pool_forward
-from .runtime.checks import as_float_array, as_int, as_real, as_tuple, check_choice, check_ndim
+from .runtime.checks import MAX_INT, as_float_array, as_int, as_real, as_tuple, check_choice, check_ndim
 from .runtime.half_precision import HALF, all_half
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "distribute_value",
 ]
 
+MAX_ELEMENTS = MAX_INT // 16  # more elements than any array can hold (as the engine's geometry)
 _PAD_WIDTHS = {1: 1, 2: 2, 3: 2, 4: 2}  # dims -> how many spatial axes get padded
 _FORWARD_MODES = {"conv": "conv", "maxpool": "max", "avepool": "avg"}
 _BACKWARD_MODES = {"max": "max", "average": "avg"}
@@ -130,11 +131,39 @@ def forward(
     if kind == "conv":
         if f is not None:
             _check_window(f, W)
+        _check_sizes(X, pad, pads, _kernel(W), "W's window")
         Z, _ = conv2d_forward(X, W, b, stride=steps, padding=pads)
         return Z, ConvLayerCache(X, W, b, pad, stride)
     window = as_tuple(f, 2, "f", minimum=1)
+    _check_sizes(X, pad, pads, window, "f", f)
     Z, _ = _pool_forward(_zero_pad(X, pads), window, steps, 0, kind)
     return (Z.astype(HALF) if all_half(X) else Z), PoolLayerCache(X, f, stride, pad, mode)
+
+
+def _kernel(W: object) -> tuple[int, int] | None:
+    """W's (fh, fw) window where W is a 4-D array (else None: the engine names what is wrong with W)."""
+    shape = np.shape(W) if isinstance(W, np.ndarray) else None
+    return (shape[0], shape[1]) if shape is not None and len(shape) == 4 else None
+
+
+def _check_sizes(
+    X: object, pad: object, pads: tuple[int, ...], window: tuple[int, ...] | None, name: str, shown: object = None
+) -> None:
+    """``ValueError`` naming ``pad`` when the zero-padded ``X`` would be too large for memory, and naming the
+    window's argument ``name`` (``f``, or ``W's window``) when the window does not fit in the padded ``X``;
+    ``shown`` is the caller's value of that argument (default: the window)."""
+    shape = np.shape(X) if isinstance(X, np.ndarray) else None
+    if shape is None or len(shape) != 4:
+        return  # the engine's own checks name what is wrong with X
+    m, h, w, c = shape
+    padded = (h + 2 * pads[0], w + 2 * pads[1])
+    if max(m, 1) * padded[0] * padded[1] * max(c, 1) > MAX_ELEMENTS:
+        raise ValueError(f"pad must be small enough for the padded X {shape} to fit in memory, got {pad!r}")
+    if window is not None and (window[0] > padded[0] or window[1] > padded[1]):
+        raise ValueError(
+            f"{name} must be at most the padded input {padded} (X {(h, w)} with pad={pad!r}), "
+            f"got {window if shown is None else shown!r}"
+        )
 
 
 def _check_window(f: object, W: object) -> None:
@@ -150,9 +179,13 @@ def backward(dZ: object, cache: ConvLayerCache) -> tuple[np.ndarray, np.ndarray,
     if not isinstance(cache, tuple) or len(cache) != 5:
         raise TypeError("cache must be the conv cache (X, W, b, pad, stride) returned by forward(mode='conv')")
     X, W, b, pad, stride = cache
-    conv_cache, _ = prepare_conv(X, W, b, as_tuple(stride, 2, "stride", minimum=1), as_tuple(pad, 2, "pad", minimum=0))
+    pads = as_tuple(pad, 2, "pad", minimum=0)
+    _check_sizes(X, pad, pads, _kernel(W), "W's window")
+    conv_cache, _ = prepare_conv(X, W, b, as_tuple(stride, 2, "stride", minimum=1), pads)
     if all_half(X, W, b):  # as forward(): float16 layers are computed in float32 and answer in float16
         conv_cache = conv_cache._replace(io_dtype=HALF)
+    expected = (conv_cache.x.shape[0], *conv_cache.geom.out_shape, conv_cache.w.shape[-1])
+    _check_gradient(dZ, "dZ", expected, pad, stride)
     dX, dW, db = conv2d_backward(dZ, conv_cache)
     return dX, dW, db.reshape(1, 1, 1, -1)
 
@@ -175,14 +208,27 @@ def pool_backward(dA: object, cache: PoolLayerCache | tuple, mode: str = "max") 
             "(a max-pool gradient needs a max-pool layer)"
         )
     ph, pw = as_tuple(pad, 2, "pad", minimum=0)
+    window = as_tuple(f, 2, "f", minimum=1)
+    _check_sizes(X, pad, (ph, pw), window, "f", f)
     xp = _zero_pad(X, (ph, pw))
-    _, pool_cache = _pool_forward(
-        xp, as_tuple(f, 2, "f", minimum=1), as_tuple(stride, 2, "stride", minimum=1), 0, kind, ties="all"
-    )
+    _, pool_cache = _pool_forward(xp, window, as_tuple(stride, 2, "stride", minimum=1), 0, kind, ties="all")
+    expected = (xp.shape[0], *pool_cache.geom.out_shape, xp.shape[-1])
+    _check_gradient(dA, "dA", expected, pad, stride)
     dxp = _pool_backward(dA, pool_cache, kind)  # (m, H + 2ph, W + 2pw, C), a fresh array
     h, w = xp.shape[1] - 2 * ph, xp.shape[2] - 2 * pw
     dx = np.ascontiguousarray(dxp[:, ph : ph + h, pw : pw + w])
     return dx.astype(HALF) if all_half(X) else dx
+
+
+def _check_gradient(grad: object, name: str, expected: tuple[int, ...], pad: object, stride: object) -> None:
+    """``ValueError`` naming ``name`` (``dZ``, ``dA``) unless ``grad`` has the forward output's shape, which the
+    cache's ``pad`` and ``stride`` give (a cache built by hand may not match the gradient)."""
+    shape = np.shape(grad) if isinstance(grad, np.ndarray) else None
+    if shape is not None and shape != expected:
+        raise ValueError(
+            f"{name} must have the forward output's shape {expected} (the cache's pad={pad!r}, stride={stride!r}), "
+            f"got {shape}"
+        )
 
 
 def max_mask(x: object) -> np.ndarray:

@@ -104,6 +104,16 @@ def _raises(label, value, error):
         fn(value)
 
 
+DROPIN_SIZES = ["forward.pad", "forward.f", "backward.pad", "pool_backward.f", "pool_backward.pad"]
+
+
+@pytest.mark.parametrize("label", DROPIN_SIZES)
+@pytest.mark.parametrize("value", [2**40, MAX_INT], ids=repr)
+def test_drop_in_sizes_too_large_for_the_input_name_the_argument(label, value):
+    # valid ints, but a window larger than the padded input or a padded input larger than memory
+    _raises(label, value, ValueError)
+
+
 @pytest.mark.parametrize("label", INT_ARGS)
 @pytest.mark.parametrize("value", HUGE, ids=repr)
 def test_huge_int_is_a_value_error_naming_the_argument(label, value):

@@ -199,12 +199,14 @@ def test_pool_dout_shape_must_match_cache(fwd, bwd, bad):
         bwd(np.ones(bad), cache)
 
 
-def test_dropin_dout_shape_must_match_cache():
+def test_dropin_gradient_shape_must_match_cache():
     _, cache = ic.forward(X, W, np.ones((1, 1, 1, 4)), 0, 1, None)
-    with pytest.raises(ValueError, match=r"dout must have the forward output's shape"):
+    with pytest.raises(ValueError, match=r"dZ must have the forward output's shape \(2, 3, 3, 4\) \(the cache's pad=0"):
         ic.backward(np.ones((2, 3, 3)), cache)
+    with pytest.raises(ValueError, match=r"dZ must have the forward output's shape \(2, 5, 5, 4\) \(the cache's pad=1"):
+        ic.backward(np.ones((2, 3, 3, 4)), cache._replace(pad=1))  # a hand-built cache that does not match dZ
     _, cache = ic.forward(X, None, None, 0, 1, 3, mode="maxpool")
-    with pytest.raises(ValueError, match=r"dout must have the forward output's shape"):
+    with pytest.raises(ValueError, match=r"dA must have the forward output's shape \(2, 3, 3, 3\)"):
         ic.pool_backward(np.ones((2, 3, 3, 4)), cache)
 
 
