@@ -20,7 +20,7 @@ import numpy as np
 
 import im2col_cnn as engine
 
-__all__ = ["MemoryCase", "MEMORY_CASES", "peak_scratch", "measure", "format_scratch_table", "main"]
+__all__ = ["MemoryCase", "MEMORY_CASES", "peak_scratch", "returned_bytes", "measure", "format_scratch_table", "main"]
 
 MIB = 2**20
 SMALL = 16 * MIB  # the smallest workspace limit the engine accepts
@@ -42,19 +42,36 @@ class MemoryCase:
     make: Callable[[], Call]
 
 
-def _returned_bytes(result: object) -> int:
-    """Bytes of the arrays a call returned (a tuple of arrays, or ``(out, cache)``), each buffer once."""
-    items = result if isinstance(result, tuple) else (result,)
-    seen: dict[int, int] = {}
-    for a in items:
-        if isinstance(a, np.ndarray):
-            base = a if a.base is None else a.base
-            seen[id(base)] = a.nbytes if a.base is None else max(seen.get(id(base), 0), a.nbytes)
-    return sum(seen.values())
+def _root(a: np.ndarray) -> np.ndarray:
+    """The array that owns ``a``'s memory (``a`` itself unless it is a view)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
 
 
-def peak_scratch(call: Call) -> tuple[int, float]:
-    """``(scratch bytes, seconds)`` of one ``call()``: the traced peak minus the returned arrays' bytes."""
+def _arrays(result: object) -> list[np.ndarray]:
+    """The arrays a call returned: itself, or the items of a returned tuple and of the tuples in it (a cache)."""
+    if isinstance(result, np.ndarray):
+        return [result]
+    if isinstance(result, tuple):
+        return [a for item in result for a in _arrays(item)]
+    return []
+
+
+def returned_bytes(result: object, inputs: Sequence[np.ndarray] = ()) -> int:
+    """Bytes the call's results keep: the memory behind every array it returned (a cache's too), each buffer once,
+    leaving out the buffers of ``inputs`` (a cache may hold the caller's ``x``, which the call did not allocate)."""
+    given = {id(_root(a)) for a in inputs}
+    owners = {id(root): root for root in map(_root, _arrays(result)) if id(root) not in given}
+    return sum(root.nbytes for root in owners.values())
+
+
+def peak_scratch(call: Call, inputs: Sequence[np.ndarray] = ()) -> tuple[int, float]:
+    """``(scratch bytes, seconds)`` of one ``call()``: the peak that tracemalloc traces during it, above what was
+    allocated before, minus the memory its results keep (see :func:`returned_bytes`).
+
+    The one measure of scratch memory, used by this report and by the tests of the workspace limit.
+    """
     gc.collect()
     tracemalloc.start()
     try:
@@ -64,7 +81,7 @@ def peak_scratch(call: Call) -> tuple[int, float]:
         result = call()
         seconds = time.perf_counter() - t0
         _, peak = tracemalloc.get_traced_memory()
-        scratch = peak - base - _returned_bytes(result)
+        scratch = peak - base - returned_bytes(result, inputs)
         del result
     finally:
         tracemalloc.stop()
@@ -160,94 +177,135 @@ _VOLUMES = (4, 32, 32, 32, 64)
 _FEATURES = (32, 28, 28, 128)
 
 MEMORY_CASES: tuple[MemoryCase, ...] = (
-    MemoryCase("conv fwd", f"x {_BIG}, w 3x3 32->8, padding 1", SMALL, _conv(_BIG, (3, 3, 32, 8), padding=1)),
-    MemoryCase(
-        "conv bwd",
-        f"x {_BIG}, w 3x3 32->8, padding 1 (stride-1 input gradient)",
-        SMALL,
-        _conv(_BIG, (3, 3, 32, 8), padding=1, backward=True),
-    ),
-    MemoryCase(
-        "depthwise fwd",
-        f"x {_BIG}, w 3x3 groups=32, padding 1",
-        SMALL,
-        _conv(_BIG, (3, 3, 1, 32), groups=32, padding=1),
-    ),
-    MemoryCase(
-        "depthwise bwd",
-        f"x {_BIG}, w 3x3 groups=32, padding 1",
-        SMALL,
-        _conv(_BIG, (3, 3, 1, 32), groups=32, padding=1, backward=True),
-    ),
-    MemoryCase("wide row fwd", "x (1, 3, 200000, 64), w 3x3 64->1", SMALL, _conv((1, 3, 200_000, 64), (3, 3, 64, 1))),
-    MemoryCase(
-        "wide row bwd",
-        "x (1, 3, 200000, 64), w 3x3 64->1",
-        SMALL,
-        _conv((1, 3, 200_000, 64), (3, 3, 64, 1), backward=True),
-    ),
-    MemoryCase(
-        "broadcast fwd",
-        "x broadcast (1, 3, 2000000, 64), w 3x3 64->1, default limit (backward: its dx alone is 2.9 GiB)",
-        DEFAULT,
-        _conv((1, 3, 2_000_000, 64), (3, 3, 64, 1), limit=DEFAULT, broadcast=True),
-    ),
-    MemoryCase(
-        "NCHW conv fwd",
-        f"x {_NCHW} NCHW, w 32->32 3x3, padding 1",
-        SMALL,
-        _conv(_NCHW, (32, 32, 3, 3), padding=1, data_format="NCHW"),
-    ),
-    MemoryCase(
-        "NCHW conv bwd",
-        f"x {_NCHW} NCHW, w 32->32 3x3, padding 1",
-        SMALL,
-        _conv(_NCHW, (32, 32, 3, 3), padding=1, data_format="NCHW", backward=True),
-    ),
-    MemoryCase(
-        "NCHW transp. fwd",
-        f"x {_NCHW} NCHW, w 32->32 3x3, padding 1",
-        SMALL,
-        _transpose(_NCHW, (32, 32, 3, 3), padding=1, data_format="NCHW"),
-    ),
-    MemoryCase(
-        "NCHW transp. bwd",
-        f"x {_NCHW} NCHW, w 32->32 3x3, padding 1",
-        SMALL,
-        _transpose(_NCHW, (32, 32, 3, 3), padding=1, data_format="NCHW", backward=True),
-    ),
-) + tuple(
-    MemoryCase(
-        f"{name} {'bwd' if backward else 'fwd'}",
-        what,
-        SMALL,
-        _layer(forward, shape, *args, backward=backward, broadcast=broadcast, **kw),
+    (
+        MemoryCase("conv fwd", f"x {_BIG}, w 3x3 32->8, padding 1", SMALL, _conv(_BIG, (3, 3, 32, 8), padding=1)),
+        MemoryCase(
+            "conv bwd",
+            f"x {_BIG}, w 3x3 32->8, padding 1 (stride-1 input gradient)",
+            SMALL,
+            _conv(_BIG, (3, 3, 32, 8), padding=1, backward=True),
+        ),
+        MemoryCase(
+            "depthwise fwd",
+            f"x {_BIG}, w 3x3 groups=32, padding 1",
+            SMALL,
+            _conv(_BIG, (3, 3, 1, 32), groups=32, padding=1),
+        ),
+        MemoryCase(
+            "depthwise bwd",
+            f"x {_BIG}, w 3x3 groups=32, padding 1",
+            SMALL,
+            _conv(_BIG, (3, 3, 1, 32), groups=32, padding=1, backward=True),
+        ),
+        MemoryCase(
+            "wide row fwd", "x (1, 3, 200000, 64), w 3x3 64->1", SMALL, _conv((1, 3, 200_000, 64), (3, 3, 64, 1))
+        ),
+        MemoryCase(
+            "wide row bwd",
+            "x (1, 3, 200000, 64), w 3x3 64->1",
+            SMALL,
+            _conv((1, 3, 200_000, 64), (3, 3, 64, 1), backward=True),
+        ),
+        MemoryCase(
+            "broadcast fwd",
+            "x broadcast (1, 3, 2000000, 64), w 3x3 64->1, default limit (backward: its dx alone is 2.9 GiB)",
+            DEFAULT,
+            _conv((1, 3, 2_000_000, 64), (3, 3, 64, 1), limit=DEFAULT, broadcast=True),
+        ),
+        MemoryCase(
+            "NCHW conv fwd",
+            f"x {_NCHW} NCHW, w 32->32 3x3, padding 1",
+            SMALL,
+            _conv(_NCHW, (32, 32, 3, 3), padding=1, data_format="NCHW"),
+        ),
+        MemoryCase(
+            "NCHW conv bwd",
+            f"x {_NCHW} NCHW, w 32->32 3x3, padding 1",
+            SMALL,
+            _conv(_NCHW, (32, 32, 3, 3), padding=1, data_format="NCHW", backward=True),
+        ),
+        MemoryCase(
+            "NCHW transp. fwd",
+            f"x {_NCHW} NCHW, w 32->32 3x3, padding 1",
+            SMALL,
+            _transpose(_NCHW, (32, 32, 3, 3), padding=1, data_format="NCHW"),
+        ),
+        MemoryCase(
+            "NCHW transp. bwd",
+            f"x {_NCHW} NCHW, w 32->32 3x3, padding 1",
+            SMALL,
+            _transpose(_NCHW, (32, 32, 3, 3), padding=1, data_format="NCHW", backward=True),
+        ),
     )
-    for name, what, forward, shape, args, kw, broadcast in (
-        ("conv1d", f"x broadcast {_SIGNAL}, w 9 16->16, padding 4", "conv1d_forward", _SIGNAL, [(9, 16, 16)],
-         dict(padding=4), True),
-        ("conv3d", f"x {_VOLUME}, w 3x3x3 16->16, padding 1", "conv3d_forward", _VOLUME, [(3, 3, 3, 16, 16)],
-         dict(padding=1), False),
-        ("transposed 3d", f"x {_VOLUME}, w 2x2x2 16->16, stride 2", "conv_transpose3d_forward", _VOLUME,
-         [(2, 2, 2, 16, 16)], dict(stride=2), False),
-        ("max pool3d", f"x {_VOLUMES}, 3x3x3 s2 p1", "max_pool3d_forward", _VOLUMES, [3], dict(stride=2, padding=1),
-         False),
-        ("avg pool3d", f"x {_VOLUMES}, 3x3x3 s2 p1", "avg_pool3d_forward", _VOLUMES, [3], dict(stride=2, padding=1),
-         False),
-        ("adaptive max", f"x {_FEATURES} to 5x5", "adaptive_max_pool2d_forward", _FEATURES, [5], {}, False),
-        ("adaptive avg", f"x {_FEATURES} to 5x5", "adaptive_avg_pool2d_forward", _FEATURES, [5], {}, False),
-    )  # fmt: skip
-    for backward in (False, True)
-) + tuple(
-    MemoryCase(
-        f"{kind} pool {'bwd' if backward else 'fwd'} {fmt}",
-        f"x {_NCHW} {fmt}, 3x3 s2 p1",
-        SMALL,
-        _pool(kind, _NCHW, backward=backward, data_format=fmt),
+    + tuple(
+        MemoryCase(
+            f"{name} {'bwd' if backward else 'fwd'}",
+            what,
+            SMALL,
+            _layer(forward, shape, *args, backward=backward, broadcast=broadcast, **kw),
+        )
+        for name, what, forward, shape, args, kw, broadcast in (
+            (
+                "conv1d",
+                f"x broadcast {_SIGNAL}, w 9 16->16, padding 4",
+                "conv1d_forward",
+                _SIGNAL,
+                [(9, 16, 16)],
+                dict(padding=4),
+                True,
+            ),
+            (
+                "conv3d",
+                f"x {_VOLUME}, w 3x3x3 16->16, padding 1",
+                "conv3d_forward",
+                _VOLUME,
+                [(3, 3, 3, 16, 16)],
+                dict(padding=1),
+                False,
+            ),
+            (
+                "transposed 3d",
+                f"x {_VOLUME}, w 2x2x2 16->16, stride 2",
+                "conv_transpose3d_forward",
+                _VOLUME,
+                [(2, 2, 2, 16, 16)],
+                dict(stride=2),
+                False,
+            ),
+            (
+                "max pool3d",
+                f"x {_VOLUMES}, 3x3x3 s2 p1",
+                "max_pool3d_forward",
+                _VOLUMES,
+                [3],
+                dict(stride=2, padding=1),
+                False,
+            ),
+            (
+                "avg pool3d",
+                f"x {_VOLUMES}, 3x3x3 s2 p1",
+                "avg_pool3d_forward",
+                _VOLUMES,
+                [3],
+                dict(stride=2, padding=1),
+                False,
+            ),
+            ("adaptive max", f"x {_FEATURES} to 5x5", "adaptive_max_pool2d_forward", _FEATURES, [5], {}, False),
+            ("adaptive avg", f"x {_FEATURES} to 5x5", "adaptive_avg_pool2d_forward", _FEATURES, [5], {}, False),
+        )  # fmt: skip
+        for backward in (False, True)
     )
-    for kind in ("max", "avg")
-    for fmt in ("NHWC", "NCHW")
-    for backward in (False, True)
+    + tuple(
+        MemoryCase(
+            f"{kind} pool {'bwd' if backward else 'fwd'} {fmt}",
+            f"x {_NCHW} {fmt}, 3x3 s2 p1",
+            SMALL,
+            _pool(kind, _NCHW, backward=backward, data_format=fmt),
+        )
+        for kind in ("max", "avg")
+        for fmt in ("NHWC", "NCHW")
+        for backward in (False, True)
+    )
 )
 
 

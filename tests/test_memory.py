@@ -8,33 +8,21 @@ the limit.
 
 from __future__ import annotations
 
-import gc
-import tracemalloc
-
 import numpy as np
 import pytest
 
 import im2col_cnn as ic
+from benchmarks.memory import peak_scratch
+from im2col_cnn.runtime.workspace import SCRATCH_SLACK
 
 MiB = 2**20
 LIMIT = 16 * MiB
-SLACK = 1 * MiB  # im2col_cnn.runtime.workspace.SCRATCH_SLACK (small weights here, so no weight-sized term)
+SLACK = SCRATCH_SLACK  # 1 MiB (small weights here, so no weight-sized term)
 
 
 def scratch_bytes(call) -> int:
-    """Traced peak during ``call()`` above what was allocated before, minus the arrays ``call`` returned."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        base, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        result = call()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    arrays = result if isinstance(result, tuple) else (result,)
-    returned = sum(a.nbytes for a in arrays if isinstance(a, np.ndarray) and a.base is None)
-    return peak - base - returned
+    """Scratch of one ``call()``: benchmarks.memory's measure (the traced peak minus what its results keep)."""
+    return peak_scratch(call)[0]
 
 
 def assert_within_limit(call) -> None:
@@ -57,9 +45,7 @@ def conv_calls(x, w, *, transpose=False, **kw):
 
 
 def test_slack_is_the_documented_constant():
-    from im2col_cnn.runtime.workspace import SCRATCH_SLACK
-
-    assert SCRATCH_SLACK == SLACK
+    assert SCRATCH_SLACK == 1 * MiB  # README: "the limit plus 1 MiB"
 
 
 def test_padding_never_copies_the_whole_padded_image():

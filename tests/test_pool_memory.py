@@ -9,16 +9,16 @@ in tiles, so scratch stays a few MiB even for one image larger than the limit.
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pytest
 
 import im2col_cnn as ic
+from benchmarks.memory import peak_scratch, returned_bytes
+from im2col_cnn.runtime.workspace import SCRATCH_SLACK
 
 MiB = 2**20
 LIMIT = 16 * MiB
-POOL_SCRATCH_CONSTANT = 1 * MiB  # the README's allowance beyond the workspace limit
+POOL_SCRATCH_CONSTANT = SCRATCH_SLACK  # the README's allowance beyond the workspace limit (1 MiB)
 
 CASES = {
     # one image of 128 MiB (float64): per-image temporaries would be tens of MiB
@@ -30,20 +30,16 @@ WINDOWS = [(2, 2, 0), (3, 2, 1)]  # (kernel, stride, padding): disjoint and over
 
 
 def _scratch(call, inputs: tuple[np.ndarray, ...]) -> tuple[int, int, object]:
-    """Peak traced memory during ``call()`` beyond the arrays it returns, the bytes of those arrays (not counting
-    ``inputs``, which a cache may hold by reference), and what it returned."""
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        before = tracemalloc.get_traced_memory()[0]
-        result = call()
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    items = result if isinstance(result, tuple) else (result,)
-    arrays = [a for r in items for a in (r if isinstance(r, tuple) else (r,)) if isinstance(a, np.ndarray)]
-    returned = sum(a.nbytes for a in arrays if not any(a is i for i in inputs))
-    return peak - before - returned, returned, result
+    """Scratch of one ``call()`` (benchmarks.memory's measure, leaving ``inputs`` -- which a cache may hold by
+    reference -- out of what the results keep), the bytes its results keep, and what it returned."""
+    results: list[object] = []
+
+    def run() -> object:
+        results.append(call())
+        return results[-1]
+
+    scratch, _ = peak_scratch(run, inputs)
+    return scratch, returned_bytes(results[0], inputs), results[0]
 
 
 @pytest.mark.parametrize("window", WINDOWS, ids=str)
