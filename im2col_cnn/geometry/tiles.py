@@ -70,9 +70,10 @@ def conv_tiles(n: int, out_shape: tuple[int, ...], cols_image_bytes: int, scratc
     needs (monotone in each); ``cols_image_bytes`` is one image's column matrix. When one image's scratch fits
     ``limit``, the tiles hold at most ``BLOCK_BYTES`` of columns and ``MIN_WORKSPACE`` of scratch: blocks of whole
     images (at least one), or, where one image's columns exceed ``BLOCK_BYTES`` (a volume, a large image), blocks
-    of one image -- either way they depend only on the shapes, never on the limit. Otherwise each image is split
-    to fit ``limit``. An image is split along its first spatial axis into blocks that fit, and where one position
-    of that axis does not fit, each such position along the next axis (at least one output position per tile).
+    along its first spatial axis (at least one position of it: smaller tiles make the products too small) --
+    either way they depend only on the shapes, never on the limit. Otherwise each image is split to fit
+    ``limit``: along its first spatial axis into blocks that fit, and where one position of that axis does not
+    fit, each such position along the next axis (at least one output position per tile).
     """
     if n == 0:
         return []
@@ -88,7 +89,7 @@ def conv_tiles(n: int, out_shape: tuple[int, ...], cols_image_bytes: int, scratc
 
     def fits(sizes: Sequence[int]) -> bool:  # shapes only: the same tiles for every limit
         cols = cols_image_bytes * math.prod(sizes) // positions
-        return cols <= BLOCK_BYTES and scratch(1, sizes) <= MIN_WORKSPACE
+        return sizes[0] == 1 or cols <= BLOCK_BYTES and scratch(1, sizes) <= MIN_WORKSPACE
 
     return _split(n, out_shape, fits)
 
