@@ -38,22 +38,20 @@ def _rank(arr: np.ndarray, name: str, layout: str) -> int:
     return arr.ndim - 2
 
 
-def _shape(value: object, name: str, what: str, size: int | None = None) -> tuple[int, ...]:
-    """A shape argument: a sequence of positive ints (``size`` of them, or 3 to 5 when None)."""
+def _x_shape(value: object, name: str, what: str) -> tuple[int, ...]:
+    """A channels-last shape argument (N, *spatial, C): 3 to 5 ints, the batch >= 0 and the others >= 1."""
     if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
         raise TypeError(f"{name} must be {what}, got {value!r}")
-    if (len(value) != size) if size is not None else not 3 <= len(value) <= 5:
+    if not 3 <= len(value) <= 5:
         raise ValueError(f"{name} must be {what}, got {value!r}")
-    return tuple(as_int(v, name, 1, what) for v in value)
+    return tuple(as_int(v, name, 0 if i == 0 else 1, what) for i, v in enumerate(value))
 
 
 def _geometry(
     x_shape: tuple[int, ...], kernel_size: object, stride: object, padding: object, dilation: object, ndim: int
 ) -> WindowGeometry:
     """The windows of channels-last ``x_shape`` (N, *spatial, C) for symmetric or per-side ``padding``."""
-    if isinstance(padding, str):  # no 'same' or 'valid' here
-        raise TypeError(f"padding must be an int >= 0, a tuple of them or of (lo, hi) pairs, got {padding!r}")
-    pads = as_padding(padding, ndim, "padding")
+    pads = as_padding(padding, ndim, "padding", strings=False)
     return make_geometry(
         x_shape,
         as_tuple(kernel_size, ndim, "kernel_size", minimum=1),
@@ -135,7 +133,7 @@ def col2im(
     arr = as_float_array(cols, "cols")
     if arr.ndim != 2:
         raise ValueError(f"cols must be a 2-D array of shape (N*prod(out), prod(kernel)*C), got shape {arr.shape}")
-    shape = _shape(x_shape, "x_shape", f"a shape (N, *spatial, C) with {_RANKS}, of positive ints")
+    shape = _x_shape(x_shape, "x_shape", f"a shape (N, *spatial, C) with {_RANKS}, of positive ints (N >= 0)")
     ndim = len(shape) - 2
     geom = _geometry(shape, kernel_size, stride, padding, dilation, ndim)
     n, c = shape[0], shape[-1]
@@ -243,9 +241,9 @@ def _symmetric(padding: object, ndim: int) -> tuple[int, ...]:
 def _fold_rank(output_size: object, kernel_size: object) -> int:
     """The number of spatial axes of a :func:`fold` call: the length of ``output_size`` (or of ``kernel_size``
     when ``output_size`` is an int), 2 when both are ints."""
-    for value in (output_size, kernel_size):
+    for name, value in (("output_size", output_size), ("kernel_size", kernel_size)):
         if isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, (str, bytes)):
             if len(value) not in (1, 2, 3):
-                raise ValueError(f"output_size must be an int or a tuple of 1 to 3 ints, got {output_size!r}")
+                raise ValueError(f"{name} must be an int or a tuple of 1 to 3 ints, got {value!r}")
             return len(value)
     return 2

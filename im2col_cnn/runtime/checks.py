@@ -178,19 +178,21 @@ def check_dout(dout: object, shape: tuple[int, ...], dtype: np.dtype) -> np.ndar
     return arr.astype(dtype, copy=False)
 
 
-def as_padding(value: object, ndim: int, name: str) -> tuple[tuple[int, int], ...] | str:
+def as_padding(value: object, ndim: int, name: str, *, strings: bool = True) -> tuple[tuple[int, int], ...] | str:
     """Normalize a convolution padding to ``((lo, hi), ...)`` per spatial axis, or return ``'same'``.
 
     Accepts an int, a tuple of ``ndim`` ints (both sides of each axis), a tuple of ``ndim`` ``(lo, hi)`` pairs
     (e.g. ``((top, bottom), (left, right))``), ``'valid'`` (no padding) and ``'same'`` (resolved by the caller,
-    which knows the kernel).
+    which knows the kernel). With ``strings=False`` the two strings are a ``TypeError``.
     """
     if type(value) is int and 0 <= value <= MAX_INT:  # the common case
         return ((value, value),) * ndim
     sides = "((top, bottom), (left, right))" if ndim == 2 else f"{ndim} (lo, hi) pairs"
-    what = f"an int >= 0, {_TUPLE_NAMES[ndim]} of them, {sides}, 'valid' or 'same'"
+    what = f"an int >= 0, {_TUPLE_NAMES[ndim]} of them, {sides}" + (", 'valid' or 'same'" if strings else "")
     if isinstance(value, np.ndarray) and value.shape == (ndim, 2):
         value = value.tolist()  # an (ndim, 2) array of ints is one (lo, hi) pair per axis
+    if isinstance(value, str) and not strings:
+        raise TypeError(f"{name} must be {what}, got {value!r}")
     if isinstance(value, str):
         if value == "valid":
             return ((0, 0),) * ndim
@@ -205,6 +207,10 @@ def as_padding(value: object, ndim: int, name: str) -> tuple[tuple[int, int], ..
             (_checked_int(lo, name, 0, what, value), _checked_int(hi, name, 0, what, value)) for lo, hi in value
         )
     return tuple((p, p) for p in as_tuple(value, ndim, name, minimum=0, what=what))
+
+
+def _axes(ndim: int) -> str:
+    return "1 spatial axis" if ndim == 1 else f"{ndim} spatial axes"
 
 
 DATA_FORMATS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
@@ -225,8 +231,8 @@ def check_data_format(value: object, ndim: int, x: object = None) -> bool:
         if value in names:
             shape = "" if getattr(x, "shape", None) is None else f"; x has shape {tuple(x.shape)}"  # type: ignore[union-attr]
             raise ValueError(
-                f"data_format {value!r} is the layout of {rank + 2}-D arrays ({rank} spatial axes), but this layer "
-                f"has {ndim} spatial axes and takes {ndim + 2}-D arrays: data_format must be one of {options}{shape}"
+                f"data_format {value!r} is the layout of {rank + 2}-D arrays ({_axes(rank)}), but this layer has "
+                f"{_axes(ndim)} and takes {ndim + 2}-D arrays: data_format must be one of {options}{shape}"
             )
     raise ValueError(f"data_format must be one of {options}, got {value!r}")
 
