@@ -28,31 +28,47 @@ from itertools import product
 import numpy as np
 
 from ..geometry.tiles import PoolTile, input_tiles, output_tiles
+from ..geometry.windows import Axis
 from ..runtime.layout import empty_channels_last
 from ..runtime.parallel import map_blocks
 from .pool_plan import ALL, Scratch, max_workers
 
-__all__ = ["AdaptiveAxis", "adaptive_windows", "adaptive_scatter", "window_counts", "winner_dtype"]
+__all__ = [
+    "AdaptiveAxis",
+    "adaptive_axis",
+    "clipped_axis",
+    "adaptive_windows",
+    "adaptive_scatter",
+    "window_counts",
+    "winner_dtype",
+]
 
 
 @dataclass(frozen=True)
 class AdaptiveAxis:
-    """The adaptive windows of one axis: ``out`` windows over ``size`` inputs (PyTorch's bounds)."""
+    """Windows of contiguous inputs along one axis of ``size`` inputs: window ``i`` spans ``[starts[i], ends[i])``,
+    starts and ends non-decreasing. :func:`adaptive_axis` gives PyTorch's adaptive windows, :func:`clipped_axis`
+    an ordinary pooling's windows cut to the input (the padding never read)."""
 
     size: int
-    out: int
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
+
+    @property
+    def out(self) -> int:
+        return len(self.starts)
 
     @cached_property
-    def starts(self) -> np.ndarray:
-        return np.arange(self.out, dtype=np.intp) * self.size // self.out  # floor(i*L/O)
+    def first(self) -> np.ndarray:
+        return np.array(self.starts, dtype=np.intp)
 
     @cached_property
-    def ends(self) -> np.ndarray:
-        return -(-(np.arange(1, self.out + 1, dtype=np.intp) * self.size) // self.out)  # ceil((i+1)*L/O)
+    def last(self) -> np.ndarray:
+        return np.array(self.ends, dtype=np.intp)
 
     @cached_property
     def lengths(self) -> np.ndarray:
-        return self.ends - self.starts
+        return self.last - self.first
 
     @cached_property
     def extent(self) -> int:
@@ -66,18 +82,18 @@ class AdaptiveAxis:
 
     def in_range(self, o0: int, o1: int) -> tuple[int, int]:
         """The inputs ``[lo, hi)`` that the windows of outputs ``[o0, o1)`` read."""
-        return int(self.starts[o0]), int(self.ends[o1 - 1])
+        return self.starts[o0], max(self.starts[o0], self.ends[o1 - 1])
 
     def out_range(self, i0: int, i1: int) -> tuple[int, int]:
         """The outputs ``[o0, o1)`` whose windows read any input in ``[i0, i1)``."""
-        o0 = int(np.searchsorted(self.ends, i0, side="right"))
-        return o0, max(o0, int(np.searchsorted(self.starts, i1, side="left")))
+        o0 = int(np.searchsorted(self.last, i0, side="right"))
+        return o0, max(o0, int(np.searchsorted(self.first, i1, side="left")))
 
     def taps(self, o0: int, o1: int, i0: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """Per tap ``t`` of the longest window: the input each output in ``[o0, o1)`` reads (relative to ``i0``;
         a window shorter than ``t + 1`` repeats its last input) and which outputs' windows are that long (None:
         all of them)."""
-        starts, ends = self.starts[o0:o1], self.ends[o0:o1]
+        starts, ends = self.first[o0:o1], self.last[o0:o1]
         short = int((ends - starts).min())
         return [
             (np.minimum(starts + t, ends - 1) - i0, None if t < short else ends - starts > t)
@@ -87,22 +103,38 @@ class AdaptiveAxis:
     def owners(self, i0: int, i1: int, o0: int) -> list[tuple[np.ndarray | slice, np.ndarray]]:
         """The windows covering each input of ``[i0, i1)``: for ``u = 0, 1, ...``, the inputs (relative to ``i0``;
         ``slice(None)`` for all of them) covered by at least ``u + 1`` windows and the ``u``-th of those windows
-        (relative to ``o0``)."""
+        (relative to ``o0``). Inputs no window covers (a stride longer than the windows) are in none."""
         j = np.arange(i0, i1, dtype=np.intp)
-        first = np.searchsorted(self.ends, j, side="right")  # the first window ending after j
-        count = np.searchsorted(self.starts, j, side="right") - first  # windows starting at or before j
-        result: list[tuple[np.ndarray | slice, np.ndarray]] = [(ALL, first - o0)]
+        first = np.searchsorted(self.last, j, side="right")  # the first window ending after j
+        count = np.searchsorted(self.first, j, side="right") - first  # windows starting at or before j
+        covered: np.ndarray | slice = ALL if count.min() >= 1 else np.flatnonzero(count >= 1)
+        result: list[tuple[np.ndarray | slice, np.ndarray]] = [(covered, first[covered] - o0)]
         for u in range(1, int(count.max())):
             more = np.flatnonzero(count > u)
             result.append((more, first[more] + u - o0))
         return result
 
 
+def adaptive_axis(size: int, out: int) -> AdaptiveAxis:
+    """PyTorch's adaptive windows: ``out`` windows over ``size`` inputs, ``[floor(i*L/O), ceil((i+1)*L/O))``."""
+    i = np.arange(out)
+    return AdaptiveAxis(
+        size, tuple(int(v) for v in i * size // out), tuple(int(v) for v in -(-((i + 1) * size) // out))
+    )
+
+
+def clipped_axis(axis: Axis) -> AdaptiveAxis:
+    """An ordinary pooling's windows along ``axis`` (dilation 1) cut to the input."""
+    o = np.arange(axis.out) * axis.s - axis.lo
+    starts, ends = np.clip(o, 0, axis.size), np.clip(o + axis.k, 0, axis.size)
+    return AdaptiveAxis(axis.size, tuple(int(v) for v in starts), tuple(int(v) for v in ends))
+
+
 def window_counts(axes: tuple[AdaptiveAxis, ...]) -> np.ndarray:
     """Each window's size, the average's divisor: ``(*out, 1)``, float64."""
     counts = axes[0].lengths
     for a in axes[1:]:
-        counts = np.multiply.outer(counts, a.lengths)
+        counts = np.multiply.outer(counts, a.lengths)  # type: ignore[assignment]
     return counts[..., None].astype(np.float64)
 
 
@@ -131,10 +163,11 @@ def adaptive_windows(
     axes: tuple[AdaptiveAxis, ...],
     kind: str,
     *,
-    counts: np.ndarray | None,
+    counts: float | np.ndarray | None,
     channels_first: bool,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Adaptive max (``kind='max'``) or average (``'avg'``, divided by ``counts``, (*out, 1)) pooling of ``x``
+    """Adaptive max (``kind='max'``) or average (``'avg'``, divided by ``counts``, a number or (*out, 1)) pooling of
+    ``x``
     (N, *spatial, C) -> ``out`` (N, *out, C) and, for max, each window's winner: the flat index of its first
     maximum in the spatial input (its last NaN if it holds one), of :func:`winner_dtype`. Both are allocated in
     the caller's memory layout and returned as channels-last views."""
@@ -151,7 +184,7 @@ def adaptive_windows(
         xt, ot = x[tile.inp()], out[tile.out()]
         if kind == "avg":
             _sum_windows(xt, ot, tile, axes, scratch)
-            np.divide(ot, counts[tile.out_box()], out=ot)  # type: ignore[index]
+            np.divide(ot, counts if np.ndim(counts) == 0 else counts[tile.out_box()], out=ot)  # type: ignore[index]
         else:
             _max_windows(xt, ot, win[tile.out()], tile, axes, scratch)  # type: ignore[index]
 
@@ -165,12 +198,47 @@ def _stage(xt: np.ndarray, ot: np.ndarray, axis: int) -> tuple[int, ...]:
     return (*ot.shape[: axis + 2], *xt.shape[axis + 2 :])
 
 
-def _take(src: np.ndarray, index: np.ndarray, axis: int, into: np.ndarray) -> np.ndarray:
-    """``src`` gathered at ``index`` along array ``axis`` into ``into`` (contiguous; a staging copy otherwise)."""
-    if into.flags.c_contiguous:
+def _take(src: np.ndarray, index: np.ndarray, axis: int, into: np.ndarray | None = None) -> np.ndarray:
+    """``src`` gathered at ``index`` along array ``axis``, into ``into`` if given.
+
+    ``np.take`` first makes a contiguous copy of a ``src`` that is not (a tile of channels, a window view): such a
+    ``src`` is indexed instead, which reads only the gathered part.
+    """
+    if src.flags.c_contiguous and (into is None or into.flags.c_contiguous):
         return np.take(src, index, axis=axis, out=into, mode="clip")
-    np.copyto(into, np.take(src, index, axis=axis, mode="clip"))
+    gathered = src[(ALL,) * axis + (index,)]
+    if into is None:
+        return gathered
+    np.copyto(into, gathered)
     return into
+
+
+LONG_WINDOW = 16
+"""Windows longer than this are reduced as a stack (one gather and one reduction over a last axis of window
+positions) rather than tap by tap (one gather and one elementwise operation per tap)."""
+
+
+def _stack(
+    src: np.ndarray, axis: AdaptiveAxis, array_axis: int, o0: int, o1: int, i0: int, fill: float | int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The windows of outputs ``[o0, o1)`` along ``array_axis`` of ``src`` (its inputs from ``i0`` on) stacked on
+    a new last axis: ``(..., o1 - o0, ..., k)`` (a copy), positions outside each window set to ``fill``; the
+    input position (relative to ``i0``) of each stacked row's first entry, ``(o1 - o0,)``; and which entries lie
+    in their window, broadcastable to the stack."""
+    length = src.shape[array_axis]
+    k = min(axis.extent, length)  # the tile holds every input its windows read
+    starts = axis.first[o0:o1] - i0
+    rows = np.minimum(starts, length - k)  # a window near the end sits further right in its row
+    view = np.lib.stride_tricks.sliding_window_view(src, k, axis=array_axis)  # (..., length - k + 1, ..., k)
+    stack = _take(view, rows, array_axis)  # (..., O, ..., k)
+    j = np.arange(k)
+    valid = (j >= (starts - rows)[:, None]) & (j < (axis.last[o0:o1] - i0 - rows)[:, None])  # (O, k)
+    shape = [1] * stack.ndim
+    shape[array_axis], shape[-1] = valid.shape
+    valid = valid.reshape(shape)
+    if not valid.all():
+        np.copyto(stack, fill, where=~valid)
+    return stack, rows, valid
 
 
 def _sum_windows(
@@ -181,11 +249,16 @@ def _sum_windows(
     for a, axis in enumerate(axes):
         (orange, irange) = tile.axes[a]
         dst = ot if a == nd - 1 else scratch.get(f"stage{a}", _stage(xt, ot, a), ot.dtype)
+        if axis.extent > LONG_WINDOW:
+            stack, _, _ = _stack(src, axis, a + 1, orange.start, orange.stop, irange.start, 0)
+            np.add.reduce(stack, axis=-1, out=dst)  # in window order
+            src = dst
+            continue
         for t, (index, valid) in enumerate(axis.taps(orange.start, orange.stop, irange.start)):
             if t == 0:
                 _take(src, index, a + 1, dst)
                 continue
-            tap = np.take(src, index, axis=a + 1, out=scratch.get("tap", dst.shape, dst.dtype), mode="clip")
+            tap = _take(src, index, a + 1, scratch.get("tap", dst.shape, dst.dtype))
             where = True if valid is None else valid.reshape(_shape_along(nd, a, valid.size))
             np.add(dst, tap, out=dst, where=where)
         src = dst
@@ -207,8 +280,13 @@ def _max_windows(
         last = a == nd - 1
         dst = ot if last else scratch.get(f"vals{a}", _stage(xt, ot, a), ot.dtype)
         dwin = wt if last else scratch.get(f"wins{a}", dst.shape, wt.dtype)
-        taps = axis.taps(orange.start, orange.stop, irange.start)
         shape = _shape_along(nd, a, orange.stop - orange.start)
+        if axis.extent > LONG_WINDOW:
+            ranges = (orange.start, orange.stop, irange.start)
+            _stacked_axis(xt if a == 0 else vals, None if a == 0 else wins, dst, dwin, axis, a + 1, ranges, shape)
+            vals, wins = dst, dwin
+            continue
+        taps = axis.taps(orange.start, orange.stop, irange.start)
         if a == 0:
             _first_axis(xt, dst, dwin, taps, irange.start, shape, scratch)
         else:
@@ -231,7 +309,7 @@ def _first_axis(
             _take(src, index, 1, dst)
             np.copyto(win, rows)
             continue
-        np.take(src, index, axis=1, out=tap, mode="clip")
+        _take(src, index, 1, tap)
         np.greater(tap, dst, out=better)  # a repeated last input is never greater: it never wins
         np.maximum(dst, tap, out=dst)
         np.multiply(better, rows, out=codes)
@@ -265,8 +343,8 @@ def _later_axis(
             np.multiply(win, size, out=win)
             np.add(win, cols, out=win)
             continue
-        np.take(vals, index, axis=axis, out=tap, mode="clip")
-        np.take(wins, index, axis=axis, out=cand, mode="clip")
+        _take(vals, index, axis, tap)
+        _take(wins, index, axis, cand)
         np.multiply(cand, size, out=cand)
         np.add(cand, cols, out=cand)
         np.greater(tap, dst, out=greater)
@@ -275,6 +353,35 @@ def _later_axis(
         np.copyto(win, low, where=equal)
         np.copyto(win, cand, where=greater)
         np.maximum(dst, tap, out=dst)
+
+
+def _stacked_axis(
+    vals: np.ndarray,
+    wins: np.ndarray | None,
+    dst: np.ndarray,
+    win: np.ndarray,
+    axis: AdaptiveAxis,
+    array_axis: int,
+    ranges: tuple[int, int, int],
+    shape: tuple[int, ...],
+) -> None:
+    """The window maximum along ``array_axis`` over stacked windows, and the least flat index among the
+    positions that hold it: ``position`` along the first axis (``wins`` None), else ``wins * size +
+    position``. Within one window the first maximum is its first position; a window holding NaN is redone by
+    :func:`_nan_winners`."""
+    o0, o1, i0 = ranges
+    stack, rows, valid = _stack(vals, axis, array_axis, o0, o1, i0, -np.inf)
+    np.max(stack, axis=-1, out=dst)
+    positions = (rows + i0).reshape(shape)  # each stacked row's first input position, absolute
+    if wins is None:
+        # The first maximum; a window of -inf only: its first position, not a filled one before it.
+        first = np.maximum(np.argmax(stack, axis=-1), (axis.first[o0:o1] - i0 - rows).reshape(shape))
+        np.add(first, positions, out=win, casting="unsafe")
+        return
+    codes, _, _ = _stack(wins, axis, array_axis, o0, o1, i0, 0)  # (..., O, ..., k) earlier axes' winners
+    cand = codes.astype(np.int64) * axis.size + (positions[..., None] + np.arange(stack.shape[-1]))
+    cand[(stack != dst[..., None]) | ~valid] = np.iinfo(np.int64).max  # only the window's taps at its maximum
+    np.copyto(win, np.min(cand, axis=-1), casting="unsafe")
 
 
 def _nan_winners(
@@ -288,7 +395,7 @@ def _nan_winners(
         value, flat = xt, np.zeros((1,) * (nd + 2), dtype=np.intp)
         for a, t in enumerate(combo):
             index = per_axis[a][t][0]
-            value = np.take(value, index, axis=a + 1, mode="clip")
+            value = _take(value, index, a + 1)
             flat = flat * axes[a].size + (index + tile.axes[a][1].start).reshape(_shape_along(nd, a, index.size))
         np.copyto(wt, flat.astype(wt.dtype), where=np.isnan(value))
 
@@ -300,7 +407,7 @@ def adaptive_scatter(
     kind: str,
     *,
     winners: np.ndarray | None,
-    counts: np.ndarray | None,
+    counts: float | np.ndarray | None,
     dtype: np.dtype,
     channels_first: bool,
 ) -> np.ndarray:
@@ -321,7 +428,7 @@ def adaptive_scatter(
         g = dout[tile.out()]
         if kind == "avg":
             scaled = scratch.get("scaled", g.shape, dtype)
-            np.divide(g, counts[tile.out_box()], out=scaled)  # type: ignore[index]
+            np.divide(g, counts if np.ndim(counts) == 0 else counts[tile.out_box()], out=scaled)  # type: ignore[index]
             _spread(scaled, dxt, owners, scratch)
         else:
             _route(g, winners[tile.out()], dxt, owners, tile, axes, scratch)  # type: ignore[index]
@@ -341,11 +448,15 @@ def _spread(src: np.ndarray, dxt: np.ndarray, owners: list, scratch: Scratch) ->
         size = dxt.shape[a + 1]
         shape = (*src.shape[: a + 1], size, *dxt.shape[a + 2 :])
         dst = dxt if a == 0 else scratch.get(f"spread{a}", shape, dxt.dtype)
-        (_, first), *more = owners[a]
-        _take(src, first, a + 1, dst)
+        (covered, first), *more = owners[a]
+        if isinstance(covered, slice):
+            _take(src, first, a + 1, dst)
+        else:  # some positions no window covers (a stride longer than the windows): they get 0
+            dst.fill(0)
+            dst[(*lead, covered)] = _take(src, first, a + 1)
         for positions, windows in more:
             part = dst[(*lead, positions)]  # a copy: advanced indexing
-            part += np.take(src, windows, axis=a + 1, mode="clip")
+            part += _take(src, windows, a + 1)
             dst[(*lead, positions)] = part
         src = dst
 
@@ -368,19 +479,22 @@ def _route(
     nd = len(axes)
     finite = bool(np.isfinite(g).all())
     here = [np.arange(i.start, i.stop, dtype=np.intp) for _, i in tile.axes]
+    everywhere = all(isinstance(o[0][0], slice) for o in owners)  # every position has a covering window
+    if not everywhere:
+        dxt.fill(0)
     for combo in product(*(range(len(o)) for o in owners)):
         value, code, index = g, win, []
         flat = np.zeros((1,) * (nd + 2), dtype=np.intp)
         for a, u in enumerate(combo):
             positions, windows = owners[a][u]
-            value = np.take(value, windows, axis=a + 1, mode="clip")
-            code = np.take(code, windows, axis=a + 1, mode="clip")
+            value = _take(value, windows, a + 1)
+            code = _take(code, windows, a + 1)
             rows = here[a][positions]
             flat = flat * axes[a].size + rows.reshape(_shape_along(nd, a, rows.size))
             index.append(positions)
         mask = code == flat
         routed = np.multiply(value, mask) if finite else np.where(mask, value, 0).astype(value.dtype)
-        if all(u == 0 for u in combo):
+        if everywhere and all(u == 0 for u in combo):
             np.copyto(dxt, routed)
             continue
         # every spatial axis indexed by an array (np.ix_), so that the indexed axes stay in place

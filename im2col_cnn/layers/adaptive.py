@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..kernels.adaptive import AdaptiveAxis, adaptive_scatter, adaptive_windows, window_counts
+from ..kernels.adaptive import AdaptiveAxis, adaptive_axis, adaptive_scatter, adaptive_windows, window_counts
 from ..runtime.batch_chunks import batch_chunked
 from ..runtime.checks import MAX_INT, as_float_array, as_int, axes_tuple, check_dout
 from ..runtime.half_precision import float16_io
@@ -95,7 +95,7 @@ def adaptive_forward(x: object, output_size: object, kind: str, data_format: obj
     arr, channels_first = checked_input(x, data_format, ndim)
     spatial = arr.shape[2:] if channels_first else arr.shape[1:-1]
     sizes = _output_size(output_size, spatial, ndim)
-    axes = tuple(AdaptiveAxis(size, out) for size, out in zip(spatial, sizes, strict=True))
+    axes = tuple(adaptive_axis(size, out) for size, out in zip(spatial, sizes, strict=True))
     fmt = str(data_format)
     if kind == "avg" and all(o == 1 for o in sizes):  # global average pooling
         first = 2 if channels_first else 1

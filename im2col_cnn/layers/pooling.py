@@ -15,13 +15,20 @@ from typing import NamedTuple
 import numpy as np
 
 from ..geometry.windows import WindowGeometry
+from ..kernels.adaptive import adaptive_scatter, adaptive_windows, clipped_axis
 from ..kernels.pool_backward import scatter_windows
 from ..kernels.pool_forward import argmax_indices, avg_divisor, pool_geometry, pool_windows
 from ..runtime.checks import as_flag, as_float_array, as_int, as_tuple, check_data_format, check_dout, check_ndim
 from ..runtime.layout import caller_layout, to_channels_last
 from .arguments import array_layout
 
-__all__ = ["PoolCache", "checked_input", "pool_forward", "pool_backward"]
+__all__ = ["PoolCache", "LONG_WINDOWS", "checked_input", "pool_forward", "pool_backward"]
+
+LONG_WINDOWS = 255
+"""Max and average pooling over windows of more kernel offsets than this (and no dilation) run through the
+adaptive kernels (:mod:`~im2col_cnn.kernels.adaptive`), whose steps do not grow with the offsets: global max
+pooling of a 512x512 image in 7 ms rather than 8 s (a step per position). Up to 255 offsets a window's winner
+takes one byte in the cache; these windows' winners are flat input indices."""
 
 
 class PoolCache(NamedTuple):
@@ -34,7 +41,8 @@ class PoolCache(NamedTuple):
     ``'max'`` or ``'avg'``; ``ties`` says where a max window's gradient goes when several positions hold its
     maximum: ``'first'`` (the first in row-major window order, PyTorch) or ``'all'`` (the drop-in API, which
     keeps a private copy of the window maxima in ``peak`` and reads ``x``). ``divisor`` is average pooling's
-    divisor, a number or an (*out, 1) array.
+    divisor, a number or an (*out, 1) array. ``long`` says that the windows (more than ``LONG_WINDOWS`` kernel
+    offsets, no dilation) ran through the adaptive kernels: ``winners`` then holds flat input indices.
     """
 
     x: np.ndarray  # (N, *spatial, C) or (N, C, *spatial): the caller's array
@@ -46,6 +54,7 @@ class PoolCache(NamedTuple):
     data_format: str = "NHWC"
     peak: np.ndarray | None = None  # (N, *out, C), ties='all' only: a private copy of the window maxima
     io_dtype: np.dtype | None = None  # float16 when the caller's arrays were (computed in float32)
+    long: bool = False  # windows of many offsets, run by the adaptive kernels
 
     @property
     def indices(self) -> np.ndarray:
@@ -55,6 +64,8 @@ class PoolCache(NamedTuple):
         if self.kind != "max" or self.winners is None:
             raise AttributeError("indices exist for max pooling only")
         channels_first = self.data_format[1] == "C"
+        if self.long:
+            return caller_layout(self.winners.astype(np.int64), channels_first)
         return caller_layout(argmax_indices(self.winners, self.geom, channels_first), channels_first)
 
 
@@ -107,9 +118,14 @@ def pool_forward(
         if isinstance(divisor, np.ndarray):
             divisor = divisor.astype(x_last.dtype.newbyteorder("="))  # dtype never widens: float32 stays float32
     first = kind == "max" and ties == "first"
-    out, winners = pool_windows(x_last, geom, kind, winners=first, divisor=divisor, channels_first=channels_first)
+    long = (first or kind == "avg") and geom.taps > LONG_WINDOWS and all(d == 1 for d in dilations)
+    if long:  # the same windows cut to the input: a gather and a reduction per axis, not a step per offset
+        axes = tuple(clipped_axis(a) for a in geom.axes)
+        out, winners = adaptive_windows(x_last, axes, kind, counts=divisor, channels_first=channels_first)
+    else:
+        out, winners = pool_windows(x_last, geom, kind, winners=first, divisor=divisor, channels_first=channels_first)
     peak = out.copy() if kind == "max" and not first else None  # private: the caller may change out
-    cache = PoolCache(arr, winners, geom, kind, ties, divisor, str(data_format), peak)
+    cache = PoolCache(arr, winners, geom, kind, ties, divisor, str(data_format), peak, long=long)
     return caller_layout(out, channels_first), cache
 
 
@@ -125,6 +141,14 @@ def pool_backward(dout: object, cache: PoolCache, kind: str, ndim: int = 2) -> n
     shape = (n, c, *geom.out_shape) if channels_first else (n, *geom.out_shape, c)
     d = as_float_array(dout, "dout")
     d_last = to_channels_last(check_dout(d, shape, d.dtype), channels_first)  # cast to x's dtype a tile at a time
+    if cache.long:
+        axes = tuple(clipped_axis(a) for a in geom.axes)
+        dtype = x_last.dtype.newbyteorder("=")
+        dx = adaptive_scatter(
+            d_last, x_last.shape, axes, kind, winners=cache.winners, counts=cache.divisor, dtype=dtype,
+            channels_first=channels_first,
+        )  # fmt: skip
+        return caller_layout(dx, channels_first)
     dx = scatter_windows(
         d_last,
         x_last.shape,
