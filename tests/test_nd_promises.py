@@ -17,13 +17,13 @@ divide evenly, general adaptive windows), ``unfold``/``fold`` and N-d ``im2col``
 
 from __future__ import annotations
 
-import tracemalloc
 from typing import NamedTuple
 
 import numpy as np
 import pytest
 
 import im2col_cnn as ic
+from benchmarks.memory import peak_scratch, returned_bytes
 from im2col_cnn.geometry import tiles as pool_tiles
 
 MiB = 2**20
@@ -216,31 +216,12 @@ UNFOLD_IDS = [f"{name}-{len(shape) - 2}d" for name, shape, _, _ in UNFOLDS]
 # --- (a) scratch memory within the workspace limit --------------------------------------------------------------
 
 
-def owned_bytes(obj, inputs=()) -> int:
-    """Bytes of the buffers behind the arrays in ``obj`` (each counted once), those behind ``inputs`` left out."""
-
-    def root(a: np.ndarray) -> np.ndarray:
-        while isinstance(a.base, np.ndarray):
-            a = a.base
-        return a
-
-    skip = {id(root(a)) for a in inputs}
-    owners = {id(root(a)): root(a) for a in arrays_in(obj)}
-    return sum(a.nbytes for key, a in owners.items() if key not in skip)
-
-
 def scratch_bytes(call, inputs=()) -> tuple[int, object]:
-    """Traced peak during ``call()`` above what was allocated before, minus the arrays ``call`` returned (those
-    its cache holds included; ``inputs``, which a cache holds by reference, are not the call's); and the result."""
-    tracemalloc.start()  # traces only what is allocated from here on: no need to collect garbage first
-    try:
-        base, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        result = call()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return peak - base - owned_bytes(result, inputs), result
+    """Scratch of one ``call()`` by benchmarks.memory's measure (the traced peak minus what its results keep, the
+    buffers of ``inputs`` -- which a cache holds by reference -- left out), and what the call returned."""
+    results: list[object] = []
+    used, _ = peak_scratch(lambda: results.append(call()) or results[-1], inputs)
+    return used, results[0]
 
 
 def assert_within_limit(call, inputs=()):
@@ -327,7 +308,7 @@ def test_pool_scratch_stays_within_the_limit(ndim, kind, window, fmt, small_limi
     dx = assert_within_limit(lambda: bwd(dout, cache), (dout,))
     assert dx.shape == x.shape and dx.dtype == x.dtype and dx.flags.c_contiguous
     if kind == "max":  # one byte of winner per output: no copy of x or of out in the cache
-        assert owned_bytes(cache, (x,)) <= out.size + MiB
+        assert returned_bytes(cache, (x,)) <= out.size + MiB
 
 
 # (channels-last x shape, output size) per rank and path: 32 MiB images (float64). Global max pooling runs max
