@@ -137,14 +137,22 @@ class PoolTile:
 
     def out(self) -> tuple[slice, ...]:
         """The tile's part of the (N, *out, C) output."""
-        return (self.images, *(o for o, _ in self.axes), self.channels)
+        return self._out
 
     def inp(self) -> tuple[slice, ...]:
         """The tile's part of the (N, *spatial, C) input."""
-        return (self.images, *(i for _, i in self.axes), self.channels)
+        return self._inp
 
     def out_box(self) -> tuple[slice, ...]:
-        return tuple(o for o, _ in self.axes)
+        return self._out[1:-1]
+
+    @cached_property
+    def _out(self) -> tuple[slice, ...]:
+        return (self.images, *(o for o, _ in self.axes), self.channels)
+
+    @cached_property
+    def _inp(self) -> tuple[slice, ...]:
+        return (self.images, *(i for _, i in self.axes), self.channels)
 
 
 def tile_key(tile: PoolTile) -> tuple[int, ...]:

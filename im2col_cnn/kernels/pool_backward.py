@@ -47,18 +47,17 @@ def scatter_windows(
     and returned as a channels-last view.
     """
     dx = empty_channels_last(x_shape, dtype, channels_first)
-    steps = code_steps(geom.kernel)
 
     def work(tile: PoolTile, scratch: Scratch) -> None:
         plan = _plan(geom.axes, tile_key(tile))
-        _backward_tile(dout, dx, tile, plan, kind, winners, x, peak, divisor, steps, scratch)
+        _backward_tile(dout, dx, tile, plan, kind, winners, x, peak, divisor, scratch)
 
     tiles = input_tiles(x_shape, geom.axes, dtype.itemsize)
     map_blocks(work, tiles, lambda: Scratch(channels_first), max_threads=max_workers())
     return dx
 
 
-Part = tuple[tuple[int, ...], Index, Index, Index]  # taps per axis, outputs, their inputs in the phase, in the tile
+Part = tuple[int, Index, Index, Index]  # the offset's winner code, outputs, their inputs in the phase, in the tile
 
 
 class _Plan(NamedTuple):
@@ -80,13 +79,14 @@ def _plan(axes: tuple[Axis, ...], key: tuple[int, ...]) -> _Plan:
     """The plan of an input tile with :func:`~im2col_cnn.geometry.tiles.tile_key` ``key`` (memoized)."""
     ranges = [key[4 * a : 4 * a + 4] for a in range(len(axes))]  # (o0, o1, i0, i1) per axis
     axis_taps = tuple(ax.taps(*r) for ax, r in zip(axes, ranges, strict=True))
+    steps = code_steps([ax.k for ax in axes])
     per_axis = [_phases(taps, ax.s, i1 - i0) for taps, ax, (_, _, i0, i1) in zip(axis_taps, axes, ranges, strict=True)]
     phases = []
     for combo in product(*(sorted(p.items()) for p in per_axis)):
         index = (ALL, *(slice(ph, None, ax.s) for (ph, _), ax in zip(combo, axes, strict=True)))
         parts = [
             (
-                tuple(t for t, _ in chosen),
+                sum(t * step for (t, _), step in zip(chosen, steps, strict=True)),
                 (ALL, *(tap[0] for _, tap in chosen)),
                 (ALL, *(tap[1] for _, tap in chosen)),
                 (ALL, *(tap[2] for _, tap in chosen)),
@@ -110,7 +110,6 @@ def _backward_tile(
     x: np.ndarray | None,
     peak: np.ndarray | None,
     divisor: float | np.ndarray,
-    steps: tuple[int, ...],
     scratch: Scratch,
 ) -> None:
     dxt = dx[tile.inp()]
@@ -134,7 +133,7 @@ def _backward_tile(
                 src = dst
             return
 
-        def value(taps: tuple[int, ...], o: Index, at: Index, out: np.ndarray | None) -> np.ndarray:
+        def value(code: int, o: Index, at: Index, out: np.ndarray | None) -> np.ndarray:
             """Disjoint windows: each input gets one window's ``g / divisor``."""
             if out is None:
                 return scaled[o]
@@ -149,11 +148,12 @@ def _backward_tile(
         wt = None if winners is None else winners[tile.out()]
         xt, pt = (None, None) if winners is not None else (x[tile.inp()], peak[tile.out()])  # type: ignore[index]
 
-        def value(taps: tuple[int, ...], o: Index, at: Index, out: np.ndarray | None) -> np.ndarray:
-            """``g`` where offset ``taps`` holds the window's maximum, else 0 (a multiply by the mask)."""
+        def value(code: int, o: Index, at: Index, out: np.ndarray | None) -> np.ndarray:
+            """``g`` where the offset of winner ``code`` holds the window's maximum, else 0 (a multiply by the
+            mask)."""
             es = equal[o]
             if wt is not None:
-                np.equal(wt[o], sum(t * s for t, s in zip(taps, steps, strict=True)), out=es)
+                np.equal(wt[o], code, out=es)
             else:
                 np.equal(xt[at], pt[o], out=es)  # type: ignore[index]
             dst = product_[o] if out is None else out
@@ -164,7 +164,7 @@ def _backward_tile(
     _scatter_phases(dxt, plan.phases, value, scratch)
 
 
-Value = Callable[[tuple[int, ...], Index, Index, "np.ndarray | None"], np.ndarray]
+Value = Callable[[int, Index, Index, "np.ndarray | None"], np.ndarray]
 
 
 def _scatter_phases(dxt: np.ndarray, phases: list[tuple[Index, list[Part]]], value: Value, scratch: Scratch) -> None:
@@ -180,16 +180,16 @@ def _scatter_phases(dxt: np.ndarray, phases: list[tuple[Index, list[Part]]], val
         if not parts:
             view.fill(0)
             continue
-        taps, o, q, at = parts[0]
+        code, o, q, at = parts[0]
         if len(parts) == 1 and view[q].shape == view.shape:  # one offset writes the whole phase
-            value(taps, o, at, view)
+            value(code, o, at, view)
             continue
         contiguous = all(s.step == 1 for s in index[1:])
         acc = view if contiguous else scratch.get("phase", view.shape, dxt.dtype)
         acc.fill(0)
-        for taps, o, q, at in parts:
+        for code, o, q, at in parts:
             a = acc[q]
-            np.add(a, value(taps, o, at, None), out=a)
+            np.add(a, value(code, o, at, None), out=a)
         if acc is not view:
             np.copyto(view, acc)
 
