@@ -35,6 +35,7 @@ from .pool_plan import ALL, Scratch, max_workers
 
 __all__ = [
     "AdaptiveAxis",
+    "strided_axis",
     "adaptive_axis",
     "clipped_axis",
     "adaptive_windows",
@@ -128,6 +129,24 @@ def clipped_axis(axis: Axis) -> AdaptiveAxis:
     o = np.arange(axis.out) * axis.s - axis.lo
     starts, ends = np.clip(o, 0, axis.size), np.clip(o + axis.k, 0, axis.size)
     return AdaptiveAxis(axis.size, tuple(int(v) for v in starts), tuple(int(v) for v in ends))
+
+
+def strided_axis(axis: AdaptiveAxis) -> Axis | None:
+    """The ordinary pooling axis (kernel, stride, padding before and after) whose windows, cut to the input, are
+    exactly ``axis``'s, or None. Adaptive windows often are: 14 inputs to 5 outputs are a kernel of 4 at stride 3
+    with a padding of 1, and sizes that divide evenly a kernel of ``L/O`` at that stride."""
+    size, starts, ends = axis.size, axis.first, axis.last
+    if axis.out == 1:
+        return Axis(size, int(ends[0] - starts[0]), 1, 1, -int(starts[0]), int(ends[0]) - size)
+    for s in sorted({int(v) for v in np.diff(starts)} | {size // axis.out, -(-size // axis.out)}):
+        lo = s - int(starts[1])  # window 1 starts at 1*s - lo, inside the input
+        k = int(ends[1] - starts[1])
+        if s < 1 or lo < 0 or k < 1 or k <= lo:
+            continue
+        o = np.arange(axis.out) * s - lo
+        if np.array_equal(np.clip(o, 0, size), starts) and np.array_equal(np.clip(o + k, 0, size), ends):
+            return Axis(size, k, s, 1, lo, (axis.out - 1) * s + k - size - lo)
+    return None
 
 
 def window_counts(axes: tuple[AdaptiveAxis, ...]) -> np.ndarray:
@@ -329,30 +348,40 @@ def _later_axis(
     scratch: Scratch,
 ) -> None:
     """The window maximum along array ``axis`` of the partial maxima ``vals``, and the least flat index
-    ``wins * size + position`` among the taps that hold it."""
+    ``wins * size + position`` among the taps that hold it.
+
+    Two passes over the taps: the maximum first, then each tap's candidate index kept where its value equals the
+    maximum (ORed with all ones elsewhere, which the running minimum never picks) -- no masked copies, whose cost
+    follows the branch predictor on data where about every other tap is greater.
+    """
     tap = scratch.get("tap", dst.shape, dst.dtype)
     cand = scratch.get("cand", dst.shape, win.dtype)
-    low = scratch.get("low", dst.shape, win.dtype)
-    greater = scratch.get("greater", dst.shape, np.dtype(bool))
     equal = scratch.get("equal", dst.shape, np.dtype(bool))
+    mask = scratch.get("mask", dst.shape, win.dtype)
     for t, (index, _) in enumerate(taps):
-        cols = (index + i0).astype(win.dtype).reshape(shape)
         if t == 0:
             _take(vals, index, axis, dst)
-            _take(wins, index, axis, win)
-            np.multiply(win, size, out=win)
-            np.add(win, cols, out=win)
-            continue
-        _take(vals, index, axis, tap)
-        _take(wins, index, axis, cand)
-        np.multiply(cand, size, out=cand)
-        np.add(cand, cols, out=cand)
-        np.greater(tap, dst, out=greater)
-        np.equal(tap, dst, out=equal)
-        np.minimum(win, cand, out=low)
-        np.copyto(win, low, where=equal)
-        np.copyto(win, cand, where=greater)
-        np.maximum(dst, tap, out=dst)
+        else:
+            np.maximum(dst, _take(vals, index, axis, tap), out=dst)
+    for t, (index, _) in enumerate(taps):
+        cols = (index + i0).astype(win.dtype).reshape(shape)
+        target = win if t == 0 else cand
+        _take(wins, index, axis, target)
+        np.multiply(target, size, out=target)
+        np.add(target, cols, out=target)
+        np.equal(_take(vals, index, axis, tap), dst, out=equal)
+        np.subtract(_as_code(equal, mask), 1, out=mask)  # 0 where the tap holds the maximum, all ones elsewhere
+        np.bitwise_or(target, mask, out=target)
+        if t:
+            np.minimum(win, cand, out=win)
+
+
+def _as_code(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """A bool mask as 0/1 of ``like``'s unsigned dtype: a free view for uint8, else a cast into ``like``."""
+    if like.dtype == np.uint8:
+        return mask.view(np.uint8)
+    np.copyto(like, mask)
+    return like
 
 
 def _stacked_axis(

@@ -5,8 +5,9 @@ The caller names the output size; window ``i`` of an axis of ``L`` inputs and ``
 ``[floor(i*L/O), ceil((i+1)*L/O))``. Three cases, each exact:
 
 * global average pooling (every output size 1): a mean over the spatial axes, and its gradient a broadcast;
-* every axis divides evenly: ordinary pooling with kernel and stride ``L/O``
-  (:mod:`~im2col_cnn.layers.pool`'s kernels);
+* every axis' windows are an ordinary pooling's cut to the input (sizes that divide evenly: kernel and stride
+  ``L/O``; 14 to 5: kernel 4, stride 3, padding 1) of at most ``LONG_WINDOWS`` offsets: the pooling kernels
+  (:mod:`~im2col_cnn.kernels.pool_forward`), which never read the padding;
 * otherwise the adaptive kernels (:mod:`~im2col_cnn.kernels.adaptive`).
 """
 
@@ -18,13 +19,22 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..kernels.adaptive import AdaptiveAxis, adaptive_axis, adaptive_scatter, adaptive_windows, window_counts
+from ..geometry.windows import geometry_of
+from ..kernels.adaptive import (
+    AdaptiveAxis,
+    adaptive_axis,
+    adaptive_scatter,
+    adaptive_windows,
+    strided_axis,
+    window_counts,
+)
+from ..kernels.pool_forward import pool_windows
 from ..runtime.batch_chunks import batch_chunked
 from ..runtime.checks import MAX_INT, as_float_array, as_int, axes_tuple, check_dout
 from ..runtime.half_precision import float16_io
 from ..runtime.layout import caller_layout, new_result, to_channels_last
 from .arguments import documented
-from .pooling import PoolCache, checked_input, pool_backward, pool_forward
+from .pooling import LONG_WINDOWS, PoolCache, checked_input, pool_backward
 
 __all__ = [
     "AdaptivePoolCache",
@@ -47,16 +57,16 @@ class AdaptivePoolCache(NamedTuple):
     """What an adaptive pooling backward function needs.
 
     ``x`` is the caller's input, kept by reference (no copy) and never read again. ``axes`` are the windows per
-    axis. ``pool`` is the ordinary pooling's cache where every axis divides evenly; otherwise max pooling keeps
-    each window's winner (its flat input index, (N, *out, C), a channels-last view of an array in the call's
-    layout). Nothing in the cache shares memory with the returned output.
+    axis. ``pool`` is the ordinary pooling's cache where the windows are an ordinary pooling's; otherwise max
+    pooling keeps each window's winner (its flat input index, (N, *out, C), a channels-last view of an array in
+    the call's layout). Nothing in the cache shares memory with the returned output.
     """
 
     x: np.ndarray  # (N, *spatial, C) or (N, C, *spatial): the caller's array
     kind: str  # 'max' or 'avg'
     axes: tuple[AdaptiveAxis, ...]
     data_format: str
-    pool: PoolCache | None = None  # every axis divides evenly
+    pool: PoolCache | None = None  # the windows are an ordinary pooling's
     winners: np.ndarray | None = None  # max pooling, otherwise
     io_dtype: np.dtype | None = None  # float16 when the caller's arrays were (computed in float32)
 
@@ -101,14 +111,26 @@ def adaptive_forward(x: object, output_size: object, kind: str, data_format: obj
         first = 2 if channels_first else 1
         out = arr.mean(axis=tuple(range(first, first + ndim)), keepdims=True)
         return out, AdaptivePoolCache(arr, kind, axes, fmt)
-    if all(size % out == 0 for size, out in zip(spatial, sizes, strict=True)):  # an ordinary pooling
-        kernel = tuple(size // out for size, out in zip(spatial, sizes, strict=True))
-        out, pool = pool_forward(arr, kernel, kernel, 0, kind, data_format=fmt, ndim=ndim)
-        return out, AdaptivePoolCache(arr, kind, axes, fmt, pool=pool)
     x_last = to_channels_last(arr, channels_first)
-    counts = window_counts(axes).astype(x_last.dtype.newbyteorder("=")) if kind == "avg" else None
+    dtype = x_last.dtype.newbyteorder("=")
+    counts = window_counts(axes).astype(dtype) if kind == "avg" else None
+    strided = tuple(strided_axis(a) for a in axes)
+    if all(strided) and math.prod(a.k for a in strided) <= LONG_WINDOWS:  # type: ignore[union-attr]
+        # The windows of an ordinary pooling, cut to the input: its kernels, which the padding never reaches.
+        geom = geometry_of(strided)  # type: ignore[arg-type]
+        divisor = 1.0 if counts is None else _divisor(counts)
+        out, win = pool_windows(
+            x_last, geom, kind, winners=kind == "max", divisor=divisor, channels_first=channels_first
+        )
+        pool = PoolCache(arr, win, geom, kind, "first", divisor, fmt)
+        return caller_layout(out, channels_first), AdaptivePoolCache(arr, kind, axes, fmt, pool=pool)
     out, win = adaptive_windows(x_last, axes, kind, counts=counts, channels_first=channels_first)
     return caller_layout(out, channels_first), AdaptivePoolCache(arr, kind, axes, fmt, winners=win)
+
+
+def _divisor(counts: np.ndarray) -> float | np.ndarray:
+    """Window sizes (*out, 1) as the pooling kernels' divisor: one number where they are all equal."""
+    return float(counts.flat[0]) if counts.min() == counts.max() else counts
 
 
 def adaptive_backward(dout: object, cache: AdaptivePoolCache, kind: str, ndim: int) -> np.ndarray:
