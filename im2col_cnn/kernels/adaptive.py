@@ -1,160 +1,33 @@
-"""Adaptive pooling kernels: windows whose bounds follow PyTorch's rule instead of a stride.
+"""Adaptive pooling's forward kernels: windows whose bounds are lists (:mod:`~im2col_cnn.geometry.adaptive`),
+not a stride.
 
-Along an axis of ``L`` inputs and ``O`` outputs, window ``i`` is ``[floor(i*L/O), ceil((i+1)*L/O))``: its start is
-not a multiple of any stride, so a window's taps are gathered with index arrays (``np.take``, one gather per tap
-of the longest window), not strided slices. Where every axis divides evenly the windows are an ordinary pooling
-(kernel and stride ``L/O``) and the layer runs the pooling kernels instead; this module handles the rest.
+Along an axis of ``L`` inputs and ``O`` outputs, window ``i`` is ``[floor(i*L/O), ceil((i+1)*L/O))``: where its
+starts follow no stride, a window's taps are gathered with index arrays, not strided slices (where they do, the
+layer runs the pooling kernels instead). Separable, like :mod:`~im2col_cnn.kernels.pool_forward`: the windows of
+the first spatial axis, then of each later one -- tap by tap for short windows, as one stack reduced over a last
+axis for long ones. Max pooling carries each partial maximum's input position and combines them axis by axis into
+the flat input index of the window's first maximum in row-major order (PyTorch's ``return_indices``); windows
+holding NaN are redone exactly (the last NaN wins). The backward kernels are in
+:mod:`~im2col_cnn.kernels.adaptive_backward`.
 
-* Forward: separable, like :mod:`~im2col_cnn.kernels.pool_forward` -- the windows of the first spatial axis,
-  then of each later one, tap by tap. Max pooling carries each partial maximum's input position and combines
-  them axis by axis into the flat input index of the window's first maximum in row-major order (PyTorch's
-  ``return_indices``); windows holding NaN are redone exactly (the last NaN wins).
-* Backward: each tile of ``dx`` gathers from the outputs whose windows cover it. A position is covered by one
-  window along each axis except where consecutive windows overlap, so the bulk is one gather per axis and the
-  overlapping positions are added in afterwards. Average pooling spreads ``dout / count`` axis by axis; max
-  pooling keeps ``dout`` where the covering window's winner is that position.
-
-Tiles (:func:`~im2col_cnn.geometry.tiles.output_tiles` / :func:`~im2col_cnn.geometry.tiles.input_tiles`) bound
-the scratch, run on the engine's threads, and do not change any result.
+Tiles (:func:`~im2col_cnn.geometry.tiles.output_tiles`) bound the scratch, run on the engine's threads, and do not
+change any result.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from functools import cached_property
 from itertools import product
 
 import numpy as np
 
-from ..geometry.tiles import PoolTile, input_tiles, output_tiles
-from ..geometry.windows import Axis
+from ..geometry.adaptive import AdaptiveAxis
+from ..geometry.tiles import PoolTile, output_tiles
 from ..runtime.layout import empty_channels_last
 from ..runtime.parallel import map_blocks
 from .pool_plan import ALL, Scratch, max_workers
 
-__all__ = [
-    "AdaptiveAxis",
-    "strided_axis",
-    "adaptive_axis",
-    "clipped_axis",
-    "adaptive_windows",
-    "adaptive_scatter",
-    "window_counts",
-    "winner_dtype",
-]
-
-
-@dataclass(frozen=True)
-class AdaptiveAxis:
-    """Windows of contiguous inputs along one axis of ``size`` inputs: window ``i`` spans ``[starts[i], ends[i])``,
-    starts and ends non-decreasing. :func:`adaptive_axis` gives PyTorch's adaptive windows, :func:`clipped_axis`
-    an ordinary pooling's windows cut to the input (the padding never read)."""
-
-    size: int
-    starts: tuple[int, ...]
-    ends: tuple[int, ...]
-
-    @property
-    def out(self) -> int:
-        return len(self.starts)
-
-    @cached_property
-    def first(self) -> np.ndarray:
-        return np.array(self.starts, dtype=np.intp)
-
-    @cached_property
-    def last(self) -> np.ndarray:
-        return np.array(self.ends, dtype=np.intp)
-
-    @cached_property
-    def lengths(self) -> np.ndarray:
-        return self.last - self.first
-
-    @cached_property
-    def extent(self) -> int:
-        """The longest window."""
-        return int(self.lengths.max())
-
-    @property
-    def s(self) -> int:
-        """The mean step between windows, at least 1 (to size the tiles)."""
-        return max(1, self.size // self.out)
-
-    def in_range(self, o0: int, o1: int) -> tuple[int, int]:
-        """The inputs ``[lo, hi)`` that the windows of outputs ``[o0, o1)`` read."""
-        return self.starts[o0], max(self.starts[o0], self.ends[o1 - 1])
-
-    def out_range(self, i0: int, i1: int) -> tuple[int, int]:
-        """The outputs ``[o0, o1)`` whose windows read any input in ``[i0, i1)``."""
-        o0 = int(np.searchsorted(self.last, i0, side="right"))
-        return o0, max(o0, int(np.searchsorted(self.first, i1, side="left")))
-
-    def taps(self, o0: int, o1: int, i0: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        """Per tap ``t`` of the longest window: the input each output in ``[o0, o1)`` reads (relative to ``i0``;
-        a window shorter than ``t + 1`` repeats its last input) and which outputs' windows are that long (None:
-        all of them)."""
-        starts, ends = self.first[o0:o1], self.last[o0:o1]
-        short = int((ends - starts).min())
-        return [
-            (np.minimum(starts + t, ends - 1) - i0, None if t < short else ends - starts > t)
-            for t in range(self.extent)
-        ]
-
-    def owners(self, i0: int, i1: int, o0: int) -> list[tuple[np.ndarray | slice, np.ndarray]]:
-        """The windows covering each input of ``[i0, i1)``: for ``u = 0, 1, ...``, the inputs (relative to ``i0``;
-        ``slice(None)`` for all of them) covered by at least ``u + 1`` windows and the ``u``-th of those windows
-        (relative to ``o0``). Inputs no window covers (a stride longer than the windows) are in none."""
-        j = np.arange(i0, i1, dtype=np.intp)
-        first = np.searchsorted(self.last, j, side="right")  # the first window ending after j
-        count = np.searchsorted(self.first, j, side="right") - first  # windows starting at or before j
-        covered: np.ndarray | slice = ALL if count.min() >= 1 else np.flatnonzero(count >= 1)
-        result: list[tuple[np.ndarray | slice, np.ndarray]] = [(covered, first[covered] - o0)]
-        for u in range(1, int(count.max())):
-            more = np.flatnonzero(count > u)
-            result.append((more, first[more] + u - o0))
-        return result
-
-
-def adaptive_axis(size: int, out: int) -> AdaptiveAxis:
-    """PyTorch's adaptive windows: ``out`` windows over ``size`` inputs, ``[floor(i*L/O), ceil((i+1)*L/O))``."""
-    i = np.arange(out)
-    return AdaptiveAxis(
-        size, tuple(int(v) for v in i * size // out), tuple(int(v) for v in -(-((i + 1) * size) // out))
-    )
-
-
-def clipped_axis(axis: Axis) -> AdaptiveAxis:
-    """An ordinary pooling's windows along ``axis`` (dilation 1) cut to the input."""
-    o = np.arange(axis.out) * axis.s - axis.lo
-    starts, ends = np.clip(o, 0, axis.size), np.clip(o + axis.k, 0, axis.size)
-    return AdaptiveAxis(axis.size, tuple(int(v) for v in starts), tuple(int(v) for v in ends))
-
-
-def strided_axis(axis: AdaptiveAxis) -> Axis | None:
-    """The ordinary pooling axis (kernel, stride, padding before and after) whose windows, cut to the input, are
-    exactly ``axis``'s, or None. Adaptive windows often are: 14 inputs to 5 outputs are a kernel of 4 at stride 3
-    with a padding of 1, and sizes that divide evenly a kernel of ``L/O`` at that stride."""
-    size, starts, ends = axis.size, axis.first, axis.last
-    if axis.out == 1:
-        return Axis(size, int(ends[0] - starts[0]), 1, 1, -int(starts[0]), int(ends[0]) - size)
-    for s in sorted({int(v) for v in np.diff(starts)} | {size // axis.out, -(-size // axis.out)}):
-        lo = s - int(starts[1])  # window 1 starts at 1*s - lo, inside the input
-        k = int(ends[1] - starts[1])
-        if s < 1 or lo < 0 or k < 1 or k <= lo:
-            continue
-        o = np.arange(axis.out) * s - lo
-        if np.array_equal(np.clip(o, 0, size), starts) and np.array_equal(np.clip(o + k, 0, size), ends):
-            return Axis(size, k, s, 1, lo, (axis.out - 1) * s + k - size - lo)
-    return None
-
-
-def window_counts(axes: tuple[AdaptiveAxis, ...]) -> np.ndarray:
-    """Each window's size, the average's divisor: ``(*out, 1)``, float64."""
-    counts = axes[0].lengths
-    for a in axes[1:]:
-        counts = np.multiply.outer(counts, a.lengths)  # type: ignore[assignment]
-    return counts[..., None].astype(np.float64)
+__all__ = ["adaptive_windows", "winner_dtype"]
 
 
 def winner_dtype(axes: tuple[AdaptiveAxis, ...]) -> np.dtype:
@@ -427,105 +300,3 @@ def _nan_winners(
             value = _take(value, index, a + 1)
             flat = flat * axes[a].size + (index + tile.axes[a][1].start).reshape(_shape_along(nd, a, index.size))
         np.copyto(wt, flat.astype(wt.dtype), where=np.isnan(value))
-
-
-def adaptive_scatter(
-    dout: np.ndarray,
-    x_shape: tuple[int, ...],
-    axes: tuple[AdaptiveAxis, ...],
-    kind: str,
-    *,
-    winners: np.ndarray | None,
-    counts: float | np.ndarray | None,
-    dtype: np.dtype,
-    channels_first: bool,
-) -> np.ndarray:
-    """Gradient of an adaptive pooling: ``dout`` (N, *out, C) -> ``dx`` (``x_shape`` (N, *spatial, C), ``dtype``),
-    allocated in the caller's layout and returned as a channels-last view. ``'avg'`` spreads ``dout / counts``;
-    ``'max'`` sends each window's ``dout`` to its ``winners`` position."""
-    dx = result = empty_channels_last(x_shape, dtype, channels_first)
-    if channels_first:  # the same memory as (N*C, *spatial, 1) planes where every array is laid out so
-        planes = [_planes(a) for a in (dx, dout, *([winners] if winners is not None else []))]
-        if all(p is not None for p in planes):
-            dx, dout, *rest = planes  # type: ignore[assignment]
-            winners = rest[0] if rest else None
-            x_shape = dx.shape
-
-    def work(tile: PoolTile, scratch: Scratch) -> None:
-        dxt = dx[tile.inp()]
-        owners = [axis.owners(i.start, i.stop, o.start) for axis, (o, i) in zip(axes, tile.axes, strict=True)]
-        g = dout[tile.out()]
-        if kind == "avg":
-            scaled = scratch.get("scaled", g.shape, dtype)
-            np.divide(g, counts if np.ndim(counts) == 0 else counts[tile.out_box()], out=scaled)  # type: ignore[index]
-            _spread(scaled, dxt, owners, scratch)
-        else:
-            _route(g, winners[tile.out()], dxt, owners, tile, axes, scratch)  # type: ignore[index]
-
-    tiles = input_tiles(x_shape, axes, dtype.itemsize)  # type: ignore[arg-type]
-    map_blocks(work, tiles, lambda: Scratch(False), max_threads=max_workers())
-    return result
-
-
-def _spread(src: np.ndarray, dxt: np.ndarray, owners: list, scratch: Scratch) -> None:
-    """``dxt`` = the sum over the windows covering each position of their ``src`` value, one axis at a time (the
-    last first): each position takes its first window's value, and the positions two windows share add the
-    second's (and so on)."""
-    nd = len(owners)
-    for a in reversed(range(nd)):
-        lead = (ALL,) * (a + 1)
-        size = dxt.shape[a + 1]
-        shape = (*src.shape[: a + 1], size, *dxt.shape[a + 2 :])
-        dst = dxt if a == 0 else scratch.get(f"spread{a}", shape, dxt.dtype)
-        (covered, first), *more = owners[a]
-        if isinstance(covered, slice):
-            _take(src, first, a + 1, dst)
-        else:  # some positions no window covers (a stride longer than the windows): they get 0
-            dst.fill(0)
-            dst[(*lead, covered)] = _take(src, first, a + 1)
-        for positions, windows in more:
-            part = dst[(*lead, positions)]  # a copy: advanced indexing
-            part += _take(src, windows, a + 1)
-            dst[(*lead, positions)] = part
-        src = dst
-
-
-def _route(
-    g: np.ndarray,
-    win: np.ndarray,
-    dxt: np.ndarray,
-    owners: list,
-    tile: PoolTile,
-    axes: tuple[AdaptiveAxis, ...],
-    scratch: Scratch,
-) -> None:
-    """``dxt`` = for each position, the ``g`` of every window covering it whose winner it is.
-
-    For each combination of covering windows (the first along every axis, then the ones that share positions),
-    ``g`` and the winners are gathered onto the positions they cover, and ``g`` is kept where the winner is the
-    position's own flat index.
-    """
-    nd = len(axes)
-    finite = bool(np.isfinite(g).all())
-    here = [np.arange(i.start, i.stop, dtype=np.intp) for _, i in tile.axes]
-    everywhere = all(isinstance(o[0][0], slice) for o in owners)  # every position has a covering window
-    if not everywhere:
-        dxt.fill(0)
-    for combo in product(*(range(len(o)) for o in owners)):
-        value, code, index = g, win, []
-        flat = np.zeros((1,) * (nd + 2), dtype=np.intp)
-        for a, u in enumerate(combo):
-            positions, windows = owners[a][u]
-            value = _take(value, windows, a + 1)
-            code = _take(code, windows, a + 1)
-            rows = here[a][positions]
-            flat = flat * axes[a].size + rows.reshape(_shape_along(nd, a, rows.size))
-            index.append(positions)
-        mask = code == flat
-        routed = np.multiply(value, mask) if finite else np.where(mask, value, 0).astype(value.dtype)
-        if everywhere and all(u == 0 for u in combo):
-            np.copyto(dxt, routed)
-            continue
-        # every spatial axis indexed by an array (np.ix_), so that the indexed axes stay in place
-        grids = np.ix_(*(np.arange(dxt.shape[a + 1]) if isinstance(p, slice) else p for a, p in enumerate(index)))
-        dxt[(ALL, *grids, ALL)] += routed

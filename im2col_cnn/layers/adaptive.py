@@ -19,15 +19,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..geometry.adaptive import AdaptiveAxis, adaptive_axis, strided_axis, window_counts
 from ..geometry.windows import geometry_of
-from ..kernels.adaptive import (
-    AdaptiveAxis,
-    adaptive_axis,
-    adaptive_scatter,
-    adaptive_windows,
-    strided_axis,
-    window_counts,
-)
+from ..kernels.adaptive import adaptive_windows
+from ..kernels.adaptive_backward import adaptive_scatter
 from ..kernels.pool_forward import pool_windows
 from ..runtime.batch_chunks import batch_chunked
 from ..runtime.checks import MAX_INT, as_float_array, as_int, axes_tuple, check_dout

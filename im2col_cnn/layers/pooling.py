@@ -14,8 +14,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..geometry.adaptive import clipped_axis
 from ..geometry.windows import WindowGeometry
-from ..kernels.adaptive import adaptive_scatter, adaptive_windows, clipped_axis
+from ..kernels.adaptive import adaptive_windows
+from ..kernels.adaptive_backward import adaptive_scatter
 from ..kernels.pool_backward import scatter_windows
 from ..kernels.pool_forward import argmax_indices, avg_divisor, pool_geometry, pool_windows
 from ..runtime.checks import as_flag, as_float_array, as_int, as_tuple, check_data_format, check_dout, check_ndim
