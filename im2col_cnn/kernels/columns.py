@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
+from functools import lru_cache
 from itertools import product
 
 import numpy as np
@@ -29,13 +30,24 @@ def fill_outside(arr: np.ndarray, inner: Sequence[tuple[int, int]], value: float
     Only the border strips are written, each once: along each axis, what lies before and after the box, with the
     earlier axes already restricted to it.
     """
+    for strip in _border(tuple(map(tuple, inner)), arr.shape[first_axis : first_axis + len(inner)], first_axis):
+        arr[strip] = value
+
+
+@lru_cache(maxsize=1024)
+def _border(
+    inner: tuple[tuple[int, int], ...], sizes: tuple[int, ...], first_axis: int
+) -> tuple[tuple[slice, ...], ...]:
+    """The index of each border strip of :func:`fill_outside` (worked out once per shape)."""
     lead = (ALL,) * first_axis
+    strips = []
     for axis, (lo, hi) in enumerate(inner):
         within = tuple(slice(a, b) for a, b in inner[:axis])
         if lo > 0:
-            arr[(*lead, *within, slice(0, lo))] = value
-        if hi < arr.shape[first_axis + axis]:
-            arr[(*lead, *within, slice(hi, None))] = value
+            strips.append((*lead, *within, slice(0, lo)))
+        if hi < sizes[axis]:
+            strips.append((*lead, *within, slice(hi, None)))
+    return tuple(strips)
 
 
 def stage(x: np.ndarray, images: slice, extent: Sequence[tuple[int, int]], buf: np.ndarray) -> np.ndarray:

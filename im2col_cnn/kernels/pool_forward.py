@@ -95,10 +95,12 @@ def _covered(axis: Axis) -> np.ndarray:
     return hit
 
 
+@lru_cache(maxsize=256)
 def avg_divisor(
     geom: WindowGeometry, padding: tuple[int, ...], count_include_pad: bool, divisor_override: int | None
 ) -> float | np.ndarray:
-    """PyTorch's average-pool divisor: a number, or an (*out, 1) array where windows differ.
+    """PyTorch's average-pool divisor: a number, or an (*out, 1) array where windows differ (memoized: callers
+    take a copy of the array in their dtype).
 
     A window counts its positions inside the input plus, with ``count_include_pad``, inside the padding --
     but never beyond the padded input (where ceil_mode's last windows may reach).

@@ -61,8 +61,10 @@ def layer_arrays(
     """
     channels_first = check_data_format(data_format, ndim, x)
     x, w = as_float_arrays(x, w)
-    check_ndim(x, "x", array_layout(ndim, channels_first, "C_in"), data_format)  # type: ignore[arg-type]
-    check_ndim(w, "w", weight_layout(ndim, channels_first, *w_names), data_format)  # type: ignore[arg-type]
+    if x.ndim != ndim + 2:  # the layouts are worded only for the message
+        check_ndim(x, "x", array_layout(ndim, channels_first, "C_in"), data_format)  # type: ignore[arg-type]
+    if w.ndim != ndim + 2:
+        check_ndim(w, "w", weight_layout(ndim, channels_first, *w_names), data_format)  # type: ignore[arg-type]
     if 0 in x.shape[1:]:
         raise ValueError(f"x must not be empty except in the batch dimension, got shape {x.shape}")
     if 0 in w.shape:

@@ -31,6 +31,9 @@ __all__ = [
 ]
 
 
+_KERNEL_NAMES = {n: f"w's kernel {axes_tuple(n, 'k')}" for n in (1, 2, 3)}  # "w's kernel (kh, kw)"
+
+
 class ConvCache(NamedTuple):
     """What a conv backward function needs: input and weights (compute dtype, channels-last views), b's shape,
     the geometry.
@@ -83,8 +86,7 @@ def prepare_conv(
         if any(s != 1 for s in steps):
             raise ValueError(f"padding='same' needs stride 1 (as in PyTorch), got stride {steps}")
         pads = same_padding(kernel, dilation)
-    kernel_name = f"w's kernel {axes_tuple(ndim, 'k')}"
-    geom = make_geometry(x.shape, kernel, steps, pads, dilation, kernel_name=kernel_name)  # type: ignore[arg-type]
+    geom = make_geometry(x.shape, kernel, steps, pads, dilation, kernel_name=_KERNEL_NAMES[ndim])  # type: ignore[arg-type]
     return ConvCache(x, w, b_shape, geom, groups, str(data_format)), bias
 
 
