@@ -1,10 +1,13 @@
-"""Windows given as lists of contiguous input ranges, one list per axis: PyTorch's adaptive windows, and an
-ordinary pooling's windows cut to the input.
+"""Windows of contiguous input ranges along one axis, given by a rule rather than a stride over a padded input:
+PyTorch's adaptive windows, and an ordinary pooling's windows cut to the input.
 
 Adaptive pooling's window ``i`` along an axis of ``L`` inputs and ``O`` outputs is ``[floor(i*L/O),
 ceil((i+1)*L/O))``: its starts follow no stride in general, so the kernels gather them with index arrays
 (:mod:`~im2col_cnn.kernels.adaptive`). Where they do follow one (:func:`strided_axis`), the pooling kernels run
 instead; and an ordinary pooling with very long windows runs on the adaptive kernels (:func:`clipped_axis`).
+
+An axis is a few numbers, whatever its size: the bounds of a range of windows, the windows that read a range of
+inputs and the windows covering each input are worked out in closed form, for the range a tile asks for.
 """
 
 from __future__ import annotations
@@ -23,58 +26,83 @@ ALL = slice(None)
 
 @dataclass(frozen=True)
 class AdaptiveAxis:
-    """Windows of contiguous inputs along one axis of ``size`` inputs: window ``i`` spans ``[starts[i], ends[i])``,
-    starts and ends non-decreasing. :func:`adaptive_axis` gives PyTorch's adaptive windows, :func:`clipped_axis`
-    an ordinary pooling's windows cut to the input (the padding never read)."""
+    """``out`` windows of contiguous inputs along one axis of ``size`` inputs, starts and ends non-decreasing.
+
+    With ``k == 0``, PyTorch's adaptive windows: window ``i`` is ``[floor(i*size/out), ceil((i+1)*size/out))``.
+    Otherwise an ordinary pooling's windows (``k`` taps, stride ``step``, ``lo`` positions of padding before the
+    input) cut to the input: window ``i`` is ``[i*step - lo, i*step - lo + k)`` clipped to ``[0, size)``.
+    """
 
     size: int
-    starts: tuple[int, ...]
-    ends: tuple[int, ...]
+    out: int
+    k: int = 0
+    step: int = 1
+    lo: int = 0
 
-    @property
-    def out(self) -> int:
-        return len(self.starts)
+    def bounds(self, o0: int, o1: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first input and one past the last of each window in ``[o0, o1)``: two (o1 - o0,) intp arrays."""
+        i = np.arange(o0, o1, dtype=np.intp)
+        if self.k == 0:
+            return i * self.size // self.out, -(-(i + 1) * self.size // self.out)
+        start = i * self.step - self.lo
+        return np.clip(start, 0, self.size), np.clip(start + self.k, 0, self.size)
 
-    @cached_property
-    def first(self) -> np.ndarray:
-        return np.array(self.starts, dtype=np.intp)
+    def _first_after(self, j: np.ndarray | int) -> np.ndarray | int:
+        """The first window ending after input ``j`` (reading ``j`` or a later input)."""
+        if self.k == 0:  # ceil((i+1)*L/O) > j  <=>  i >= floor(j*O/L)
+            return np.minimum(j * self.out // self.size, self.out)
+        return np.clip((j + self.lo - self.k) // self.step + 1, 0, self.out)  # i*s - lo + k > j
 
-    @cached_property
-    def last(self) -> np.ndarray:
-        return np.array(self.ends, dtype=np.intp)
-
-    @cached_property
-    def lengths(self) -> np.ndarray:
-        return self.last - self.first
+    def _starting_before(self, j: np.ndarray | int) -> np.ndarray | int:
+        """How many windows start before input ``j`` (``j >= 1``)."""
+        if self.k == 0:  # floor(i*L/O) < j  <=>  i < j*O/L
+            return np.minimum(-(-j * self.out // self.size), self.out)
+        return np.clip(-(-(j + self.lo) // self.step), 0, self.out)  # i*s - lo < j
 
     @cached_property
     def extent(self) -> int:
         """The longest window."""
-        return int(self.lengths.max())
+        starts, ends = self.bounds(0, self.out)  # transient: the axis keeps one number
+        return int((ends - starts).max())
 
     @property
     def s(self) -> int:
         """The mean step between windows, at least 1 (to size the tiles)."""
-        return max(1, self.size // self.out)
+        return self.step if self.k else max(1, self.size // self.out)
+
+    @property
+    def coverage(self) -> int:
+        """The most windows any one input lies in."""
+        if self.k:
+            return -(-self.k // self.step)
+        return -(-self.out // self.size) + 1 if self.out > self.size else min(2, self.out)
+
+    @property
+    def mean_coverage(self) -> float:
+        """About how many windows an input lies in, on average (at least 1)."""
+        return max(1.0, self.k / self.step if self.k else self.out / self.size)
 
     def in_range(self, o0: int, o1: int) -> tuple[int, int]:
         """The inputs ``[lo, hi)`` that the windows of outputs ``[o0, o1)`` read."""
-        return self.starts[o0], max(self.starts[o0], self.ends[o1 - 1])
+        (lo,), _ = self.bounds(o0, o0 + 1)
+        _, (hi,) = self.bounds(o1 - 1, o1)
+        return int(lo), int(max(lo, hi))
 
     def out_range(self, i0: int, i1: int) -> tuple[int, int]:
         """The outputs ``[o0, o1)`` whose windows read any input in ``[i0, i1)``."""
-        o0 = int(np.searchsorted(self.last, i0, side="right"))
-        return o0, max(o0, int(np.searchsorted(self.first, i1, side="left")))
+        o0 = int(self._first_after(i0))
+        return o0, max(o0, int(self._starting_before(i1)))
 
     def taps(self, o0: int, o1: int, i0: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """Per tap ``t`` of the longest window: the input each output in ``[o0, o1)`` reads (relative to ``i0``;
         a window shorter than ``t + 1`` repeats its last input) and which outputs' windows are that long (None:
         all of them)."""
-        starts, ends = self.first[o0:o1], self.last[o0:o1]
-        short = int((ends - starts).min())
+        starts, ends = self.bounds(o0, o1)
+        lengths = ends - starts
+        short = int(lengths.min())
         return [
-            (np.minimum(starts + t, ends - 1) - i0, None if t < short else ends - starts > t)
-            for t in range(self.extent)
+            (np.minimum(starts + t, ends - 1) - i0, None if t < short else lengths > t)
+            for t in range(int(lengths.max()))
         ]
 
     def owners(self, i0: int, i1: int, o0: int) -> list[tuple[np.ndarray | slice, np.ndarray]]:
@@ -82,8 +110,8 @@ class AdaptiveAxis:
         ``slice(None)`` for all of them) covered by at least ``u + 1`` windows and the ``u``-th of those windows
         (relative to ``o0``). Inputs no window covers (a stride longer than the windows) are in none."""
         j = np.arange(i0, i1, dtype=np.intp)
-        first = np.searchsorted(self.last, j, side="right")  # the first window ending after j
-        count = np.searchsorted(self.first, j, side="right") - first  # windows starting at or before j
+        first = self._first_after(j)
+        count = self._starting_before(j + 1) - first  # windows starting at or before j, ending after it
         covered: np.ndarray | slice = ALL if count.min() >= 1 else np.flatnonzero(count >= 1)
         result: list[tuple[np.ndarray | slice, np.ndarray]] = [(covered, first[covered] - o0)]
         for u in range(1, int(count.max())):
@@ -94,40 +122,38 @@ class AdaptiveAxis:
 
 def adaptive_axis(size: int, out: int) -> AdaptiveAxis:
     """PyTorch's adaptive windows: ``out`` windows over ``size`` inputs, ``[floor(i*L/O), ceil((i+1)*L/O))``."""
-    i = np.arange(out)
-    return AdaptiveAxis(
-        size, tuple(int(v) for v in i * size // out), tuple(int(v) for v in -(-((i + 1) * size) // out))
-    )
+    return AdaptiveAxis(size, out)
 
 
 def clipped_axis(axis: Axis) -> AdaptiveAxis:
     """An ordinary pooling's windows along ``axis`` (dilation 1) cut to the input."""
-    o = np.arange(axis.out) * axis.s - axis.lo
-    starts, ends = np.clip(o, 0, axis.size), np.clip(o + axis.k, 0, axis.size)
-    return AdaptiveAxis(axis.size, tuple(int(v) for v in starts), tuple(int(v) for v in ends))
+    return AdaptiveAxis(axis.size, axis.out, axis.k, axis.s, axis.lo)
 
 
 def strided_axis(axis: AdaptiveAxis) -> Axis | None:
     """The ordinary pooling axis (kernel, stride, padding before and after) whose windows, cut to the input, are
     exactly ``axis``'s, or None. Adaptive windows often are: 14 inputs to 5 outputs are a kernel of 4 at stride 3
     with a padding of 1, and sizes that divide evenly a kernel of ``L/O`` at that stride."""
-    size, starts, ends = axis.size, axis.first, axis.last
-    if axis.out == 1:
+    size, out = axis.size, axis.out
+    starts, ends = axis.bounds(0, out)  # transient
+    if out == 1:
         return Axis(size, int(ends[0] - starts[0]), 1, 1, -int(starts[0]), int(ends[0]) - size)
-    for s in sorted({int(v) for v in np.diff(starts)} | {size // axis.out, -(-size // axis.out)}):
+    steps = {size // out, -(-size // out), *(int(v) for v in np.unique(np.diff(starts)))}
+    for s in sorted(steps):
         lo = s - int(starts[1])  # window 1 starts at 1*s - lo, inside the input
         k = int(ends[1] - starts[1])
         if s < 1 or lo < 0 or k < 1 or k <= lo:
             continue
-        o = np.arange(axis.out) * s - lo
+        o = np.arange(out) * s - lo
         if np.array_equal(np.clip(o, 0, size), starts) and np.array_equal(np.clip(o + k, 0, size), ends):
-            return Axis(size, k, s, 1, lo, (axis.out - 1) * s + k - size - lo)
+            return Axis(size, k, s, 1, lo, (out - 1) * s + k - size - lo)
     return None
 
 
 def window_counts(axes: tuple[AdaptiveAxis, ...]) -> np.ndarray:
     """Each window's size, the average's divisor: ``(*out, 1)``, float64."""
-    counts = axes[0].lengths
-    for a in axes[1:]:
-        counts = np.multiply.outer(counts, a.lengths)  # type: ignore[assignment]
-    return counts[..., None].astype(np.float64)
+    counts = None
+    for a in axes:
+        starts, ends = a.bounds(0, a.out)
+        counts = ends - starts if counts is None else np.multiply.outer(counts, ends - starts)
+    return counts[..., None].astype(np.float64)  # type: ignore[index]
