@@ -63,15 +63,16 @@ Part = tuple[int, Index, Index, Index]  # the offset's winner code, outputs, the
 class _Plan(NamedTuple):
     """An input tile's taps, worked out once for all the tiles with the same output and input ranges.
 
-    ``phases`` lists, for each stride phase of the tile's inputs (one per axis), the kernel offsets whose taps
-    read it, row-major. ``spread`` tells the separable average-pool gradient, per axis, whether that axis' taps
-    write every input once (``None`` where windows do not overlap along any axis).
+    ``phases`` lists, for each stride phase of the tile's inputs (one per axis) that some window reads, the kernel
+    offsets whose taps read it, row-major. ``spread`` tells the separable average-pool gradient, per axis,
+    whether that axis' taps write every input once (``None`` where windows do not overlap along any axis).
     """
 
     axis_taps: tuple[tuple[Tap | None, ...], ...]
     empty: bool  # no window reads this tile
     phases: list[tuple[Index, list[Part]]]  # (the phase's (:, *strided slices) in the tile, its offsets)
     spread: tuple[bool, ...] | None
+    gaps: bool  # some inputs lie in no phase's taps (a stride longer than the windows): they get 0
 
 
 @lru_cache(maxsize=1024)
@@ -81,6 +82,7 @@ def _plan(axes: tuple[Axis, ...], key: tuple[int, ...]) -> _Plan:
     axis_taps = tuple(ax.taps(*r) for ax, r in zip(axes, ranges, strict=True))
     steps = code_steps([ax.k for ax in axes])
     per_axis = [_phases(taps, ax.s, i1 - i0) for taps, ax, (_, _, i0, i1) in zip(axis_taps, axes, ranges, strict=True)]
+    gaps = any(len(p) < min(ax.s, i1 - i0) for p, ax, (_, _, i0, i1) in zip(per_axis, axes, ranges, strict=True))
     phases = []
     for combo in product(*(sorted(p.items()) for p in per_axis)):
         index = (ALL, *(slice(ph, None, ax.s) for (ph, _), ax in zip(combo, axes, strict=True)))
@@ -97,7 +99,7 @@ def _plan(axes: tuple[Axis, ...], key: tuple[int, ...]) -> _Plan:
     spread = None
     if not all(ax.disjoint for ax in axes):
         spread = tuple(ax.disjoint and ax.covers(*r) for ax, r in zip(axes, ranges, strict=True))
-    return _Plan(axis_taps, any(not any(t) for t in axis_taps), phases, spread)
+    return _Plan(axis_taps, any(not any(t) for t in axis_taps), phases, spread, gaps)
 
 
 def _backward_tile(
@@ -161,6 +163,8 @@ def _backward_tile(
                 return np.multiply(g[o], es, out=dst)
             return _select(g[o], es, dst, scratch)  # rare: inf * 0 would be NaN
 
+    if plan.gaps:  # the inputs no window reads, at once (not a step per phase: a stride of 10**5 has as many)
+        dxt.fill(0)
     _scatter_phases(dxt, plan.phases, value, scratch)
 
 
@@ -177,9 +181,6 @@ def _scatter_phases(dxt: np.ndarray, phases: list[tuple[Index, list[Part]]], val
     """
     for index, parts in phases:
         view = dxt[index]  # (n, *spatial/s, c)
-        if not parts:
-            view.fill(0)
-            continue
         code, o, q, at = parts[0]
         if len(parts) == 1 and view[q].shape == view.shape:  # one offset writes the whole phase
             value(code, o, at, view)
@@ -198,13 +199,15 @@ PhaseTap = tuple[slice, slice, slice]  # (outputs, the phase's inputs, the tile'
 
 
 def _phases(taps: tuple[Tap | None, ...], s: int, size: int) -> dict[int, list[tuple[int, PhaseTap]]]:
-    """The taps by phase: ``{phase: [(t, (out slice, slice of the phase's inputs, input slice))]}``."""
-    phases: dict[int, list[tuple[int, PhaseTap]]] = {p: [] for p in range(min(s, size))}
+    """The taps by phase: ``{phase: [(t, (out slice, slice of the phase's inputs, input slice))]}``, for the
+    phases that some tap reads (of ``min(s, size)``; with a stride longer than the window, most are read by
+    none)."""
+    phases: dict[int, list[tuple[int, PhaseTap]]] = {}
     for t, tap in enumerate(taps):
         if tap is not None:
             out, inp = tap
             q = inp.start // s  # the phase's inputs are inp.start % s + q*s
-            phases[inp.start % s].append((t, (out, slice(q, q + out.stop - out.start), inp)))
+            phases.setdefault(inp.start % s, []).append((t, (out, slice(q, q + out.stop - out.start), inp)))
     return phases
 
 
