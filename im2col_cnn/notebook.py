@@ -128,7 +128,9 @@ def forward(
     kind = _FORWARD_MODES[check_choice(mode, "mode", list(_FORWARD_MODES))]
     pads = as_tuple(pad, 2, "pad", minimum=0)
     steps = as_tuple(stride, 2, "stride", minimum=1)
+    X = _array(X, "X", "(m, H, W, C)")
     if kind == "conv":
+        W = _array(W, "W", "(f, f, C, C_out)")
         if f is not None:
             _check_window(f, W)
         _check_sizes(X, pad, pads, _kernel(W), "W's window")
@@ -138,6 +140,16 @@ def forward(
     _check_sizes(X, pad, pads, window, "f", f)
     Z, _ = _pool_forward(_zero_pad(X, pads), window, steps, 0, kind)
     return (Z.astype(HALF) if all_half(X) else Z), PoolLayerCache(X, f, stride, pad, mode)
+
+
+def _array(value: object, name: str, shape: str | None = None) -> np.ndarray:
+    """``value`` as a float ndarray (see :func:`~im2col_cnn.runtime.checks.as_float_array`; float16 is kept as it
+    is), of the notebook's 4-D ``shape`` where given; else a ``ValueError``/``TypeError`` naming ``name``."""
+    half = isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.dtype.itemsize == 2
+    arr = value if half else as_float_array(value, name)
+    if shape is not None:
+        check_ndim(arr, name, shape)
+    return arr
 
 
 def _kernel(W: object) -> tuple[int, int] | None:
@@ -179,6 +191,8 @@ def backward(dZ: object, cache: ConvLayerCache) -> tuple[np.ndarray, np.ndarray,
     if not isinstance(cache, tuple) or len(cache) != 5:
         raise TypeError("cache must be the conv cache (X, W, b, pad, stride) returned by forward(mode='conv')")
     X, W, b, pad, stride = cache
+    X, W = _array(X, "X", "(m, H, W, C)"), _array(W, "W", "(f, f, C, C_out)")
+    dZ = _array(dZ, "dZ")  # its shape is checked against the forward output's below
     pads = as_tuple(pad, 2, "pad", minimum=0)
     _check_sizes(X, pad, pads, _kernel(W), "W's window")
     conv_cache, _ = prepare_conv(X, W, b, as_tuple(stride, 2, "stride", minimum=1), pads)
@@ -209,6 +223,7 @@ def pool_backward(dA: object, cache: PoolLayerCache | tuple, mode: str = "max") 
         )
     ph, pw = as_tuple(pad, 2, "pad", minimum=0)
     window = as_tuple(f, 2, "f", minimum=1)
+    X, dA = _array(X, "X", "(m, H, W, C)"), _array(dA, "dA")
     _check_sizes(X, pad, (ph, pw), window, "f", f)
     xp = _zero_pad(X, (ph, pw))
     _, pool_cache = _pool_forward(xp, window, as_tuple(stride, 2, "stride", minimum=1), 0, kind, ties="all")

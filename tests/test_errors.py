@@ -210,6 +210,25 @@ def test_dropin_gradient_shape_must_match_cache():
         ic.pool_backward(np.ones((2, 3, 3, 4)), cache)
 
 
+def test_dropin_errors_name_the_notebooks_arguments_for_nested_lists():
+    """Nested lists (the notebook's users pass them) are converted first: errors name X, W, dZ and dA."""
+    b = np.ones((1, 1, 1, 4))
+    with pytest.raises(ValueError, match=r"X must be a 4-D array of shape \(m, H, W, C\), got shape \(2, 5, 5\)"):
+        ic.forward(X[..., 0].tolist(), W, b, 0, 1, None)
+    with pytest.raises(ValueError, match=r"W must be a 4-D array of shape \(f, f, C, C_out\)"):
+        ic.forward(X.tolist(), W[0].tolist(), b, 0, 1, None)
+    with pytest.raises(ValueError, match=r"f must be at most the padded input \(5, 5\) \(X \(5, 5\) with pad=0"):
+        ic.forward(X.tolist(), None, None, 0, 1, 9, mode="maxpool")
+    _, cache = ic.forward(X.tolist(), W.tolist(), b, 0, 1, None)
+    with pytest.raises(ValueError, match=r"dZ must have the forward output's shape \(2, 3, 3, 4\)"):
+        ic.backward(np.ones((2, 2, 2, 4)).tolist(), cache)
+    _, cache = ic.forward(X.tolist(), None, None, 0, 1, 3, mode="maxpool")
+    with pytest.raises(ValueError, match=r"dA must have the forward output's shape \(2, 3, 3, 3\)"):
+        ic.pool_backward(np.ones((2, 3, 3)).tolist(), cache)
+    with pytest.raises(TypeError, match=r"dA must be a numeric array"):
+        ic.pool_backward([["a"]], cache)
+
+
 def test_backward_rejects_the_wrong_cache():
     _, conv_cache = ic.conv2d_forward(X, W)
     _, max_cache = ic.max_pool2d_forward(X, 2)
