@@ -266,3 +266,19 @@ def test_x_of_another_rank_fails_with_the_engines_message_when_the_graph_is_buil
         ic.conv3d_forward(da.ones((4, 4, 4, 4, 2), chunks=2), np.ones((1, 1, 1, 2, 2)), data_format="NCHW")
     with pytest.raises(ValueError, match=r"output_size must be an int >= 1"):
         ic.adaptive_avg_pool3d_forward(da.ones((4, 4, 4, 4, 2), chunks=2), (2, 0, 2))
+
+
+@pytest.mark.parametrize(
+    ("name", "call"),
+    [
+        ("unfold", lambda a: ic.unfold(a, 2)),
+        ("fold", lambda a: ic.fold(a, (3, 3), 2)),
+        ("im2col", lambda a: ic.im2col(a, 2)),
+        ("col2im", lambda a: ic.col2im(a, (1, 3, 3, 1), 2)),
+    ],
+)
+def test_the_column_functions_refuse_dask_arrays_rather_than_computing_them_whole(name, call):
+    shapes = {"unfold": (2, 1, 3, 3), "fold": (2, 4, 4), "im2col": (2, 3, 3, 1), "col2im": (4, 4)}
+    arg = "cols" if name in ("fold", "col2im") else "x"
+    with pytest.raises(TypeError, match=rf"{arg} must be a NumPy array: {name} does not chunk Dask arrays"):
+        call(da.ones(shapes[name], chunks=1))

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..geometry.windows import WindowGeometry, make_geometry
 from ..kernels.columns import ALL, gather_taps, scatter_taps
+from ..runtime.batch_chunks import is_dask_array
 from ..runtime.checks import as_float_array, as_int, as_padding, as_real, as_tuple
 from ..runtime.half_precision import HALF
 
@@ -61,6 +62,16 @@ def _geometry(
     )
 
 
+def _numpy_array(value: object, name: str, function: str) -> np.ndarray:
+    """``value`` as a float array; a Dask array is a TypeError (NumPy would compute it whole, silently)."""
+    if is_dask_array(value):
+        raise TypeError(
+            f"{name} must be a NumPy array: {function} does not chunk Dask arrays (the layer functions do); "
+            f"compute it first, or apply {function} to each block with dask.array.map_blocks"
+        )
+    return as_float_array(value, name)
+
+
 def _half(value: object) -> bool:
     return isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.dtype.itemsize == 2
 
@@ -91,7 +102,7 @@ def im2col(
         ``(*taps, c)`` order, so ``cols @ w.reshape(-1, C_out)`` is a convolution with ``w`` of shape
         ``(*kernel, C, C_out)``. Per axis ``out = (size + lo + hi - d*(k - 1) - 1) // s + 1``.
     """
-    arr = as_float_array(x, "x")
+    arr = _numpy_array(x, "x", "im2col")
     ndim = _rank(arr, "x", "(N, *spatial, C)")
     value = as_real(pad_value, "pad_value")
     geom = _geometry(arr.shape, kernel_size, stride, padding, dilation, ndim)
@@ -130,7 +141,7 @@ def col2im(
         Each entry of ``cols`` added to the input position it was read from (overlapping windows sum); entries
         read from the padding are dropped.
     """
-    arr = as_float_array(cols, "cols")
+    arr = _numpy_array(cols, "cols", "col2im")
     if arr.ndim != 2:
         raise ValueError(f"cols must be a 2-D array of shape (N*prod(out), prod(kernel)*C), got shape {arr.shape}")
     shape = _x_shape(x_shape, "x_shape", f"a shape (N, *spatial, C) with {_RANKS}, of positive ints (N >= 0)")
@@ -172,7 +183,7 @@ def unfold(
         ``[n, c*K + t, l]`` is ``x_padded[n, c, *(o*s + t*d)]``. ``L = prod(out)``, per axis ``out = (size + 2*p -
         d*(k - 1) - 1) // s + 1``. Equal to PyTorch's in 2-D.
     """
-    arr = as_float_array(x, "x")
+    arr = _numpy_array(x, "x", "unfold")
     ndim = _rank(arr, "x", "(N, C, *spatial)")
     n, c, *spatial = arr.shape
     geom = _geometry((n, *spatial, c), kernel_size, stride, _symmetric(padding, ndim), dilation, ndim)
@@ -209,7 +220,7 @@ def fold(
         Each entry of ``cols`` added to the position it was read from (overlapping windows sum); entries read
         from the padding are dropped. Equal to PyTorch's in 2-D, up to rounding.
     """
-    arr = as_float_array(cols, "cols")
+    arr = _numpy_array(cols, "cols", "fold")
     if arr.ndim != 3:
         raise ValueError(f"cols must be a 3-D array of shape (N, C*prod(kernel), L), got shape {arr.shape}")
     ndim = _fold_rank(output_size, kernel_size)
