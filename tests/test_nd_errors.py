@@ -384,7 +384,7 @@ OUTPUT_SIZE_TUPLE = {1: r"\(w,\)", 2: r"\(h, w\)", 3: r"\(d, h, w\)"}
 @pytest.mark.parametrize("name", [k for k in FORWARDS if k.startswith("adaptive")])
 def test_bad_output_size(name):
     n, call = FORWARDS[name]
-    what = rf"output_size must be an int >= 1 or a {OUTPUT_SIZE_TUPLE[n]} tuple of ints >= 1 or None, got "
+    what = rf"output_size must be an int >= 1 or a {OUTPUT_SIZE_TUPLE[n]} tuple, each entry an int >= 1 or None, got "
     wrong_length = [(2,) * (n + 1), (2,) * (n - 1) if n > 1 else (), [2] * (n + 2)]
     for bad in [0, -1, (2,) * (n - 1) + (0,), (2,) * (n - 1) + (-3,), *wrong_length]:
         with pytest.raises(ValueError, match=what):

@@ -74,3 +74,28 @@ def _check_scratch(x, k, s, p, fmt, fwd, bwd):
         assert dx.shape == x.shape and dx.dtype == x.dtype and dx.flags.c_contiguous
     if fwd is ic.max_pool2d_forward and k == 2:  # disjoint windows of equal values: each one's first position gets 1
         assert dx[(0,) * 4] == 1 and dx.sum() == out.size
+
+
+@pytest.mark.parametrize("fmt", ["NHWC", "NCHW"])
+@pytest.mark.parametrize(
+    ("layer", "arg"), [("adaptive_max_pool2d", 7), ("adaptive_avg_pool2d", 10), ("max_pool2d", 512)]
+)
+def test_adaptive_kernels_scratch_stays_within_the_limit_on_real_arrays(layer, arg, fmt):
+    """Real contiguous arrays (a channels-first one is read as one plane per image and channel, not through the
+    channels-last view a broadcast input gets): windows of more than 255 offsets, on the adaptive kernels."""
+    x = np.random.default_rng(0).standard_normal((4, 512, 512, 16), dtype=np.float32)
+    if fmt == "NCHW":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    fwd, bwd = getattr(ic, f"{layer}_forward"), getattr(ic, f"{layer}_backward")
+    ic.set_num_threads(4)
+    try:
+        with ic.workspace_limit(LIMIT):
+            scratch, _, (out, cache) = _scratch(lambda: fwd(x, arg, data_format=fmt), (x,))
+            assert scratch <= LIMIT + POOL_SCRATCH_CONSTANT, f"forward scratch {scratch / MiB:.1f} MiB"
+            dout = np.ones_like(out)
+            scratch, _, dx = _scratch(lambda: bwd(dout, cache), (dout,))
+            assert scratch <= LIMIT + POOL_SCRATCH_CONSTANT, f"backward scratch {scratch / MiB:.1f} MiB"
+    finally:
+        ic.set_num_threads(None)
+    assert cache.long if layer == "max_pool2d" else cache.pool is None  # the adaptive kernels ran
+    assert dx.shape == x.shape and np.isclose(dx.sum(), dout.sum())

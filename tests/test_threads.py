@@ -149,13 +149,8 @@ def test_tiny_tiles_split_channels_columns_and_rows():
     rows = Axis(size=30, k=3, s=2, d=1, lo=1, hi=0)
     cols = Axis(size=40, k=3, s=2, d=1, lo=1, hi=0)
     assert (rows.out, cols.out) == (15, 20)
-    old = pool_tiles.TILE_BYTES
-    try:
-        pool_tiles.TILE_BYTES = 3000
-        tiles = pool_tiles.output_tiles((2, 30, 40, 100), (rows, cols), 8)
-        back = pool_tiles.input_tiles((2, 30, 40, 100), (rows, cols), 8)
-    finally:
-        pool_tiles.TILE_BYTES = old
+    tiles = pool_tiles.output_tiles((2, 30, 40, 100), (rows, cols), 8, 3000)  # tiles of about 3000 bytes
+    back = pool_tiles.input_tiles((2, 30, 40, 100), (rows, cols), 8, 3000)
     for found in (tiles, back):
         for part in (lambda t: t.channels, lambda t: t.axes[1], lambda t: t.axes[0]):
             assert len({str(part(t)) for t in found}) > 1

@@ -182,17 +182,29 @@ def _steps(shape: tuple[int, ...], extents: tuple[int, ...], itemsize: int, budg
     return (1, *steps, c_step)
 
 
-def output_tiles(x_shape: tuple[int, ...], axes: tuple[Axis, ...], itemsize: int) -> tuple[PoolTile, ...]:
-    """Tiles of the (N, *out, C) output, each with the input range its windows read per axis."""
-    return _output_tiles(x_shape, axes, itemsize, TILE_BYTES)
+def _sized(x_shape: tuple[int, ...], axes: tuple[Axis, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The shape and window extents that size the tiles: along an axis with more outputs than inputs (adaptive
+    pooling to a larger size) the outputs, each one position of a window, else the inputs."""
+    n, *spatial, c = x_shape
+    sizes = tuple(max(size, a.out) for a, size in zip(axes, spatial, strict=True))
+    extents = tuple(1 if a.out > size else a.extent for a, size in zip(axes, spatial, strict=True))
+    return (n, *sizes, c), extents
+
+
+def output_tiles(
+    x_shape: tuple[int, ...], axes: tuple[Axis, ...], itemsize: int, budget: int | None = None
+) -> tuple[PoolTile, ...]:
+    """Tiles of the (N, *out, C) output, each with the input range its windows read per axis (about ``budget``
+    bytes of it, default ``TILE_BYTES``)."""
+    return _output_tiles(x_shape, axes, itemsize, TILE_BYTES if budget is None else budget)
 
 
 @lru_cache(maxsize=256)
 def _output_tiles(x_shape: tuple[int, ...], axes: tuple[Axis, ...], itemsize: int, budget: int) -> tuple[PoolTile, ...]:
     n, *spatial, c = x_shape
-    n_step, *steps, c_step = _steps(x_shape, tuple(a.extent for a in axes), itemsize, budget)
+    n_step, *steps, c_step = _steps(*_sized(x_shape, axes), itemsize, budget)
     per_axis = [
-        a.out if step >= size else max(1, (step - a.extent) // a.s + 1)
+        a.out if step >= max(size, a.out) else step if a.out > size else max(1, (step - a.extent) // a.s + 1)
         for a, step, size in zip(axes, steps, spatial, strict=True)
     ]
     blocks = [_blocks(a.out, p) for a, p in zip(axes, per_axis, strict=True)]
@@ -203,16 +215,22 @@ def _output_tiles(x_shape: tuple[int, ...], axes: tuple[Axis, ...], itemsize: in
     return tuple(tiles)
 
 
-def input_tiles(x_shape: tuple[int, ...], axes: tuple[Axis, ...], itemsize: int) -> tuple[PoolTile, ...]:
-    """Tiles of the (N, *spatial, C) input, each with the outputs whose windows span it per axis."""
-    return _input_tiles(x_shape, axes, itemsize, TILE_BYTES)
+def input_tiles(
+    x_shape: tuple[int, ...], axes: tuple[Axis, ...], itemsize: int, budget: int | None = None
+) -> tuple[PoolTile, ...]:
+    """Tiles of the (N, *spatial, C) input (about ``budget`` bytes each, default ``TILE_BYTES``), each with the
+    outputs whose windows span it per axis."""
+    return _input_tiles(x_shape, axes, itemsize, TILE_BYTES if budget is None else budget)
 
 
 @lru_cache(maxsize=256)
 def _input_tiles(x_shape: tuple[int, ...], axes: tuple[Axis, ...], itemsize: int, budget: int) -> tuple[PoolTile, ...]:
     n, *spatial, c = x_shape
-    n_step, *steps, c_step = _steps(x_shape, tuple(a.extent for a in axes), itemsize, budget)
-    blocks = [_blocks(size, step) for size, step in zip(spatial, steps, strict=True)]
+    n_step, *steps, c_step = _steps(*_sized(x_shape, axes), itemsize, budget)
+    blocks = [
+        _blocks(size, step if a.out <= size else max(1, step * size // a.out))
+        for a, size, step in zip(axes, spatial, steps, strict=True)
+    ]
     tiles = []
     for (n0, n1), *ranges, (c0, c1) in product(_blocks(n, n_step), *blocks, _blocks(c, c_step)):
         pairs = tuple((slice(*a.out_range(i0, i1)), slice(i0, i1)) for a, (i0, i1) in zip(axes, ranges, strict=True))

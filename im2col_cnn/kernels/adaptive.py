@@ -17,17 +17,25 @@ change any result.
 from __future__ import annotations
 
 import math
-from itertools import product
 
 import numpy as np
 
+from ..geometry import tiles as tiling
 from ..geometry.adaptive import AdaptiveAxis
 from ..geometry.tiles import PoolTile, output_tiles
 from ..runtime.layout import empty_channels_last
 from ..runtime.parallel import map_blocks
-from .pool_plan import ALL, Scratch, max_workers
+from .pool_plan import ALL, Scratch, as_code, max_workers
 
-__all__ = ["adaptive_windows", "winner_dtype"]
+__all__ = ["adaptive_tile_bytes", "adaptive_windows", "winner_dtype"]
+
+
+def adaptive_tile_bytes() -> int:
+    """The input one tile reads (forward) or writes (backward), 1 MiB: half the pooling kernels' ``TILE_BYTES``,
+    as these kernels hold more intermediates per element (gathered taps, stacked windows, wide winner codes), so
+    that one thread's scratch stays within ``WORKER_SCRATCH_BYTES`` (the NCHW adaptive max backward of a
+    (4, 16, 512, 512) float32 batch: 8.6 MiB per thread with whole ``TILE_BYTES`` tiles, 5.4 with these)."""
+    return tiling.TILE_BYTES // 2
 
 
 def winner_dtype(axes: tuple[AdaptiveAxis, ...]) -> np.dtype:
@@ -80,7 +88,7 @@ def adaptive_windows(
         else:
             _max_windows(xt, ot, win[tile.out()], tile, axes, scratch)  # type: ignore[index]
 
-    tiles = output_tiles(x.shape, axes, dtype.itemsize)  # type: ignore[arg-type]
+    tiles = output_tiles(x.shape, axes, dtype.itemsize, adaptive_tile_bytes())  # type: ignore[arg-type]
     map_blocks(work, tiles, lambda: Scratch(False), max_threads=max_workers())
     return result, winners
 
@@ -118,13 +126,15 @@ def _stack(
     input position (relative to ``i0``) of each stacked row's first entry, ``(o1 - o0,)``; and which entries lie
     in their window, broadcastable to the stack."""
     length = src.shape[array_axis]
-    k = min(axis.extent, length)  # the tile holds every input its windows read
-    starts = axis.first[o0:o1] - i0
+    starts, ends = (b - i0 for b in axis.bounds(o0, o1))
+    k = int((ends - starts).max())  # the tile holds every input its windows read
     rows = np.minimum(starts, length - k)  # a window near the end sits further right in its row
     view = np.lib.stride_tricks.sliding_window_view(src, k, axis=array_axis)  # (..., length - k + 1, ..., k)
-    stack = _take(view, rows, array_axis)  # (..., O, ..., k)
+    # (..., O, ..., k), C-contiguous whatever the layout of src (fancy indexing keeps no fixed memory order), so
+    # that reductions over the windows add in the same order for channels-first and channels-last input
+    stack = np.ascontiguousarray(_take(view, rows, array_axis))
     j = np.arange(k)
-    valid = (j >= (starts - rows)[:, None]) & (j < (axis.last[o0:o1] - i0 - rows)[:, None])  # (O, k)
+    valid = (j >= (starts - rows)[:, None]) & (j < (ends - rows)[:, None])  # (O, k)
     shape = [1] * stack.ndim
     shape[array_axis], shape[-1] = valid.shape
     valid = valid.reshape(shape)
@@ -137,22 +147,38 @@ def _sum_windows(
     xt: np.ndarray, ot: np.ndarray, tile: PoolTile, axes: tuple[AdaptiveAxis, ...], scratch: Scratch
 ) -> None:
     """``ot`` = each window's sum, axis by axis; the taps a shorter window does not have are left out."""
+    _reduce_windows(np.add, xt, ot, tile, axes, scratch, "sum", 0)
+
+
+def _reduce_windows(
+    ufunc: np.ufunc,
+    xt: np.ndarray,
+    ot: np.ndarray,
+    tile: PoolTile,
+    axes: tuple[AdaptiveAxis, ...],
+    scratch: Scratch,
+    name: str,
+    fill: float | int,
+) -> None:
+    """``ot`` = ``ufunc`` (add or maximum) reduced over each window, axis by axis: tap by tap for short windows,
+    over a stack for long ones (positions outside a window set to ``fill``, the ufunc's identity). ``name``
+    prefixes the scratch buffers."""
     src, nd = xt, len(axes)
     for a, axis in enumerate(axes):
         (orange, irange) = tile.axes[a]
-        dst = ot if a == nd - 1 else scratch.get(f"stage{a}", _stage(xt, ot, a), ot.dtype)
+        dst = ot if a == nd - 1 else scratch.get(f"{name}{a}", _stage(xt, ot, a), ot.dtype)
         if axis.extent > LONG_WINDOW:
-            stack, _, _ = _stack(src, axis, a + 1, orange.start, orange.stop, irange.start, 0)
-            np.add.reduce(stack, axis=-1, out=dst)  # in window order
+            stack, _, _ = _stack(src, axis, a + 1, orange.start, orange.stop, irange.start, fill)
+            ufunc.reduce(stack, axis=-1, out=dst)  # in window order
             src = dst
             continue
         for t, (index, valid) in enumerate(axis.taps(orange.start, orange.stop, irange.start)):
             if t == 0:
                 _take(src, index, a + 1, dst)
                 continue
-            tap = _take(src, index, a + 1, scratch.get("tap", dst.shape, dst.dtype))
+            tap = _take(src, index, a + 1, scratch.get(f"{name}tap", dst.shape, dst.dtype))
             where = True if valid is None else valid.reshape(_shape_along(nd, a, valid.size))
-            np.add(dst, tap, out=dst, where=where)
+            ufunc(dst, tap, out=dst, where=where)
         src = dst
 
 
@@ -185,7 +211,7 @@ def _max_windows(
             _later_axis(vals, wins, dst, dwin, taps, axis.size, irange.start, a + 1, shape, scratch)  # type: ignore[arg-type]
         vals, wins = dst, dwin
     if np.isnan(ot).any():  # rare: windows holding NaN send their gradient to their last NaN
-        _nan_winners(xt, ot, wt, tile, axes)
+        _nan_winners(xt, ot, wt, tile, axes, scratch)
 
 
 def _first_axis(
@@ -243,18 +269,10 @@ def _later_axis(
         np.multiply(target, size, out=target)
         np.add(target, cols, out=target)
         np.equal(_take(vals, index, axis, tap), dst, out=equal)
-        np.subtract(_as_code(equal, mask), 1, out=mask)  # 0 where the tap holds the maximum, all ones elsewhere
+        np.subtract(as_code(equal, mask), 1, out=mask)  # 0 where the tap holds the maximum, all ones elsewhere
         np.bitwise_or(target, mask, out=target)
         if t:
             np.minimum(win, cand, out=win)
-
-
-def _as_code(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """A bool mask as 0/1 of ``like``'s unsigned dtype: a free view for uint8, else a cast into ``like``."""
-    if like.dtype == np.uint8:
-        return mask.view(np.uint8)
-    np.copyto(like, mask)
-    return like
 
 
 def _stacked_axis(
@@ -277,7 +295,7 @@ def _stacked_axis(
     positions = (rows + i0).reshape(shape)  # each stacked row's first input position, absolute
     if wins is None:
         # The first maximum; a window of -inf only: its first position, not a filled one before it.
-        first = np.maximum(np.argmax(stack, axis=-1), (axis.first[o0:o1] - i0 - rows).reshape(shape))
+        first = np.maximum(np.argmax(stack, axis=-1), (axis.bounds(o0, o1)[0] - i0 - rows).reshape(shape))
         np.add(first, positions, out=win, casting="unsafe")
         return
     codes, _, _ = _stack(wins, axis, array_axis, o0, o1, i0, 0)  # (..., O, ..., k) earlier axes' winners
@@ -287,16 +305,16 @@ def _stacked_axis(
 
 
 def _nan_winners(
-    xt: np.ndarray, ot: np.ndarray, wt: np.ndarray, tile: PoolTile, axes: tuple[AdaptiveAxis, ...]
+    xt: np.ndarray, ot: np.ndarray, wt: np.ndarray, tile: PoolTile, axes: tuple[AdaptiveAxis, ...], scratch: Scratch
 ) -> None:
-    """Every tap of every window, in row-major order, where it reads NaN: its position becomes the winner (so the
-    last NaN stays). A repeated last input repeats the position just written, which changes nothing."""
+    """``wt`` = the last NaN (the greatest flat input index holding NaN) of each window whose maximum is NaN:
+    the flat index of every NaN input of the tile (-1 elsewhere), max-reduced over the windows."""
     nd = len(axes)
-    per_axis = [axis.taps(o.start, o.stop, i.start) for axis, (o, i) in zip(axes, tile.axes, strict=True)]
-    for combo in product(*(range(len(taps)) for taps in per_axis)):
-        value, flat = xt, np.zeros((1,) * (nd + 2), dtype=np.intp)
-        for a, t in enumerate(combo):
-            index = per_axis[a][t][0]
-            value = _take(value, index, a + 1)
-            flat = flat * axes[a].size + (index + tile.axes[a][1].start).reshape(_shape_along(nd, a, index.size))
-        np.copyto(wt, flat.astype(wt.dtype), where=np.isnan(value))
+    flat = np.zeros((1,) * (nd + 2), dtype=np.int64)
+    for a, (_, irange) in enumerate(tile.axes):
+        rows = np.arange(irange.start, irange.stop, dtype=np.int64)
+        flat = flat * axes[a].size + rows.reshape(_shape_along(nd, a, rows.size))
+    codes = np.where(np.isnan(xt), flat, -1)  # (n, *inputs, c) int64
+    last = np.empty(ot.shape, dtype=np.int64)
+    _reduce_windows(np.maximum, codes, last, tile, axes, scratch, "nan", -1)
+    np.copyto(wt, last, where=np.isnan(ot), casting="unsafe")

@@ -10,6 +10,7 @@ or on the threads.
 
 from __future__ import annotations
 
+import math
 from itertools import product
 
 import numpy as np
@@ -18,7 +19,7 @@ from ..geometry.adaptive import AdaptiveAxis
 from ..geometry.tiles import PoolTile, input_tiles
 from ..runtime.layout import empty_channels_last
 from ..runtime.parallel import map_blocks
-from .adaptive import _planes, _shape_along, _take
+from .adaptive import _planes, _shape_along, _take, adaptive_tile_bytes
 from .pool_plan import ALL, Scratch, max_workers
 
 __all__ = ["adaptive_scatter"]
@@ -46,10 +47,17 @@ def adaptive_scatter(
             winners = rest[0] if rest else None
             x_shape = dx.shape
 
+    # Gathering per covering window costs about one pass per combination of the windows covering a position;
+    # routing from the windows' side, a few passes per combination of taps: the cheaper one.
+    by_window = 2 * math.prod(a.extent for a in axes) < math.prod(a.mean_coverage for a in axes)
+
     def work(tile: PoolTile, scratch: Scratch) -> None:
         dxt = dx[tile.inp()]
-        owners = [axis.owners(i.start, i.stop, o.start) for axis, (o, i) in zip(axes, tile.axes, strict=True)]
         g = dout[tile.out()]
+        if kind == "max" and by_window:  # many windows per position, few positions per window (upsampling)
+            _route_by_window(g, winners[tile.out()], dxt, tile, axes)  # type: ignore[index]
+            return
+        owners = [axis.owners(i.start, i.stop, o.start) for axis, (o, i) in zip(axes, tile.axes, strict=True)]
         if kind == "avg":
             scaled = scratch.get("scaled", g.shape, dtype)
             np.divide(g, counts if np.ndim(counts) == 0 else counts[tile.out_box()], out=scaled)  # type: ignore[index]
@@ -57,7 +65,7 @@ def adaptive_scatter(
         else:
             _route(g, winners[tile.out()], dxt, owners, tile, axes, scratch)  # type: ignore[index]
 
-    tiles = input_tiles(x_shape, axes, dtype.itemsize)  # type: ignore[arg-type]
+    tiles = input_tiles(x_shape, axes, dtype.itemsize, adaptive_tile_bytes())  # type: ignore[arg-type]
     map_blocks(work, tiles, lambda: Scratch(False), max_threads=max_workers())
     return result
 
@@ -124,3 +132,31 @@ def _route(
         # every spatial axis indexed by an array (np.ix_), so that the indexed axes stay in place
         grids = np.ix_(*(np.arange(dxt.shape[a + 1]) if isinstance(p, slice) else p for a, p in enumerate(index)))
         dxt[(ALL, *grids, ALL)] += routed
+
+
+def _route_by_window(g: np.ndarray, win: np.ndarray, dxt: np.ndarray, tile: PoolTile, axes: tuple) -> None:
+    """``dxt`` = for each position, the ``g`` of every window whose winner it is -- from the windows' side: for
+    each combination of taps (one per axis, of the longest windows), ``g`` where the tap is the window's winner,
+    summed over the windows whose tap is the same position (consecutive windows: ``np.add.reduceat`` along each
+    axis) and added there. A window shorter than the tap repeats its last input: such taps are left out."""
+    nd = len(axes)
+    per_axis = [axis.taps(o.start, o.stop, i.start) for axis, (o, i) in zip(axes, tile.axes, strict=True)]
+    dxt.fill(0)
+    for combo in product(*per_axis):
+        flat = np.zeros((1,) * (nd + 2), dtype=np.intp)
+        keep: np.ndarray | bool = True
+        for a, (index, valid) in enumerate(combo):
+            shape = _shape_along(nd, a, index.size)
+            flat = flat * axes[a].size + (index + tile.axes[a][1].start).reshape(shape)
+            if valid is not None:
+                keep = keep & valid.reshape(shape)
+        routed = np.where((win == flat) & keep, g, 0).astype(g.dtype, copy=False)
+        places = []
+        for a, (index, _) in enumerate(combo):
+            starts = np.flatnonzero(np.diff(index, prepend=index[0] - 1))  # where the tap moves to a new input
+            routed = np.add.reduceat(routed, starts, axis=a + 1)
+            inside = (index[starts] >= 0) & (index[starts] < dxt.shape[a + 1])  # windows reaching past the tile
+            if not inside.all():
+                routed = _take(routed, np.flatnonzero(inside), a + 1)
+            places.append(index[starts][inside])
+        dxt[(ALL, *np.ix_(*places), ALL)] += routed

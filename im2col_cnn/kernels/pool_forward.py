@@ -25,6 +25,7 @@ from .pool_plan import (
     Offset,
     Scratch,
     TilePlan,
+    as_code,
     code_dtype,
     code_steps,
     max_workers,
@@ -260,17 +261,9 @@ def _running_max(
         ns, os, bs, ws = new[out], old[out], better[out], win[out]
         np.maximum(os, src[inp], out=ns)
         np.not_equal(ns, os, out=bs)
-        cs = _as_code(bs, codes[out])
+        cs = as_code(bs, codes[out])
         np.multiply(cs, code, out=cs)
         np.maximum(ws, cs, out=ws)
-
-
-def _as_code(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """A bool mask as 0/1 of ``like``'s unsigned dtype: a free view for uint8, else a cast into ``like``."""
-    if like.dtype == np.uint8:
-        return mask.view(np.uint8)
-    np.copyto(like, mask)
-    return like
 
 
 def _axis_winners(
@@ -298,7 +291,7 @@ def _axis_winners(
         o, i = (*lead, tap[0]), (*lead, tap[1])
         es, ms, cs, ws = equal[o], mask[o], cand[o], wt[o]
         np.equal(r[i], ot[o], out=es)
-        np.subtract(_as_code(es, ms), 1, out=ms)  # 0 where tied with the maximum, all ones elsewhere
+        np.subtract(as_code(es, ms), 1, out=ms)  # 0 where tied with the maximum, all ones elsewhere
         if first:
             for part in rest:
                 wt[part].fill(np.iinfo(wt.dtype).max)  # windows the first tap does not reach

@@ -38,6 +38,7 @@ __all__ = [
     "code_steps",
     "max_workers",
     "WORKER_SCRATCH_BYTES",
+    "as_code",
     "UFUNC_BUFSIZE",
     "short_ufunc_chunks",
 ]
@@ -93,6 +94,14 @@ class Scratch:
         if buf is None or buf.size < size or buf.dtype != dtype:
             buf = self._buffers[name] = np.empty(size, dtype=dtype)
         return empty_channels_last(shape, dtype, self.channels_first, buffer=buf)
+
+
+def as_code(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """A bool mask as 0/1 of ``like``'s unsigned dtype: a free view for uint8, else a cast into ``like``."""
+    if like.dtype == np.uint8:
+        return mask.view(np.uint8)
+    np.copyto(like, mask)
+    return like
 
 
 def code_dtype(kernel: Sequence[int]) -> np.dtype:

@@ -4,7 +4,8 @@ channels-last or channels-first.
 The caller names the output size; window ``i`` of an axis of ``L`` inputs and ``O`` outputs is
 ``[floor(i*L/O), ceil((i+1)*L/O))``. Three cases, each exact:
 
-* global average pooling (every output size 1): a mean over the spatial axes, and its gradient a broadcast;
+* global average pooling (every output size 1): a mean over the spatial axes
+  (:mod:`~im2col_cnn.kernels.global_mean`), and its gradient a broadcast;
 * every axis' windows are an ordinary pooling's cut to the input (sizes that divide evenly: kernel and stride
   ``L/O``; 14 to 5: kernel 4, stride 3, padding 1) of at most ``LONG_WINDOWS`` offsets: the pooling kernels
   (:mod:`~im2col_cnn.kernels.pool_forward`), which never read the padding;
@@ -23,6 +24,7 @@ from ..geometry.adaptive import AdaptiveAxis, adaptive_axis, strided_axis, windo
 from ..geometry.windows import geometry_of
 from ..kernels.adaptive import adaptive_windows
 from ..kernels.adaptive_backward import adaptive_scatter
+from ..kernels.global_mean import global_mean
 from ..kernels.pool_forward import pool_windows
 from ..runtime.batch_chunks import batch_chunked
 from ..runtime.checks import MAX_INT, as_float_array, as_int, axes_tuple, check_dout
@@ -78,7 +80,7 @@ class AdaptivePoolCache(NamedTuple):
 
 def _output_size(value: object, spatial: Sequence[int], ndim: int) -> tuple[int, ...]:
     """``output_size``: an int, or one entry per axis, each an int >= 1 or None (that axis' input size)."""
-    what = f"an int >= 1 or a {axes_tuple(ndim)} tuple of ints >= 1 or None"
+    what = f"an int >= 1 or a {axes_tuple(ndim)} tuple, each entry an int >= 1 or None"
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
     if isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, (str, bytes)):
@@ -102,11 +104,9 @@ def adaptive_forward(x: object, output_size: object, kind: str, data_format: obj
     sizes = _output_size(output_size, spatial, ndim)
     axes = tuple(adaptive_axis(size, out) for size, out in zip(spatial, sizes, strict=True))
     fmt = str(data_format)
-    if kind == "avg" and all(o == 1 for o in sizes):  # global average pooling
-        first = 2 if channels_first else 1
-        out = arr.mean(axis=tuple(range(first, first + ndim)), keepdims=True)
-        return out, AdaptivePoolCache(arr, kind, axes, fmt)
     x_last = to_channels_last(arr, channels_first)
+    if kind == "avg" and all(o == 1 for o in sizes):  # global average pooling
+        return global_mean(x_last, channels_first), AdaptivePoolCache(arr, kind, axes, fmt)
     dtype = x_last.dtype.newbyteorder("=")
     counts = window_counts(axes).astype(dtype) if kind == "avg" else None
     strided = tuple(strided_axis(a) for a in axes)

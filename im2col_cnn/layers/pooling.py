@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..geometry.adaptive import clipped_axis
-from ..geometry.windows import WindowGeometry
+from ..geometry.windows import Axis, WindowGeometry
 from ..kernels.adaptive import adaptive_windows
 from ..kernels.adaptive_backward import adaptive_scatter
 from ..kernels.pool_backward import scatter_windows
@@ -27,10 +27,12 @@ from .arguments import array_layout
 __all__ = ["PoolCache", "LONG_WINDOWS", "checked_input", "pool_forward", "pool_backward"]
 
 LONG_WINDOWS = 255
-"""Max and average pooling over windows of more kernel offsets than this (and no dilation) run through the
-adaptive kernels (:mod:`~im2col_cnn.kernels.adaptive`), whose steps do not grow with the offsets: global max
-pooling of a 512x512 image in 7 ms rather than 8 s (a step per position). Up to 255 offsets a window's winner
-takes one byte in the cache; these windows' winners are flat input indices."""
+"""Max and average pooling over windows of more kernel offsets than this, with no dilation and windows that
+overlap at most pairwise (kernel at most twice the stride on each axis), run through the adaptive kernels
+(:mod:`~im2col_cnn.kernels.adaptive`), whose steps do not grow with the offsets: global max pooling of a 512x512
+image in 7 ms rather than 8 s (a step per position). Up to 255 offsets a window's winner takes one byte in the
+cache; these windows' winners are flat input indices. Windows that overlap more (a kernel of 300 at stride 1)
+stay on the pooling kernels, whose steps are per offset but whose scratch does not grow with the overlap."""
 
 
 class PoolCache(NamedTuple):
@@ -120,7 +122,7 @@ def pool_forward(
         if isinstance(divisor, np.ndarray):
             divisor = divisor.astype(x_last.dtype.newbyteorder("="))  # dtype never widens: float32 stays float32
     first = kind == "max" and ties == "first"
-    long = (first or kind == "avg") and geom.taps > LONG_WINDOWS and all(d == 1 for d in dilations)
+    long = (first or kind == "avg") and geom.taps > LONG_WINDOWS and all(_few_overlaps(a) for a in geom.axes)
     if long:  # the same windows cut to the input: a gather and a reduction per axis, not a step per offset
         axes = tuple(clipped_axis(a) for a in geom.axes)
         out, winners = adaptive_windows(x_last, axes, kind, counts=divisor, channels_first=channels_first)
@@ -129,6 +131,12 @@ def pool_forward(
     peak = out.copy() if kind == "max" and not first else None  # private: the caller may change out
     cache = PoolCache(arr, winners, geom, kind, ties, divisor, str(data_format), peak, long=long)
     return caller_layout(out, channels_first), cache
+
+
+def _few_overlaps(axis: Axis) -> bool:
+    """Whether ``axis``' windows (no dilation) overlap at most pairwise: every input lies in at most two, so the
+    adaptive kernels' stacked windows are at most twice the input and their gradient two gathers per axis."""
+    return axis.d == 1 and axis.k <= 2 * axis.s
 
 
 def pool_backward(dout: object, cache: PoolCache, kind: str, ndim: int = 2) -> np.ndarray:
