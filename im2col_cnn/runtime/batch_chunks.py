@@ -30,7 +30,7 @@ split the same way. Shapes must be known (``x.compute_chunk_sizes()`` first, aft
 dtypes: as the NumPy engine's. float16 batches answer in float16; their dw and db are float32 partial sums,
 summed by the tree in float32 and rounded once.
 
-Threads: a block task runs the engine and the BLAS with one thread (see :mod:`~im2col_cnn.block_threads`).
+Threads: a block task runs the engine and the BLAS with one thread (see :mod:`~im2col_cnn.runtime.block_threads`).
 """
 
 from __future__ import annotations
@@ -126,8 +126,8 @@ class ChunkedCache(NamedTuple):
 
     @property
     def indices(self) -> Any:
-        """Max pooling's argmax as :attr:`PoolCache.indices <im2col_cnn.pool.PoolCache.indices>` gives it, lazily
-        (int64, shaped and chunked like ``out``)."""
+        """Max pooling's argmax as :attr:`PoolCache.indices <im2col_cnn.layers.pooling.PoolCache.indices>` gives
+        it, lazily (int64, shaped and chunked like ``out``)."""
         if "max_pool" not in self.forward:
             raise AttributeError("indices exist for max pooling only")
         probe = self.probe.indices

@@ -1,7 +1,7 @@
 """Threads per batch block: what a Dask task running the engine on one block may use.
 
 Dask runs one task per worker thread, and its workers are sized to the cores; a block that also ran the engine's
-thread pool (:mod:`~im2col_cnn.parallel`) or the BLAS with a thread per core would oversubscribe them. So while
+thread pool (:mod:`~im2col_cnn.runtime.parallel`) or the BLAS with a thread per core would oversubscribe them. So while
 any block task runs in a process (the context manager :func:`block_threads`, entered by every block task), the
 engine runs with :func:`get_block_threads` threads, default 1, and so does the BLAS (through threadpoolctl, when
 it is installed); when no block task runs, both are back as they were. These limits are process-wide (the

@@ -46,7 +46,7 @@ def as_float_array(value: object, name: str) -> np.ndarray:
 
     A float32/64 array in native byte order is returned as it is (no copy); one in the other byte order
     becomes a native copy of the same dtype; float16 becomes float32 (the engine computes float16 layers in
-    float32, see :mod:`~im2col_cnn.half_precision`); integer, bool and nested-list input becomes float64.
+    float32, see :mod:`~im2col_cnn.runtime.half_precision`); integer, bool and nested-list input becomes float64.
     Complex, object, string, ragged and other non-numeric input raises ``TypeError``.
     """
     arr = value if type(value) is np.ndarray else _asarray(value, name)

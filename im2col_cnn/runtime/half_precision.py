@@ -2,7 +2,7 @@
 
 NumPy has no float16 matrix product or fast float16 loops (they run through float32 conversions one element at a
 time), and sums over thousands of float16 products lose most of their digits. So the engine never computes in
-float16: :func:`~im2col_cnn._checks.as_float_array` turns float16 input into float32, and the public layer
+float16: :func:`~im2col_cnn.runtime.checks.as_float_array` turns float16 input into float32, and the public layer
 functions, wrapped by :func:`float16_io`, give their float16 callers float16 results -- outputs, gradients and
 ``cache.indices`` alike -- each rounded once from the float32 result, as PyTorch's CPU kernels do.
 """
