@@ -98,4 +98,4 @@ def test_adaptive_kernels_scratch_stays_within_the_limit_on_real_arrays(layer, a
     finally:
         ic.set_num_threads(None)
     assert cache.long if layer == "max_pool2d" else cache.pool is None  # the adaptive kernels ran
-    assert dx.shape == x.shape and np.isclose(dx.sum(), dout.sum())
+    assert dx.shape == x.shape and np.isclose(dx.sum(dtype=np.float64), dout.size)  # each window spreads 1
