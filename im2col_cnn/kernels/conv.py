@@ -30,7 +30,7 @@ from ..geometry.phases import Phase, column_entries, phases
 from ..geometry.tiles import Tile, conv_tiles, tile_sizes
 from ..geometry.windows import WindowGeometry
 from ..runtime.workspace import BLOCK_BYTES, Buffers
-from . import depthwise, planar
+from . import depthwise, planar, wide
 from .columns import ALL, iter_columns, scatter_tile
 
 __all__ = ["correlate", "input_grad", "weight_grad", "bias_grad", "flipped_correlation_pays", "tile_rows"]
@@ -113,12 +113,19 @@ def correlate(
         out = np.empty((x.shape[0], *geom.out_shape, c_out), dtype=x.dtype)
     if groups > 1 and w.shape[-2] == 1:
         return depthwise.correlate(x, w, geom, limit, bias, out)
+    tiles = column_tiles(x.shape, x.itemsize, geom, limit, c_out)
+    kernel = wide.kernel(x, out, geom, groups)
+    if kernel == "pointwise":
+        return wide.pointwise_correlate(x, w, bias, out, groups)
+    images = wide.plan(tiles, geom) if kernel == "planes" else None
+    if images is not None:
+        return wide.correlate(x, w, geom, images, bias, out)
     blocks = planar.plan(x.shape, x.itemsize, geom, c_out, limit, groups)
     if blocks is not None:
         return planar.correlate(x, w, geom, blocks, bias, out)
     wg = _grouped_weights(w, groups)  # (G, Kg, C_out_g)
     bufs = Buffers(x.dtype)
-    for tile, cols in iter_columns(x, geom, column_tiles(x.shape, x.itemsize, geom, limit, c_out), groups):
+    for tile, cols in iter_columns(x, geom, tiles, groups):
         target = out[(tile.images, *tile.box)]  # (n_b, *sizes, C_out)
         m = cols.shape[0]
         direct = target.flags.c_contiguous
@@ -193,6 +200,15 @@ def input_grad(
     if groups > 1 and c_in_g == 1:
         dx[...] = 0
         return depthwise.input_grad(dout, w, geom, dx, limit)
+    kernel = wide.kernel(dx, dout, geom, groups) if path is None else None
+    if kernel == "pointwise":
+        wide.pointwise_input_grad(dout, w, dx, groups)
+        return dx
+    tiles = column_tiles(dx.shape, dout.itemsize, geom, limit, c_out, always_slab=True)
+    images = wide.plan(tiles, geom) if kernel == "planes" else None
+    if images is not None:
+        wide.scatter_input_grad(dout, w, geom, images, dx)
+        return dx
     blocks = planar.plan(dx.shape, dx.itemsize, geom, c_out, limit, groups)
     if blocks is not None and path is None:
         planar.input_grad(dout, w, geom, blocks, dx)
@@ -207,19 +223,18 @@ def input_grad(
             else:
                 correlate(dout, _phase_weights(w, phase, groups), phase.geom, limit, groups=groups, out=target)
         return dx
-    _scatter_input_grad(dout, w, geom, dx, limit, groups)
+    _scatter_input_grad(dout, w, geom, dx, tiles, groups)
     return dx
 
 
 def _scatter_input_grad(
-    dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.ndarray, limit: int, groups: int
+    dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.ndarray, tiles: list[Tile], groups: int
 ) -> None:
     """``dcols = dout · wᵀ`` tile by tile, scattered back into ``dx`` by col2im."""
     c_out = w.shape[-1]
     wg_t = _grouped_weights(w, groups).transpose(0, 2, 1)  # (G, C_out_g, Kg)
     k = geom.taps * w.shape[-2] * groups
     direct = dx.flags.c_contiguous
-    tiles = column_tiles(dx.shape, dout.itemsize, geom, limit, c_out, always_slab=True)
     # Tiles of whole images own their part of dx: each assigns it (no zero-filling). Tiles of a split image
     # overlap at their borders and add into a zeroed dx.
     whole = bool(tiles) and tiles[0].box == geom.full_box()
@@ -276,6 +291,14 @@ def weight_grad(
     c_in_g, c_out = x.shape[-1] // groups, dout.shape[-1]
     if groups > 1 and c_in_g == 1:
         return depthwise.weight_grad(x, dout, geom, limit), None
+    tiles = column_tiles(x.shape, x.itemsize, geom, limit, c_out)
+    kernel = wide.kernel(x, dout, geom, groups)
+    images = wide.plan(tiles, geom) if kernel is not None else None
+    pointwise = kernel == "pointwise"
+    if images is not None and wide.partials_fit(geom.taps * c_in_g, c_out // groups, geom, pointwise=pointwise):
+        if pointwise:
+            return wide.pointwise_weight_grad(x, dout, images, groups), None
+        return wide.weight_grad(x, dout, geom, images), None
     blocks = planar.plan(x.shape, x.itemsize, geom, c_out, limit, groups)
     if blocks is not None:
         return planar.weight_grad(x, dout, geom, blocks, with_bias)
@@ -283,7 +306,7 @@ def weight_grad(
     dw = np.zeros((groups, k_g, c_out // groups), dtype=x.dtype)
     partial = np.empty_like(dw)
     bufs = Buffers(x.dtype)
-    for tile, cols in iter_columns(x, geom, column_tiles(x.shape, x.itemsize, geom, limit, c_out), groups):
+    for tile, cols in iter_columns(x, geom, tiles, groups):
         d = tile_rows(dout, tile, bufs, "dout")  # (m, C_out)
         m = d.shape[0]
         if groups == 1:
@@ -298,9 +321,9 @@ def weight_grad(
 def bias_grad(dout: np.ndarray, b_shape: tuple[int, ...] | None) -> np.ndarray:
     """``db``: ``dout`` (N, *out, C_out), any memory layout, summed over all but the channels, in ``b``'s shape.
 
-    Summed in blocks of about ``BLOCK_BYTES`` (whole images, or parts of one image where an image is larger),
-    copied to channels-last where ``dout`` is not channels-last in memory: the same blocks in every layout and for
-    every limit, so the sum is the same, bit for bit.
+    Summed in blocks of about ``BLOCK_BYTES`` (whole images, or parts of one image where an image is larger) --
+    in place for a channels-first ``dout``, else copied to channels-last where ``dout`` is not channels-last in
+    memory: the same blocks for every limit, so the sum is the same, bit for bit, in each layout.
     """
     n, *out_shape, c_out = dout.shape
     size = dout.itemsize * c_out
@@ -310,8 +333,12 @@ def bias_grad(dout: np.ndarray, b_shape: tuple[int, ...] | None) -> np.ndarray:
     db = np.zeros(c_out, dtype=dout.dtype)
     bufs = Buffers(dout.dtype)
     room = math.prod(tile_sizes(blocks[0])[1]) * tile_sizes(blocks[0])[0] * c_out if blocks else 0
+    first = wide.is_channels_first(dout)
     for tile in blocks:
         block = dout[(tile.images, *tile.box)]  # (n_b, *sizes, C_out)
+        if first:  # summed in the channels' planes: (n_b, *sizes, C_out) -> (C_out,)
+            db += block.sum(axis=tuple(range(block.ndim - 1)))
+            continue
         if not block.flags.c_contiguous:
             copy = bufs.get("dout", block.shape, room)
             np.copyto(copy, block)

@@ -1,0 +1,206 @@
+"""Convolution kernels for channels-first arrays, in the layout they come in: each product transposed.
+
+A channels-first array ``(N, C, *spatial)`` keeps each channel's plane contiguous, and the transposed products
+land their results in planes -- no channels-last copy of the input, the output or the gradients:
+
+* **pointwise** (1x1, stride 1, no padding): the input already is ``colsᵀ``, one ``(C_in, P)`` matrix per
+  image (``P = prod(spatial)``). Forward ``out_i = wᵀ · x_i`` and input gradient ``dx_i = w · dout_i`` are one
+  stacked product over the batch with no copy at all; the weight gradient sums ``x_i · dout_iᵀ`` over images.
+* **planes** (few input channels, :data:`~im2col_cnn.kernels.planar.SMALL_CHANNELS`, a network's first layer):
+  ``colsᵀ`` ``(prod(kernel)*C_in, n_b*prod(out))`` is ``prod(kernel)`` strided copies of whole planes, in runs
+  of the last axis' output size, and ``outᵀ = wᵀ · colsᵀ``, ``dw = colsᵀ · doutᵀᵀ``, ``dcolsᵀ = w · doutᵀ``
+  (added back one offset at a time). Results move between ``(C, n_b, P)`` and ``(n_b, C, P)`` in runs of ``P``.
+
+Elsewhere (a k x k kernel over many channels) the channels-last columns' long runs are cheaper to build from a
+channels-last slab staged tile by tile (:mod:`~im2col_cnn.kernels.columns`) than ``colsᵀ`` in runs of one output
+row, and :mod:`~im2col_cnn.kernels.conv`'s own kernels run. Blocks are the image blocks of the channels-last
+kernels' tiles, which do not depend on the workspace limit; where those split an image (its scratch exceeds the
+limit) :func:`plan` returns None and the channels-last kernels run. ``colsᵀ`` rows are in ``(*taps, c)`` order
+(group-major with groups), so the weights are the engine's ``(*kernel, C_in // groups, C_out)`` as they are.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..geometry.tiles import Tile
+from ..geometry.windows import WindowGeometry
+from ..runtime.workspace import Buffers
+from .columns import ALL, gather_taps, scatter_taps
+from .planar import SMALL_CHANNELS
+
+__all__ = [
+    "is_channels_first",
+    "kernel",
+    "plan",
+    "pointwise_correlate",
+    "pointwise_input_grad",
+    "partials_fit",
+    "pointwise_weight_grad",
+    "correlate",
+    "weight_grad",
+    "scatter_input_grad",
+]
+
+
+OUT_T_BYTES = 256 * 1024
+"""The forward product's result is made this much at a time before it is copied into the output's planes."""
+
+
+def _first(a: np.ndarray) -> np.ndarray:
+    """(N, *spatial, C) -> (N, C, *spatial), a view."""
+    return a.transpose(0, a.ndim - 1, *range(1, a.ndim - 1))
+
+
+def is_channels_first(*arrays: np.ndarray) -> bool:
+    """Whether each (N, *spatial, C) view is a C-contiguous channels-first array seen channels-last."""
+    return all(a.size > 0 and a.shape[-1] > 1 and _first(a).flags.c_contiguous for a in arrays)
+
+
+def kernel(x: np.ndarray, other: np.ndarray, geom: WindowGeometry, groups: int) -> str | None:
+    """Which of these kernels a convolution of ``x`` (N, *spatial, C_in) with ``other`` (its output or its
+    gradient) takes: ``'pointwise'``, ``'planes'``, or None (not both channels-first in memory, or neither
+    applies)."""
+    if not is_channels_first(x, other):
+        return None
+    if geom.is_pointwise:
+        return "pointwise"
+    if groups == 1 and x.shape[-1] <= SMALL_CHANNELS:
+        return "planes"
+    return None
+
+
+def plan(tiles: list[Tile], geom: WindowGeometry) -> list[slice] | None:
+    """The image blocks of ``tiles`` (:func:`~im2col_cnn.kernels.conv.column_tiles`, the channels-last kernels'
+    own), or None where they split an image (one image's scratch exceeds the limit): the same blocks in both
+    layouts, so the products have the same shapes and sums run in the same order."""
+    if not tiles or tiles[0].box != geom.full_box():
+        return None
+    return [tile.images for tile in tiles]
+
+
+def _grouped(w: np.ndarray, groups: int) -> np.ndarray:
+    """(*kernel, C_in_g, C_out) -> (G, prod(kernel)*C_in_g, C_out_g): group g's weight matrix."""
+    return w.reshape(-1, groups, w.shape[-1] // groups).transpose(1, 0, 2)
+
+
+def _stacked(a: np.ndarray, groups: int) -> np.ndarray:
+    """(N, *spatial, C) seen channels-last, channels-first in memory -> (N, G, C_g, P), a view."""
+    return _first(a).reshape(a.shape[0], groups, a.shape[-1] // groups, -1)
+
+
+def pointwise_correlate(
+    x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, out: np.ndarray, groups: int = 1
+) -> np.ndarray:
+    """A pointwise forward pass: ``out_i = wᵀ · x_i`` per image and group, into ``out``'s planes."""
+    planes = _stacked(out, groups)  # (N, G, C_out_g, P)
+    np.matmul(_grouped(w, groups).transpose(0, 2, 1), _stacked(x, groups), out=planes)  # (G, C_out_g, C_in_g) @
+    if bias is not None:  # (N, G, C_in_g, P)
+        planes += bias.reshape(groups, -1, 1)
+    return out
+
+
+def pointwise_input_grad(dout: np.ndarray, w: np.ndarray, dx: np.ndarray, groups: int = 1) -> None:
+    """A pointwise input gradient: ``dx_i = w · dout_i`` per image and group, into ``dx``'s planes."""
+    np.matmul(_grouped(w, groups), _stacked(dout, groups), out=_stacked(dx, groups))  # (G, C_in_g, C_out_g) @
+    # (N, G, C_out_g, P) -> (N, G, C_in_g, P)
+
+
+def partials_fit(k_g: int, c_out_g: int, geom: WindowGeometry, *, pointwise: bool) -> bool:
+    """Whether one image's weight-gradient product ``colsᵀ_i · dout_iᵀ`` (K_g x C_out_g per group) fits the scratch
+    the channels-last tiles budget per image for what these kernels do not copy: ``dout``'s rows, and for a
+    pointwise geometry the columns too."""
+    return k_g * c_out_g <= (c_out_g + (k_g if pointwise else 0)) * math.prod(geom.out_shape)
+
+
+def _add_partials(cols: np.ndarray, d: np.ndarray, dw: np.ndarray, bufs: Buffers) -> None:
+    """``dw += Σ_i cols_i · d_iᵀ``, the images in order: ``cols`` (n_b, G, K_g, P), ``d`` (n_b, G, C_out_g, P),
+    ``dw`` (G, K_g, C_out_g)."""
+    partial = bufs.get("partial", (cols.shape[0], *dw.shape))
+    np.matmul(cols, d.transpose(0, 1, 3, 2), out=partial)  # (n_b, G, K_g, P) @ (n_b, G, P, C_out_g)
+    dw += partial.sum(axis=0)
+
+
+def pointwise_weight_grad(x: np.ndarray, dout: np.ndarray, blocks: list[slice], groups: int = 1) -> np.ndarray:
+    """A pointwise weight gradient: Σ over images, in order, of ``x_i · dout_iᵀ`` -> dw (1, ..., C_in_g, C_out)."""
+    c_in, c_out = x.shape[-1], dout.shape[-1]
+    dw = np.zeros((groups, c_in // groups, c_out // groups), dtype=x.dtype)
+    xs, ds = _stacked(x, groups), _stacked(dout, groups)
+    bufs = Buffers(x.dtype)
+    for images in blocks:
+        _add_partials(xs[images], ds[images], dw, bufs)
+    # (G, C_in_g, C_out_g) -> (C_in_g, G, C_out_g) -> (*kernel, C_in_g, C_out)
+    return dw.transpose(1, 0, 2).reshape(*(1,) * (x.ndim - 2), c_in // groups, c_out)
+
+
+def _columns_t(x: np.ndarray, images: slice, geom: WindowGeometry, bufs: Buffers) -> np.ndarray:
+    """``colsᵀ`` of ``x[images]`` (n_b, *spatial, C; channels-first in memory): (prod(kernel)*C, n_b, P), rows
+    ``(*taps, c)``."""
+    block = _first(x[images])  # (n_b, C, *spatial)
+    n_b = block.shape[0]
+    cols = bufs.get("cols_t", (*geom.kernel, block.shape[1], n_b, *geom.out_shape))
+    order = (1, 0, *range(2, 2 + geom.ndim))  # (C, n_b, *out) -> (n_b, C, *out)
+    gather_taps(block, geom, lambda taps: cols[taps].transpose(order), 2, 0.0)
+    return cols.reshape(-1, n_b, math.prod(geom.out_shape))
+
+
+def correlate(
+    x: np.ndarray, w: np.ndarray, geom: WindowGeometry, blocks: list[slice], bias: np.ndarray | None, out: np.ndarray
+) -> np.ndarray:
+    """The forward pass: ``x`` (N, *spatial, C_in) and ``out`` (N, *out, C_out), both channels-first in memory,
+    and ``w`` (*kernel, C_in, C_out): ``outᵀ = wᵀ · colsᵀ`` for a block of images, copied into ``out``'s planes in
+    runs of ``P`` (written there directly for a block of one image)."""
+    c_out = w.shape[-1]
+    w_t = w.reshape(-1, c_out).T  # (C_out, K), a view
+    bufs = Buffers(x.dtype)
+    for images in blocks:
+        cols_t = _columns_t(x, images, geom, bufs)  # (K, n_b, P)
+        k, n_b, p = cols_t.shape
+        planes = _stacked(out[images], 1)[:, 0]  # (n_b, C_out, P)
+        if n_b == 1:
+            np.matmul(w_t, cols_t[:, 0], out=planes[0])  # (C_out, K) @ (K, P)
+            if bias is not None:
+                planes += bias[:, None]
+            continue
+        # A few images at a time, so that outᵀ is still in cache when copied into the planes.
+        step = max(1, OUT_T_BYTES // (c_out * p * x.itemsize))
+        for i in range(0, n_b, step):
+            n_c = min(step, n_b - i)
+            out_t = bufs.get("out_t", (c_out, n_c * p), c_out * min(step, n_b) * p)
+            np.matmul(w_t, cols_t[:, i : i + n_c].reshape(k, -1), out=out_t)  # (C_out, K) @ (K, n_c*P)
+            if bias is not None:
+                out_t += bias[:, None]
+            np.copyto(planes[i : i + n_c], out_t.reshape(c_out, n_c, p).swapaxes(0, 1))  # -> (n_c, C_out, P)
+    return out
+
+
+def weight_grad(x: np.ndarray, dout: np.ndarray, geom: WindowGeometry, blocks: list[slice]) -> np.ndarray:
+    """Σ over images, in order, of ``colsᵀ_i · dout_iᵀ`` -> dw (*kernel, C_in, C_out); ``x`` and ``dout`` are
+    channels-first in memory. (The bias gradient is :func:`~im2col_cnn.kernels.conv.bias_grad`'s.)"""
+    c_out = dout.shape[-1]
+    dw = np.zeros((1, geom.taps * x.shape[-1], c_out), dtype=x.dtype)
+    ds = _stacked(dout, 1)
+    bufs = Buffers(x.dtype)
+    for images in blocks:
+        cols_t = _columns_t(x, images, geom, bufs)  # (K, n_b, P)
+        _add_partials(cols_t.transpose(1, 0, 2)[:, None], ds[images], dw, bufs)  # per image: (1, K, P)
+    return dw.reshape(*geom.kernel, -1, c_out)
+
+
+def scatter_input_grad(
+    dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, blocks: list[slice], dx: np.ndarray
+) -> None:
+    """The input gradient: ``dcolsᵀ_i = w · dout_i`` image by image, added back into ``dx``'s planes one kernel
+    offset at a time. ``dout`` (N, *out, C_out) and ``dx`` (N, *spatial, C_in) are channels-first in memory."""
+    wg = _grouped(w, 1)  # (1, K, C_out)
+    ds = _stacked(dout, 1)
+    bufs = Buffers(dout.dtype)
+    for images in blocks:
+        n_b = images.stop - images.start
+        dcols = bufs.get("dcols_t", (n_b, 1, wg.shape[1], ds.shape[-1]))
+        np.matmul(wg, ds[images], out=dcols)  # (1, K, C_out) @ (n_b, 1, C_out, P)
+        per_tap = dcols.reshape(n_b, 1, *geom.kernel, dx.shape[-1], *geom.out_shape)
+        target = _first(dx[images])[:, None]  # (n_b, 1, C_in, *spatial)
+        scatter_taps(lambda taps, p=per_tap: p[(ALL, ALL, *taps)], geom, target, 3)

@@ -1,0 +1,121 @@
+"""Contiguous channels-first convolutions computed in their own layout (``kernels/wide.py``).
+
+A 1x1 convolution runs as one product per image on the channel planes (the pointwise kernels) and one with few
+input channels builds transposed columns from the planes (the planes kernels). Each case is checked against the
+reference loops in the same layout, forward and backward, plain and transposed, in 1 to 3 dimensions; a spy
+checks that the channels-first kernel really ran; results are bitwise identical for every workspace limit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _helpers import assert_close
+
+import im2col_cnn as ic
+import reference as ref
+from im2col_cnn.kernels import wide
+from im2col_cnn.runtime.workspace import DEFAULT_WORKSPACE, MIN_WORKSPACE
+
+FORMATS = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
+
+# (x shape channels-first, kernel, c_out, options, the channels-first kernel expected)
+CASES = [
+    ((3, 8, 7), (1,), 6, {}, "pointwise"),
+    ((2, 8, 5, 6), (1, 1), 4, dict(groups=2), "pointwise"),
+    ((2, 12, 4, 3, 5), (1, 1, 1), 6, dict(groups=3), "pointwise"),
+    ((3, 3, 11), (3,), 5, dict(padding=1), "planes"),
+    ((2, 3, 9, 8), (3, 3), 5, dict(padding=1), "planes"),
+    ((2, 2, 9, 10), (3, 2), 4, dict(stride=2, padding=(1, 0), dilation=(1, 2)), "planes"),
+    ((2, 2, 5, 6, 4), (2, 3, 2), 3, dict(padding=1, stride=(1, 2, 1)), "planes"),
+]
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the names of the channels-first kernels that run."""
+    ran: list[str] = []
+    for name in (
+        "pointwise_correlate",
+        "pointwise_input_grad",
+        "pointwise_weight_grad",
+        "correlate",
+        "weight_grad",
+        "scatter_input_grad",
+    ):
+        original = getattr(wide, name)
+
+        def spy(*args, _original=original, _name=name, **kwargs):
+            ran.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(wide, name, spy)
+    return ran
+
+
+def _arrays(x_shape, kernel, c_out, groups, dtype, *, transpose):
+    rng = np.random.default_rng(sum(x_shape) + len(kernel))
+    c_in = x_shape[1]
+    # channels-first weights: (C_out, C_in // groups, *k) for a convolution, (C_in, C_out // groups, *k) transposed
+    w_shape = (c_in, c_out // groups, *kernel) if transpose else (c_out, c_in // groups, *kernel)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    return rng, x, w, b
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transpose", [False, True], ids=["conv", "transposed"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[4]}-{len(c[1])}d-{c[0]}")
+def test_channels_first_kernels_match_the_loops(case, transpose, dtype, monkeypatch):
+    x_shape, kernel, c_out, options, expected = case
+    nd = len(kernel)
+    fmt = FORMATS[nd]
+    if transpose and expected == "planes":  # the transposed forward is the input gradient: few output channels
+        x_shape = (x_shape[0], 7, *x_shape[2:])
+        c_out = 2
+    groups = options.get("groups", 1)
+    name = f"conv_transpose{nd}d" if transpose else f"conv{nd}d"
+    rng, x, w, b = _arrays(x_shape, kernel, c_out, groups, dtype, transpose=transpose)
+    ran = _spy(monkeypatch)
+    out, cache = getattr(ic, f"{name}_forward")(x, w, b, data_format=fmt, **options)
+    r_out, r_cache = getattr(ref, f"{name}_forward")(x, w, b, data_format=fmt, **options)
+    assert_close(out, r_out, dtype)
+    assert out.flags.c_contiguous
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    grads = getattr(ic, f"{name}_backward")(dout, cache)
+    for got, want in zip(grads, getattr(ref, f"{name}_backward")(dout, r_cache), strict=True):
+        assert_close(got, want, dtype)
+    prefix = "pointwise_" if expected == "pointwise" else ""
+    assert {f"{prefix}correlate", f"{prefix}weight_grad"} <= set(ran), ran
+    assert ("pointwise_input_grad" if expected == "pointwise" else "scatter_input_grad") in ran, ran
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[4]}-{len(c[1])}d-{c[0]}")
+def test_channels_first_kernels_are_identical_for_every_limit(case):
+    x_shape, kernel, c_out, options, _ = case
+    x_shape = (24, *x_shape[1:])  # several blocks of images
+    fmt = FORMATS[len(kernel)]
+    rng, x, w, b = _arrays(x_shape, kernel, c_out, options.get("groups", 1), np.float32, transpose=False)
+    results = []
+    for limit in (MIN_WORKSPACE, DEFAULT_WORKSPACE, 1 << 40):
+        fwd, bwd = getattr(ic, f"conv{len(kernel)}d_forward"), getattr(ic, f"conv{len(kernel)}d_backward")
+        out, cache = fwd(x, w, b, data_format=fmt, workspace=limit, **options)
+        dout = np.random.default_rng(1).standard_normal(out.shape).astype(np.float32)
+        results.append((out, *bwd(dout, cache, workspace=limit)))
+    for other in results[1:]:
+        for a, e in zip(other, results[0], strict=True):
+            np.testing.assert_array_equal(a, e)
+
+
+def test_non_contiguous_channels_first_input_takes_the_staged_path(monkeypatch):
+    """A strided channels-first view is not a stack of planes: the tile-by-tile kernels run, with equal results."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 16, 6, 10)).astype(np.float64)[:, ::2, :, ::2]  # (2, 8, 6, 5), strided
+    w = rng.standard_normal((4, 8, 1, 1))
+    ran = _spy(monkeypatch)
+    out, cache = ic.conv2d_forward(x, w, None, data_format="NCHW")
+    assert ran == []
+    assert_close(out, ref.conv2d_forward(x, w, None, data_format="NCHW")[0], np.float64)
+    contiguous, _ = ic.conv2d_forward(np.ascontiguousarray(x), w, None, data_format="NCHW")
+    assert "pointwise_correlate" in ran
+    assert_close(out, contiguous, np.float64)
