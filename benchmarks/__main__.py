@@ -5,8 +5,9 @@ For every op (conv1d/2d/3d, max/avg pooling, adaptive pooling; forward and backw
 engine's median time, GFLOP/s and the ratio to the bare matrix product (conv) or to one NumPy copy of the input
 (pooling), the reference loops' time (reduced batch, scaled) and the speedup over them, the largest difference from
 the loops, the peak memory of the call, and PyTorch CPU's time when PyTorch is installed. Then the 1-D convolution
-against the same data through conv2d with a unit height, conv C4 at the default workspace limit and at a small
-one, and a training step of two small nets against PyTorch (``--step-only``: that section alone; see
+against the same data through conv2d with a unit height, both layouts side by side (contiguous channels-first
+against channels-last on every conv case, and the CS231n drop-in's fast conv; ``--layouts``: that section alone;
+see ``benchmarks/layouts.py``), conv C4 at the default workspace limit and at a small one, and a training step of two small nets against PyTorch (``--step-only``: that section alone; see
 ``benchmarks/training_step.py``). A --quick run says so in the report's first line, in the JSON (meta.quick) and
 in the plot's title.
 """
@@ -28,6 +29,7 @@ import numpy as np
 import im2col_cnn as engine
 import reference
 
+from . import layouts
 from . import unit_height as unit_height_case
 from .cases import CASES, DTYPES, OPS, Case, ConvCase, case_by_name, cases_for, make_call, make_inputs
 from .cases import parse_case_names as parse_cases
@@ -236,6 +238,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "full run without --cases or --quick)",
     )
     parser.add_argument(
+        "--layouts",
+        action="store_true",
+        help="run only the layout section: channels-first against channels-last on the conv cases (also part of a "
+        "full run without --cases or --quick)",
+    )
+    parser.add_argument(
         "--dask", action="store_true", help="only the out-of-core section: a lazy batch on 1 and 2 Dask workers"
     )
     parser.add_argument("--dask-full", action="store_true", help="--dask on 20,000 images (2.6 GB) instead of 2,000")
@@ -299,6 +307,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {case.name}: {case.describe()}")
     print(flush=True)
 
+    conv_cases = [case for case in args.selected if isinstance(case, ConvCase)]
+    if args.layouts:
+        layout_rows = layouts.measure(conv_cases, settings.repeats, settings.min_total_s, settings.batch_cap, progress)
+        print("\n".join(layouts.format_table(layout_rows)))
+        return 0
+
     rows: list[Row] = []
     jobs = [(op, case, dtype) for op in OPS for case in cases_for(op, args.selected) for dtype in DTYPES]
     torch_results = {} if torch is None else measure_torch(torch, jobs, settings)
@@ -325,6 +339,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress(f"[unit height] {unit_height_case.CASE}")
         unit_height = unit_height_case.measure(settings.repeats, settings.min_total_s, settings.batch_cap)
         print("\n".join(unit_height_case.format_table(unit_height)) + "\n")
+
+    layout_rows: list[dict[str, object]] = []
+    if not args.step_only and args.cases is None and not args.quick:
+        layout_rows = layouts.measure(conv_cases, settings.repeats, settings.min_total_s, None, progress)
+        print("\n".join(layouts.format_table(layout_rows)) + "\n")
 
     memory: list[MemoryRow] = []
     if not args.step_only and (args.cases is None or MEMORY_CASE in {c.name for c in args.selected}):
@@ -362,6 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "elapsed_s": elapsed,
             "training_step": step,
             "unit_height": unit_height,
+            "layouts": layout_rows,
         }
         write_json(args.json, meta, rows, memory)
         print(f"Wrote {args.json}")

@@ -95,3 +95,22 @@ def test_plot_draws_only_the_series_it_has():
     assert _legend(bottom) == ["engine / bare matmul", "engine / PyTorch CPU"]
     assert "(missing bar: n/a)" in bottom.get_title()  # conv C1 has no PyTorch figure, P1 no matmul
     plt.close(fig)
+
+
+def test_layout_section_times_both_layouts_of_every_row():
+    status, out, _ = _run(["--layouts", "--cases", "C1", "--quick", "--repeats", "1"])
+    assert status == 0
+    lines = [line.replace(" *", "") for line in out.splitlines() if line.startswith("C1 ")]
+    rows = {" ".join(line.split()[2:-3]) for line in lines}
+    assert rows == {
+        "conv forward",
+        "conv backward",
+        "transposed forward",
+        "transposed backward",
+        "CS231n conv_forward_fast",
+        "CS231n conv_backward_fast",
+    }
+    assert len(lines) == 12  # both dtypes
+    for line in lines:
+        last, first, ratio = (float(v) for v in line.split()[-3:])
+        assert last > 0 and first > 0 and abs(first / last - ratio) < 0.01 + 0.01 * ratio

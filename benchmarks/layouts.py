@@ -1,0 +1,127 @@
+"""Both layouts side by side (the report's layout section; ``--layouts`` runs it alone).
+
+The same data as contiguous channels-last and contiguous channels-first arrays (PyTorch's weights in the latter),
+for every convolution case: the convolution and the transposed convolution (the transpose of the same weights,
+its input shaped like the convolution's output), forward and backward; and for the 2-D cases the CS231n drop-in's
+``conv_forward_fast`` / ``conv_backward_fast`` (channels-first by definition) against the engine's channels-last
+call. Each pair is timed in interleaved rounds (the same library: alternating calls is fair), median per call.
+The target is channels-first within 1.15x of channels-last on every row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+import im2col_cnn as engine
+from im2col_cnn import cs231n
+
+from .cases import DTYPES, ConvCase, make_inputs
+from .timing import interleaved_medians
+
+__all__ = ["measure", "format_table", "TARGET"]
+
+TARGET = 1.15
+FORMATS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
+
+
+def _first(a: np.ndarray) -> np.ndarray:
+    """(N, *spatial, C) -> a contiguous (N, C, *spatial) copy."""
+    return np.ascontiguousarray(np.moveaxis(a, -1, 1))
+
+
+def _weight_first(w: np.ndarray) -> np.ndarray:
+    """(*k, A, B) -> a contiguous (B, A, *k) copy: PyTorch's convolution weight from the channels-last one (and the
+    transposed convolution's, whose (C_in, C_out // groups, *k) is the same array)."""
+    return np.ascontiguousarray(np.moveaxis(np.moveaxis(w, -1, 0), -1, 1))
+
+
+Calls = dict[str, tuple[Callable[[], object], None]]
+
+
+def _calls(case: ConvCase, dtype: type[np.floating], batch: int | None) -> dict[str, Calls]:
+    """Per row name, the two calls (channels-last, channels-first) to time against each other."""
+    nd = case.ndim
+    last, first = FORMATS[nd]
+    conv_f, conv_b = getattr(engine, f"conv{nd}d_forward"), getattr(engine, f"conv{nd}d_backward")
+    tr_f, tr_b = getattr(engine, f"conv_transpose{nd}d_forward"), getattr(engine, f"conv_transpose{nd}d_backward")
+    inputs = make_inputs(case, dtype, batch)
+    x, w, b, dout = inputs.x, inputs.w, inputs.b, inputs.dout
+    xf, wf, doutf = _first(x), _weight_first(w), _first(dout)
+    opts = dict(stride=case.stride, padding=case.padding)
+    _, cache = conv_f(x, w, b, **opts)
+    _, cache_f = conv_f(xf, wf, b, data_format=first, **opts)
+    # The transposed convolution of the same weights maps dout's shape back to x's: its input is dout.
+    y, t_cache = tr_f(dout, w, None, **opts)
+    _, t_cache_f = tr_f(doutf, wf, None, data_format=first, **opts)
+    dy = np.random.default_rng(0).standard_normal(y.shape).astype(dtype)
+    dyf = _first(dy)
+    rows: dict[str, Calls] = {
+        "conv forward": {
+            last: (lambda: conv_f(x, w, b, **opts), None),
+            first: (lambda: conv_f(xf, wf, b, data_format=first, **opts), None),
+        },
+        "conv backward": {last: (lambda: conv_b(dout, cache), None), first: (lambda: conv_b(doutf, cache_f), None)},
+        "transposed forward": {
+            last: (lambda: tr_f(dout, w, None, **opts), None),
+            first: (lambda: tr_f(doutf, wf, None, data_format=first, **opts), None),
+        },
+        "transposed backward": {last: (lambda: tr_b(dy, t_cache), None), first: (lambda: tr_b(dyf, t_cache_f), None)},
+    }
+    if nd == 2:
+        param = {"stride": case.stride, "pad": case.padding}
+        _, cs_cache = cs231n.conv_forward_fast(xf, wf, b, param)
+        rows["CS231n conv_forward_fast"] = {
+            last: rows["conv forward"][last],
+            first: (lambda: cs231n.conv_forward_fast(xf, wf, b, param), None),
+        }
+        rows["CS231n conv_backward_fast"] = {
+            last: rows["conv backward"][last],
+            first: (lambda: cs231n.conv_backward_fast(doutf, cs_cache), None),
+        }
+    return rows
+
+
+def measure(
+    cases: Sequence[ConvCase], repeats: int, min_total_s: float, batch: int | None = None, progress=print
+) -> list[dict[str, object]]:
+    """Per case, dtype and row: the channels-last and channels-first median seconds."""
+    out: list[dict[str, object]] = []
+    for case in cases:
+        for dtype in DTYPES:
+            progress(f"[layouts] {case.name} {np.dtype(dtype).name}")
+            for row, calls in _calls(case, dtype, batch).items():
+                last, first = FORMATS[case.ndim]
+                medians = interleaved_medians(calls, repeats=repeats, min_total_s=min_total_s)
+                out.append(
+                    {
+                        "case": case.name,
+                        "dtype": np.dtype(dtype).name,
+                        "row": row,
+                        "last": last,
+                        "first": first,
+                        "last_s": medians[last],
+                        "first_s": medians[first],
+                    }
+                )
+    return out
+
+
+def format_table(rows: Sequence[dict[str, object]]) -> list[str]:
+    lines = [
+        "== Layouts: contiguous channels-first against contiguous channels-last, the same data ==",
+        f"{'case':<5} {'dtype':<8} {'row':<26} {'last ms':>9} {'first ms':>9} {'ratio':>6}",
+    ]
+    for r in rows:
+        last, first = float(r["last_s"]), float(r["first_s"])  # type: ignore[arg-type]
+        ratio = first / last
+        mark = " *" if ratio > TARGET else ""
+        lines.append(
+            f"{r['case']:<5} {r['dtype']:<8} {r['row']:<26} {last * 1e3:>9.3f} {first * 1e3:>9.3f} {ratio:>6.2f}{mark}"
+        )
+    lines.append(
+        f"Median of interleaved rounds; ratio = channels-first / channels-last (target <= {TARGET}; * marks a row "
+        "above it). CS231n rows: the drop-in's fast conv (NCHW) against the engine's channels-last call."
+    )
+    return lines
