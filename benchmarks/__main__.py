@@ -7,9 +7,9 @@ engine's median time, GFLOP/s and the ratio to the bare matrix product (conv) or
 the loops, the peak memory of the call, and PyTorch CPU's time when PyTorch is installed. Then the 1-D convolution
 against the same data through conv2d with a unit height, both layouts side by side (contiguous channels-first
 against channels-last on every conv case, and the CS231n drop-in's fast conv; ``--layouts``: that section alone;
-see ``benchmarks/layouts.py``), conv C4 at the default workspace limit and at a small one, and a training step of two small nets against PyTorch (``--step-only``: that section alone; see
-``benchmarks/training_step.py``). A --quick run says so in the report's first line, in the JSON (meta.quick) and
-in the plot's title.
+see ``benchmarks/layouts.py``), conv C4 at the default workspace limit and at a small one, and a training step
+of two small nets against PyTorch (``--step-only``: that section alone; see ``benchmarks/training_step.py``). A
+--quick run says so in the report's first line, in the JSON (meta.quick) and in the plot's title.
 """
 
 from __future__ import annotations
