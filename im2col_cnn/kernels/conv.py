@@ -113,16 +113,17 @@ def correlate(
         out = np.empty((x.shape[0], *geom.out_shape, c_out), dtype=x.dtype)
     if groups > 1 and w.shape[-2] == 1:
         return depthwise.correlate(x, w, geom, limit, bias, out)
-    tiles = column_tiles(x.shape, x.itemsize, geom, limit, c_out)
     kernel = wide.kernel(x, out, geom, groups)
     if kernel == "pointwise":
         return wide.pointwise_correlate(x, w, bias, out, groups)
-    images = wide.plan(tiles, geom) if kernel == "planes" else None
+    tiles = column_tiles(x.shape, x.itemsize, geom, limit, c_out) if kernel else []
+    images = wide.plan(tiles, geom) if kernel else None
     if images is not None:
         return wide.correlate(x, w, geom, images, bias, out)
-    blocks = planar.plan(x.shape, x.itemsize, geom, c_out, limit, groups)
+    blocks = None if kernel else planar.plan(x.shape, x.itemsize, geom, c_out, limit, groups)
     if blocks is not None:
         return planar.correlate(x, w, geom, blocks, bias, out)
+    tiles = tiles or column_tiles(x.shape, x.itemsize, geom, limit, c_out)
     wg = _grouped_weights(w, groups)  # (G, Kg, C_out_g)
     bufs = Buffers(x.dtype)
     for tile, cols in iter_columns(x, geom, tiles, groups):
@@ -204,11 +205,11 @@ def input_grad(
     if kernel == "pointwise":
         wide.pointwise_input_grad(dout, w, dx, groups)
         return dx
-    tiles = column_tiles(dx.shape, dout.itemsize, geom, limit, c_out, always_slab=True)
-    images = wide.plan(tiles, geom) if kernel == "planes" else None
-    if images is not None:
-        wide.scatter_input_grad(dout, w, geom, images, dx)
-        return dx
+    if kernel == "planes":
+        images = wide.plan(column_tiles(dx.shape, dout.itemsize, geom, limit, c_out, always_slab=True), geom)
+        if images is not None:
+            wide.scatter_input_grad(dout, w, geom, images, dx)
+            return dx
     blocks = planar.plan(dx.shape, dx.itemsize, geom, c_out, limit, groups)
     if blocks is not None and path is None:
         planar.input_grad(dout, w, geom, blocks, dx)
@@ -223,6 +224,7 @@ def input_grad(
             else:
                 correlate(dout, _phase_weights(w, phase, groups), phase.geom, limit, groups=groups, out=target)
         return dx
+    tiles = column_tiles(dx.shape, dout.itemsize, geom, limit, c_out, always_slab=True)
     _scatter_input_grad(dout, w, geom, dx, tiles, groups)
     return dx
 
@@ -291,9 +293,9 @@ def weight_grad(
     c_in_g, c_out = x.shape[-1] // groups, dout.shape[-1]
     if groups > 1 and c_in_g == 1:
         return depthwise.weight_grad(x, dout, geom, limit), None
-    tiles = column_tiles(x.shape, x.itemsize, geom, limit, c_out)
     kernel = wide.kernel(x, dout, geom, groups)
-    images = wide.plan(tiles, geom) if kernel is not None else None
+    tiles = column_tiles(x.shape, x.itemsize, geom, limit, c_out) if kernel else []
+    images = wide.plan(tiles, geom) if kernel else None
     pointwise = kernel == "pointwise"
     if images is not None and wide.partials_fit(geom.taps * c_in_g, c_out // groups, geom, pointwise=pointwise):
         if pointwise:
@@ -306,6 +308,7 @@ def weight_grad(
     dw = np.zeros((groups, k_g, c_out // groups), dtype=x.dtype)
     partial = np.empty_like(dw)
     bufs = Buffers(x.dtype)
+    tiles = tiles or column_tiles(x.shape, x.itemsize, geom, limit, c_out)
     for tile, cols in iter_columns(x, geom, tiles, groups):
         d = tile_rows(dout, tile, bufs, "dout")  # (m, C_out)
         m = d.shape[0]

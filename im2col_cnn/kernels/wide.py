@@ -56,7 +56,10 @@ def _first(a: np.ndarray) -> np.ndarray:
 
 def is_channels_first(*arrays: np.ndarray) -> bool:
     """Whether each (N, *spatial, C) view is a C-contiguous channels-first array seen channels-last."""
-    return all(a.size > 0 and a.shape[-1] > 1 and _first(a).flags.c_contiguous for a in arrays)
+    for a in arrays:  # the channel stride first: a cheap no for every channels-last array
+        if a.shape[-1] < 2 or a.strides[-1] == a.itemsize or a.size == 0 or not _first(a).flags.c_contiguous:
+            return False
+    return True
 
 
 def kernel(x: np.ndarray, other: np.ndarray, geom: WindowGeometry, groups: int) -> str | None:
