@@ -6,17 +6,18 @@ land their results in planes -- no channels-last copy of the input, the output o
 * **pointwise** (1x1, stride 1, no padding): the input already is ``colsᵀ``, one ``(C_in, P)`` matrix per
   image (``P = prod(spatial)``). Forward ``out_i = wᵀ · x_i`` and input gradient ``dx_i = w · dout_i`` are one
   stacked product over the batch with no copy at all; the weight gradient sums ``x_i · dout_iᵀ`` over images.
-* **planes** (few input channels, :data:`~im2col_cnn.kernels.planar.SMALL_CHANNELS`, a network's first layer):
-  ``colsᵀ`` ``(prod(kernel)*C_in, n_b*prod(out))`` is ``prod(kernel)`` strided copies of whole planes, in runs
-  of the last axis' output size, and ``outᵀ = wᵀ · colsᵀ``, ``dw = colsᵀ · doutᵀᵀ``, ``dcolsᵀ = w · doutᵀ``
-  (added back one offset at a time). Results move between ``(C, n_b, P)`` and ``(n_b, C, P)`` in runs of ``P``.
+* **planes** (ungrouped, few input channels, :data:`~im2col_cnn.kernels.planar.SMALL_CHANNELS`, a network's first
+  layer): ``colsᵀ`` ``(prod(kernel)*C_in, n_b, prod(out))`` is ``prod(kernel)`` strided copies of whole planes, in
+  runs of the last axis' output size. Forward ``outᵀ = wᵀ · colsᵀ``, copied into the planes in runs of ``P``;
+  weight gradient ``Σ_i colsᵀ_i · dout_iᵀ``; input gradient ``dcolsᵀ_i = w · dout_i`` per image, added back one
+  kernel offset at a time.
 
 Elsewhere (a k x k kernel over many channels) the channels-last columns' long runs are cheaper to build from a
 channels-last slab staged tile by tile (:mod:`~im2col_cnn.kernels.columns`) than ``colsᵀ`` in runs of one output
 row, and :mod:`~im2col_cnn.kernels.conv`'s own kernels run. Blocks are the image blocks of the channels-last
 kernels' tiles, which do not depend on the workspace limit; where those split an image (its scratch exceeds the
-limit) :func:`plan` returns None and the channels-last kernels run. ``colsᵀ`` rows are in ``(*taps, c)`` order
-(group-major with groups), so the weights are the engine's ``(*kernel, C_in // groups, C_out)`` as they are.
+limit) :func:`plan` returns None and the channels-last kernels run. ``colsᵀ`` rows are in ``(*taps, c)`` order,
+so the weights are the engine's ``(*kernel, C_in // groups, C_out)`` as they are.
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ def kernel(x: np.ndarray, other: np.ndarray, geom: WindowGeometry, groups: int) 
 
 def plan(tiles: list[Tile], geom: WindowGeometry) -> list[slice] | None:
     """The image blocks of ``tiles`` (:func:`~im2col_cnn.kernels.conv.column_tiles`, the channels-last kernels'
-    own), or None where they split an image (one image's scratch exceeds the limit): the same blocks in both
-    layouts, so the products have the same shapes and sums run in the same order."""
+    own), or None where they split an image (one image's scratch exceeds the limit): blocks that do not depend
+    on the limit, so the sums over them run in the same order for every limit."""
     if not tiles or tiles[0].box != geom.full_box():
         return None
     return [tile.images for tile in tiles]
@@ -99,16 +100,17 @@ def pointwise_correlate(
 ) -> np.ndarray:
     """A pointwise forward pass: ``out_i = wᵀ · x_i`` per image and group, into ``out``'s planes."""
     planes = _stacked(out, groups)  # (N, G, C_out_g, P)
-    np.matmul(_grouped(w, groups).transpose(0, 2, 1), _stacked(x, groups), out=planes)  # (G, C_out_g, C_in_g) @
-    if bias is not None:  # (N, G, C_in_g, P)
+    # (G, C_out_g, C_in_g) @ (N, G, C_in_g, P) -> (N, G, C_out_g, P)
+    np.matmul(_grouped(w, groups).transpose(0, 2, 1), _stacked(x, groups), out=planes)
+    if bias is not None:
         planes += bias.reshape(groups, -1, 1)
     return out
 
 
 def pointwise_input_grad(dout: np.ndarray, w: np.ndarray, dx: np.ndarray, groups: int = 1) -> None:
     """A pointwise input gradient: ``dx_i = w · dout_i`` per image and group, into ``dx``'s planes."""
-    np.matmul(_grouped(w, groups), _stacked(dout, groups), out=_stacked(dx, groups))  # (G, C_in_g, C_out_g) @
-    # (N, G, C_out_g, P) -> (N, G, C_in_g, P)
+    # (G, C_in_g, C_out_g) @ (N, G, C_out_g, P) -> (N, G, C_in_g, P)
+    np.matmul(_grouped(w, groups), _stacked(dout, groups), out=_stacked(dx, groups))
 
 
 def partials_fit(k_g: int, c_out_g: int, geom: WindowGeometry, *, pointwise: bool) -> bool:
