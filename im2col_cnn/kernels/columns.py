@@ -19,9 +19,25 @@ import numpy as np
 from ..geometry.tiles import Tile, tile_sizes
 from ..geometry.windows import Tap, WindowGeometry, window_view
 
-__all__ = ["ALL", "fill_outside", "stage", "iter_columns", "scatter_tile", "shift", "gather_taps", "scatter_taps"]
+__all__ = [
+    "ALL",
+    "grouped_weights",
+    "fill_outside",
+    "stage",
+    "iter_columns",
+    "scatter_tile",
+    "shift",
+    "gather_taps",
+    "scatter_taps",
+]
 
 ALL = slice(None)
+
+
+def grouped_weights(w: np.ndarray, groups: int) -> np.ndarray:
+    """(*kernel, C_in_g, C_out) -> (G, prod(kernel)*C_in_g, C_out_g): group g's weight matrix, the partner of the
+    group-major columns (a view)."""
+    return w.reshape(-1, groups, w.shape[-1] // groups).transpose(1, 0, 2)
 
 
 def fill_outside(arr: np.ndarray, inner: Sequence[tuple[int, int]], value: float = 0.0, first_axis: int = 1) -> None:

@@ -31,7 +31,7 @@ from ..geometry.tiles import Tile, conv_tiles, tile_sizes
 from ..geometry.windows import WindowGeometry
 from ..runtime.workspace import BLOCK_BYTES, Buffers
 from . import depthwise, planar, wide
-from .columns import ALL, iter_columns, scatter_tile
+from .columns import ALL, grouped_weights, iter_columns, scatter_tile
 
 __all__ = ["correlate", "input_grad", "weight_grad", "bias_grad", "flipped_correlation_pays", "tile_rows"]
 
@@ -87,12 +87,6 @@ def column_tiles(
     return conv_tiles(n, geom.out_shape, block_k * math.prod(geom.out_shape) * itemsize, scratch, limit)
 
 
-def _grouped_weights(w: np.ndarray, groups: int) -> np.ndarray:
-    """(*kernel, C_in_g, C_out) -> (G, prod(kernel)*C_in_g, C_out_g): group g's weight matrix."""
-    c_out = w.shape[-1]
-    return w.reshape(-1, groups, c_out // groups).transpose(1, 0, 2)
-
-
 def correlate(
     x: np.ndarray,
     w: np.ndarray,
@@ -124,7 +118,7 @@ def correlate(
     if blocks is not None:
         return planar.correlate(x, w, geom, blocks, bias, out)
     tiles = tiles or column_tiles(x.shape, x.itemsize, geom, limit, c_out)
-    wg = _grouped_weights(w, groups)  # (G, Kg, C_out_g)
+    wg = grouped_weights(w, groups)  # (G, Kg, C_out_g)
     bufs = Buffers(x.dtype)
     for tile, cols in iter_columns(x, geom, tiles, groups):
         target = out[(tile.images, *tile.box)]  # (n_b, *sizes, C_out)
@@ -234,7 +228,7 @@ def _scatter_input_grad(
 ) -> None:
     """``dcols = dout · wᵀ`` tile by tile, scattered back into ``dx`` by col2im."""
     c_out = w.shape[-1]
-    wg_t = _grouped_weights(w, groups).transpose(0, 2, 1)  # (G, C_out_g, Kg)
+    wg_t = grouped_weights(w, groups).transpose(0, 2, 1)  # (G, C_out_g, Kg)
     k = geom.taps * w.shape[-2] * groups
     direct = dx.flags.c_contiguous
     # Tiles of whole images own their part of dx: each assigns it (no zero-filling). Tiles of a split image

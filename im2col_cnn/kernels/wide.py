@@ -28,8 +28,9 @@ import numpy as np
 
 from ..geometry.tiles import Tile
 from ..geometry.windows import WindowGeometry
+from ..runtime.layout import caller_layout
 from ..runtime.workspace import Buffers
-from .columns import ALL, gather_taps, scatter_taps
+from .columns import ALL, gather_taps, grouped_weights, scatter_taps
 from .planar import SMALL_CHANNELS
 
 __all__ = [
@@ -50,15 +51,15 @@ OUT_T_BYTES = 256 * 1024
 """The forward product's result is made this much at a time before it is copied into the output's planes."""
 
 
-def _first(a: np.ndarray) -> np.ndarray:
-    """(N, *spatial, C) -> (N, C, *spatial), a view."""
-    return a.transpose(0, a.ndim - 1, *range(1, a.ndim - 1))
-
-
 def is_channels_first(*arrays: np.ndarray) -> bool:
     """Whether each (N, *spatial, C) view is a C-contiguous channels-first array seen channels-last."""
     for a in arrays:  # the channel stride first: a cheap no for every channels-last array
-        if a.shape[-1] < 2 or a.strides[-1] == a.itemsize or a.size == 0 or not _first(a).flags.c_contiguous:
+        if (
+            a.shape[-1] < 2
+            or a.strides[-1] == a.itemsize
+            or a.size == 0
+            or not caller_layout(a, True).flags.c_contiguous
+        ):
             return False
     return True
 
@@ -85,14 +86,9 @@ def plan(tiles: list[Tile], geom: WindowGeometry) -> list[slice] | None:
     return [tile.images for tile in tiles]
 
 
-def _grouped(w: np.ndarray, groups: int) -> np.ndarray:
-    """(*kernel, C_in_g, C_out) -> (G, prod(kernel)*C_in_g, C_out_g): group g's weight matrix."""
-    return w.reshape(-1, groups, w.shape[-1] // groups).transpose(1, 0, 2)
-
-
 def _stacked(a: np.ndarray, groups: int) -> np.ndarray:
     """(N, *spatial, C) seen channels-last, channels-first in memory -> (N, G, C_g, P), a view."""
-    return _first(a).reshape(a.shape[0], groups, a.shape[-1] // groups, -1)
+    return caller_layout(a, True).reshape(a.shape[0], groups, a.shape[-1] // groups, -1)
 
 
 def pointwise_correlate(
@@ -101,7 +97,7 @@ def pointwise_correlate(
     """A pointwise forward pass: ``out_i = wᵀ · x_i`` per image and group, into ``out``'s planes."""
     planes = _stacked(out, groups)  # (N, G, C_out_g, P)
     # (G, C_out_g, C_in_g) @ (N, G, C_in_g, P) -> (N, G, C_out_g, P)
-    np.matmul(_grouped(w, groups).transpose(0, 2, 1), _stacked(x, groups), out=planes)
+    np.matmul(grouped_weights(w, groups).transpose(0, 2, 1), _stacked(x, groups), out=planes)
     if bias is not None:
         planes += bias.reshape(groups, -1, 1)
     return out
@@ -110,7 +106,7 @@ def pointwise_correlate(
 def pointwise_input_grad(dout: np.ndarray, w: np.ndarray, dx: np.ndarray, groups: int = 1) -> None:
     """A pointwise input gradient: ``dx_i = w · dout_i`` per image and group, into ``dx``'s planes."""
     # (G, C_in_g, C_out_g) @ (N, G, C_out_g, P) -> (N, G, C_in_g, P)
-    np.matmul(_grouped(w, groups), _stacked(dout, groups), out=_stacked(dx, groups))
+    np.matmul(grouped_weights(w, groups), _stacked(dout, groups), out=_stacked(dx, groups))
 
 
 def partials_fit(k_g: int, c_out_g: int, geom: WindowGeometry, *, pointwise: bool) -> bool:
@@ -143,7 +139,7 @@ def pointwise_weight_grad(x: np.ndarray, dout: np.ndarray, blocks: list[slice], 
 def _columns_t(x: np.ndarray, images: slice, geom: WindowGeometry, bufs: Buffers) -> np.ndarray:
     """``colsᵀ`` of ``x[images]`` (n_b, *spatial, C; channels-first in memory): (prod(kernel)*C, n_b, P), rows
     ``(*taps, c)``."""
-    block = _first(x[images])  # (n_b, C, *spatial)
+    block = caller_layout(x[images], True)  # (n_b, C, *spatial)
     n_b = block.shape[0]
     cols = bufs.get("cols_t", (*geom.kernel, block.shape[1], n_b, *geom.out_shape))
     order = (1, 0, *range(2, 2 + geom.ndim))  # (C, n_b, *out) -> (n_b, C, *out)
@@ -199,7 +195,7 @@ def scatter_input_grad(
 ) -> None:
     """The input gradient: ``dcolsᵀ_i = w · dout_i`` image by image, added back into ``dx``'s planes one kernel
     offset at a time. ``dout`` (N, *out, C_out) and ``dx`` (N, *spatial, C_in) are channels-first in memory."""
-    wg = _grouped(w, 1)  # (1, K, C_out)
+    wg = grouped_weights(w, 1)  # (1, K, C_out)
     ds = _stacked(dout, 1)
     bufs = Buffers(dout.dtype)
     for images in blocks:
@@ -207,5 +203,5 @@ def scatter_input_grad(
         dcols = bufs.get("dcols_t", (n_b, 1, wg.shape[1], ds.shape[-1]))
         np.matmul(wg, ds[images], out=dcols)  # (1, K, C_out) @ (n_b, 1, C_out, P)
         per_tap = dcols.reshape(n_b, 1, *geom.kernel, dx.shape[-1], *geom.out_shape)
-        target = _first(dx[images])[:, None]  # (n_b, 1, C_in, *spatial)
+        target = caller_layout(dx[images], True)[:, None]  # (n_b, 1, C_in, *spatial)
         scatter_taps(lambda taps, p=per_tap: p[(ALL, ALL, *taps)], geom, target, 3)
