@@ -18,6 +18,7 @@ import numpy as np
 
 from ..geometry.tiles import Tile, tile_sizes
 from ..geometry.windows import Tap, WindowGeometry, window_view
+from ..runtime.workspace import Buffers
 
 __all__ = [
     "ALL",
@@ -25,6 +26,7 @@ __all__ = [
     "fill_outside",
     "stage",
     "iter_columns",
+    "tile_columns",
     "scatter_tile",
     "shift",
     "gather_taps",
@@ -90,53 +92,53 @@ def stage(x: np.ndarray, images: slice, extent: Sequence[tuple[int, int]], buf: 
 def iter_columns(
     x: np.ndarray, geom: WindowGeometry, tiles: list[Tile], groups: int = 1
 ) -> Iterator[tuple[Tile, np.ndarray]]:
-    """Yield ``(tile, cols)``: the column matrix of ``x`` (N, *spatial, C), one output tile at a time.
+    """Yield ``(tile, cols)``: the column matrix of ``x`` (N, *spatial, C), one output tile at a time
+    (:func:`tile_columns`, every tile's in the same buffers, which the next tile overwrites)."""
+    bufs = Buffers(x.dtype)
+    for tile in tiles:
+        yield tile, tile_columns(x, geom, tile, tiles[0], bufs, groups)
 
-    ``cols`` is ``(n_b*prod(sizes), prod(kernel)*C)`` for the windows of ``tile``, its columns in ``(*taps, c)``
-    order -- or, with ``groups`` G > 1, in group-major ``(g, *taps, c_g)`` order, so that group g's columns are the
-    contiguous ``cols.reshape(m, G, -1)[:, g]``. ``x`` may be in any memory layout. Where the windows reach into
-    the padding (or ``x`` is not channels-last in memory), they are read from a zero-padded slab of just the tile
-    (:func:`stage`). ``cols`` lives in a buffer that the next tile overwrites; a pointwise geometry yields views
-    of ``x`` itself where ``x`` is channels-last in memory.
+
+def tile_columns(
+    x: np.ndarray, geom: WindowGeometry, tile: Tile, largest: Tile, bufs: Buffers, groups: int = 1
+) -> np.ndarray:
+    """The column matrix of ``x`` (N, *spatial, C) for the windows of one output ``tile``.
+
+    ``cols`` is ``(n_b*prod(sizes), prod(kernel)*C)``, its columns in ``(*taps, c)`` order -- or, with ``groups``
+    G > 1, in group-major ``(g, *taps, c_g)`` order, so that group g's columns are the contiguous
+    ``cols.reshape(m, G, -1)[:, g]``. ``x`` may be in any memory layout. Where the windows reach into the padding
+    (or ``x`` is not channels-last in memory), they are read from a zero-padded slab of just the tile
+    (:func:`stage`). ``cols`` lives in ``bufs`` ('cols', and 'slab'), sized on first use for the ``largest``
+    tile; a pointwise geometry gives a view of ``x`` itself where ``x`` is channels-last in memory.
     """
-    if not tiles:
-        return
     c = x.shape[-1]
     k = geom.taps * c
-    one_tap = geom.taps == 1
+    n_b, sizes = tile_sizes(tile)
+    m = n_b * math.prod(sizes)
+    if geom.is_pointwise:
+        src = x[(tile.images, *tile.box)]  # (n_b, *sizes, C)
+        if src.flags.c_contiguous:
+            return src.reshape(m, c)  # (n_b, *sizes, C) -> (m, C), no copy
+    extent = geom.span(tile.box)
+    inside = all(lo >= 0 and hi <= size for (lo, hi), size in zip(extent, geom.in_shape, strict=True))
     last = x.strides[-1] == x.itemsize or c == 1
-    cols_buf = slab_buf = None
-    for tile in tiles:
-        n_b, sizes = tile_sizes(tile)
-        m = n_b * math.prod(sizes)
-        if geom.is_pointwise:
-            src = x[(tile.images, *tile.box)]  # (n_b, *sizes, C)
-            if src.flags.c_contiguous:
-                yield tile, src.reshape(m, c)  # (n_b, *sizes, C) -> (m, C), no copy
-                continue
-        extent = geom.span(tile.box)
-        inside = all(lo >= 0 and hi <= size for (lo, hi), size in zip(extent, geom.in_shape, strict=True))
-        if inside and (last or one_tap):
-            src = x[(tile.images, *(slice(lo, hi) for lo, hi in extent))]
-        else:
-            if slab_buf is None:
-                n0, _ = tile_sizes(tiles[0])
-                room = n0 * math.prod(hi - lo for lo, hi in geom.span(tiles[0].box)) * c
-                slab_buf = np.empty(room, dtype=x.dtype)
-            src = stage(x, tile.images, extent, slab_buf)
-        view = window_view(src, geom, sizes)  # (n_b, *sizes, *kernel, C)
-        if cols_buf is None:
-            n0, sizes0 = tile_sizes(tiles[0])
-            cols_buf = np.empty(n0 * math.prod(sizes0) * k, dtype=x.dtype)
-        if groups == 1:
-            np.copyto(cols_buf[: m * k].reshape(view.shape), view)
-        else:  # (n_b, *sizes, *kernel, G, C_g) -> (n_b, *sizes, G, *kernel, C_g)
-            nd = geom.ndim
-            grouped = view.reshape(*view.shape[:-1], groups, c // groups)
-            order = (*range(1 + nd), 1 + 2 * nd, *range(1 + nd, 1 + 2 * nd), 2 + 2 * nd)
-            grouped = grouped.transpose(order)
-            np.copyto(cols_buf[: m * k].reshape(grouped.shape), grouped)
-        yield tile, cols_buf[: m * k].reshape(m, k)  # (n_b*prod(sizes), prod(kernel)*C)
+    n0, sizes0 = tile_sizes(largest)
+    if inside and (last or geom.taps == 1):
+        src = x[(tile.images, *(slice(lo, hi) for lo, hi in extent))]
+    else:
+        room = n0 * math.prod(hi - lo for lo, hi in geom.span(largest.box)) * c
+        src = stage(x, tile.images, extent, bufs.get("slab", (room,), room))
+    view = window_view(src, geom, sizes)  # (n_b, *sizes, *kernel, C)
+    cols = bufs.get("cols", (m, k), n0 * math.prod(sizes0) * k)
+    if groups == 1:
+        np.copyto(cols.reshape(view.shape), view)
+    else:  # (n_b, *sizes, *kernel, G, C_g) -> (n_b, *sizes, G, *kernel, C_g)
+        nd = geom.ndim
+        grouped = view.reshape(*view.shape[:-1], groups, c // groups)
+        order = (*range(1 + nd), 1 + 2 * nd, *range(1 + nd, 1 + 2 * nd), 2 + 2 * nd)
+        grouped = grouped.transpose(order)
+        np.copyto(cols.reshape(grouped.shape), grouped)
+    return cols  # (n_b*prod(sizes), prod(kernel)*C)
 
 
 def scatter_tile(

@@ -9,7 +9,7 @@
 * :func:`bias_grad` -- ``dout`` summed over all but its channels.
 
 Weights are ``(*kernel, C_in // groups, C_out)``. With groups, every product is a stack of one matrix product per
-group over the group-major columns of :func:`~im2col_cnn.kernels.columns.iter_columns`. Which kernel runs is
+group over the group-major columns of :func:`~im2col_cnn.kernels.columns.tile_columns`. Which kernel runs is
 decided here, in one place: a depthwise convolution (one input channel per group) skips columns altogether
 (:mod:`~im2col_cnn.kernels.depthwise`), and one with few input channels builds them from channel planes
 (:mod:`~im2col_cnn.kernels.planar`).
@@ -29,9 +29,10 @@ import numpy as np
 from ..geometry.phases import Phase, column_entries, phases
 from ..geometry.tiles import Tile, conv_tiles, tile_sizes
 from ..geometry.windows import WindowGeometry
+from ..runtime.parallel import InOrder, map_tiles
 from ..runtime.workspace import BLOCK_BYTES, Buffers
 from . import depthwise, planar, wide
-from .columns import ALL, grouped_weights, iter_columns, scatter_tile
+from .columns import ALL, grouped_weights, scatter_tile, tile_columns
 
 __all__ = ["correlate", "input_grad", "weight_grad", "bias_grad", "flipped_correlation_pays", "tile_rows"]
 
@@ -69,6 +70,11 @@ def tile_rows(a: np.ndarray, tile: Tile, bufs: Buffers, name: str) -> np.ndarray
     return buf.reshape(-1, block.shape[-1])  # (n_b, *sizes, C) -> (m, C)
 
 
+def _tile_scratch(x_shape: tuple[int, ...], itemsize: int, geom: WindowGeometry, extra: int, always_slab: bool):
+    c = x_shape[-1]
+    return geom.tile_scratch(c, itemsize, (geom.taps * c + extra) * itemsize, always_slab=always_slab)
+
+
 def column_tiles(
     x_shape: tuple[int, ...], itemsize: int, geom: WindowGeometry, limit: int, extra: int, *, always_slab: bool = False
 ) -> list[Tile]:
@@ -80,11 +86,30 @@ def column_tiles(
     channels-last in memory (no copy, and no ``BLOCK_BYTES`` bound on the tiles), but a copy for a channels-first
     input, so they count against the limit all the same: the tiles must not depend on the layout.
     """
-    n, c = x_shape[0], x_shape[-1]
-    k = geom.taps * c
+    n, k = x_shape[0], geom.taps * x_shape[-1]
     block_k = 0 if geom.is_pointwise else k
-    scratch = geom.tile_scratch(c, itemsize, (k + extra) * itemsize, always_slab=always_slab)
+    scratch = _tile_scratch(x_shape, itemsize, geom, extra, always_slab)
     return conv_tiles(n, geom.out_shape, block_k * math.prod(geom.out_shape) * itemsize, scratch, limit)
+
+
+def tile_threads(
+    x_shape: tuple[int, ...],
+    itemsize: int,
+    geom: WindowGeometry,
+    tiles: list[Tile],
+    limit: int,
+    extra: int,
+    *,
+    always_slab: bool = False,
+    more: int = 0,
+) -> int:
+    """How many threads may work on :func:`column_tiles`' tiles at once within ``limit``: each needs the scratch
+    of the largest (first) tile and ``more`` bytes of its own."""
+    if not tiles:
+        return 1
+    n_b, sizes = tile_sizes(tiles[0])
+    per_thread = _tile_scratch(x_shape, itemsize, geom, extra, always_slab)(n_b, sizes) + more
+    return max(1, limit // max(per_thread, 1))
 
 
 def correlate(
@@ -113,14 +138,17 @@ def correlate(
     tiles = column_tiles(x.shape, x.itemsize, geom, limit, c_out) if kernel else []
     images = wide.plan(tiles, geom) if kernel else None
     if images is not None:
-        return wide.correlate(x, w, geom, images, bias, out)
+        return wide.correlate(
+            x, w, geom, images, bias, out, tile_threads(x.shape, x.itemsize, geom, tiles, limit, c_out)
+        )
     blocks = None if kernel else planar.plan(x.shape, x.itemsize, geom, c_out, limit, groups)
     if blocks is not None:
-        return planar.correlate(x, w, geom, blocks, bias, out)
+        return planar.correlate(x, w, geom, blocks, bias, out, limit)
     tiles = tiles or column_tiles(x.shape, x.itemsize, geom, limit, c_out)
     wg = grouped_weights(w, groups)  # (G, Kg, C_out_g)
-    bufs = Buffers(x.dtype)
-    for tile, cols in iter_columns(x, geom, tiles, groups):
+
+    def work(tile: Tile, bufs: Buffers) -> None:
+        cols = tile_columns(x, geom, tile, tiles[0], bufs, groups)  # (m, K)
         target = out[(tile.images, *tile.box)]  # (n_b, *sizes, C_out)
         m = cols.shape[0]
         direct = target.flags.c_contiguous
@@ -134,6 +162,9 @@ def correlate(
             block += bias
         if not direct:
             np.copyto(target, block.reshape(target.shape))  # (m, C_out) -> (n_b, *sizes, C_out)
+
+    threads = tile_threads(x.shape, x.itemsize, geom, tiles, limit, c_out)
+    map_tiles(work, tiles, lambda: Buffers(x.dtype), max_threads=threads)
     return out
 
 
@@ -200,13 +231,15 @@ def input_grad(
         wide.pointwise_input_grad(dout, w, dx, groups)
         return dx
     if kernel == "planes":
-        images = wide.plan(column_tiles(dx.shape, dout.itemsize, geom, limit, c_out, always_slab=True), geom)
+        tiles = column_tiles(dx.shape, dout.itemsize, geom, limit, c_out, always_slab=True)
+        images = wide.plan(tiles, geom)
         if images is not None:
-            wide.scatter_input_grad(dout, w, geom, images, dx)
+            threads = tile_threads(dx.shape, dout.itemsize, geom, tiles, limit, c_out, always_slab=True)
+            wide.scatter_input_grad(dout, w, geom, images, dx, threads)
             return dx
     blocks = planar.plan(dx.shape, dx.itemsize, geom, c_out, limit, groups)
     if blocks is not None and path is None:
-        planar.input_grad(dout, w, geom, blocks, dx)
+        planar.input_grad(dout, w, geom, blocks, dx, limit)
         return dx
     if path is None:
         path = "correlate" if flipped_correlation_pays(geom, w.shape, groups) else "scatter"
@@ -219,12 +252,12 @@ def input_grad(
                 correlate(dout, _phase_weights(w, phase, groups), phase.geom, limit, groups=groups, out=target)
         return dx
     tiles = column_tiles(dx.shape, dout.itemsize, geom, limit, c_out, always_slab=True)
-    _scatter_input_grad(dout, w, geom, dx, tiles, groups)
+    _scatter_input_grad(dout, w, geom, dx, tiles, groups, limit)
     return dx
 
 
 def _scatter_input_grad(
-    dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.ndarray, tiles: list[Tile], groups: int
+    dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.ndarray, tiles: list[Tile], groups: int, limit: int
 ) -> None:
     """``dcols = dout · wᵀ`` tile by tile, scattered back into ``dx`` by col2im."""
     c_out = w.shape[-1]
@@ -236,26 +269,21 @@ def _scatter_input_grad(
     whole = bool(tiles) and tiles[0].box == geom.full_box()
     if not whole:
         dx[...] = 0
-    bufs = Buffers(dout.dtype)
     in_shape = geom.in_shape
-    for tile in tiles:
-        d = tile_rows(dout, tile, bufs, "dout")  # (m, C_out)
-        m = d.shape[0]
-        dcols = bufs.get("dcols", (m, groups, k // groups))  # (m, G, Kg): group-major columns
-        if groups == 1:
-            np.matmul(d, wg_t[0], out=dcols[:, 0])  # (m, C_out) @ (C_out, K)
-        else:  # (G, m, C_out_g) @ (G, C_out_g, Kg) -> (G, m, Kg)
-            np.matmul(d.reshape(m, groups, c_out // groups).transpose(1, 0, 2), wg_t, out=dcols.transpose(1, 0, 2))
+    order = InOrder()  # split images: tiles add their overlapping borders in tile order
+
+    def scatter(tile: Tile, dcols: np.ndarray, bufs: Buffers) -> None:
+        m = dcols.shape[0]
         if direct:  # scatter straight into dx
             scatter_tile(dcols.reshape(m, k), geom, tile, dx[tile.images], groups=groups, fresh=whole)
-            continue
+            return
         # Another layout: scatter into a channels-last slab of the input the tile reads, then copy or add it in.
         if whole:
             reach = [(0, size) for size in in_shape]
         else:
             reach = [(max(lo, 0), min(hi, size)) for (lo, hi), size in zip(geom.span(tile.box), in_shape, strict=True)]
         if any(b <= a for a, b in reach):  # the tile's windows read only padding
-            continue
+            return
         n_b, _ = tile_sizes(tile)
         room = n_b * math.prod(hi - lo for lo, hi in geom.span(tiles[0].box)) * dx.shape[-1]  # the largest slab
         slab = bufs.get("slab", (n_b, *(b - a for a, b in reach), dx.shape[-1]), room)  # (n_b, *read, C_in)
@@ -267,6 +295,29 @@ def _scatter_input_grad(
         else:
             region = dx[(tile.images, *(slice(a, b) for a, b in reach))]
             region += slab
+
+    def work(item: tuple[int, Tile], bufs: Buffers) -> None:
+        index, tile = item
+        try:
+            d = tile_rows(dout, tile, bufs, "dout")  # (m, C_out)
+            m = d.shape[0]
+            dcols = bufs.get("dcols", (m, groups, k // groups))  # (m, G, Kg): group-major columns
+            if groups == 1:
+                np.matmul(d, wg_t[0], out=dcols[:, 0])  # (m, C_out) @ (C_out, K)
+            else:  # (G, m, C_out_g) @ (G, C_out_g, Kg) -> (G, m, Kg)
+                g_d = d.reshape(m, groups, c_out // groups).transpose(1, 0, 2)
+                np.matmul(g_d, wg_t, out=dcols.transpose(1, 0, 2))
+        except BaseException:
+            order.abort()
+            raise
+        if whole:
+            scatter(tile, dcols, bufs)
+            return
+        with order.turn(index):
+            scatter(tile, dcols, bufs)
+
+    threads = tile_threads(dx.shape, dout.itemsize, geom, tiles, limit, c_out, always_slab=True)
+    map_tiles(work, list(enumerate(tiles)), lambda: Buffers(dout.dtype), max_threads=threads)
 
 
 def weight_grad(
@@ -292,25 +343,38 @@ def weight_grad(
     images = wide.plan(tiles, geom) if kernel else None
     pointwise = kernel == "pointwise"
     if images is not None and wide.partials_fit(geom.taps * c_in_g, c_out // groups, geom, pointwise=pointwise):
+        threads = tile_threads(x.shape, x.itemsize, geom, tiles, limit, c_out)
         if pointwise:
-            return wide.pointwise_weight_grad(x, dout, images, groups), None
-        return wide.weight_grad(x, dout, geom, images), None
+            return wide.pointwise_weight_grad(x, dout, images, groups, threads), None
+        return wide.weight_grad(x, dout, geom, images, threads), None
     blocks = planar.plan(x.shape, x.itemsize, geom, c_out, limit, groups)
     if blocks is not None:
-        return planar.weight_grad(x, dout, geom, blocks, with_bias)
+        return planar.weight_grad(x, dout, geom, blocks, with_bias, limit)
     k_g = geom.taps * c_in_g
     dw = np.zeros((groups, k_g, c_out // groups), dtype=x.dtype)
-    partial = np.empty_like(dw)
-    bufs = Buffers(x.dtype)
     tiles = tiles or column_tiles(x.shape, x.itemsize, geom, limit, c_out)
-    for tile, cols in iter_columns(x, geom, tiles, groups):
-        d = tile_rows(dout, tile, bufs, "dout")  # (m, C_out)
-        m = d.shape[0]
-        if groups == 1:
-            dw[0] += np.matmul(cols.T, d, out=partial[0])  # (K, m) @ (m, C_out)
-        else:  # (G, Kg, m) @ (G, m, C_out_g) -> (G, Kg, C_out_g)
-            g_cols = cols.reshape(m, groups, k_g).transpose(1, 2, 0)
-            dw += np.matmul(g_cols, d.reshape(m, groups, c_out // groups).transpose(1, 0, 2), out=partial)
+    order = InOrder()  # the tiles' partial products are added up in tile order, whichever thread made them
+
+    def work(item: tuple[int, Tile], bufs: Buffers) -> None:
+        index, tile = item
+        try:
+            cols = tile_columns(x, geom, tile, tiles[0], bufs, groups)  # (m, K)
+            d = tile_rows(dout, tile, bufs, "dout")  # (m, C_out)
+            m = d.shape[0]
+            partial = bufs.get("partial", dw.shape)
+            if groups == 1:
+                np.matmul(cols.T, d, out=partial[0])  # (K, m) @ (m, C_out)
+            else:  # (G, Kg, m) @ (G, m, C_out_g) -> (G, Kg, C_out_g)
+                g_cols = cols.reshape(m, groups, k_g).transpose(1, 2, 0)
+                np.matmul(g_cols, d.reshape(m, groups, c_out // groups).transpose(1, 0, 2), out=partial)
+        except BaseException:
+            order.abort()
+            raise
+        with order.turn(index):
+            np.add(dw, partial, out=dw)
+
+    threads = tile_threads(x.shape, x.itemsize, geom, tiles, limit, c_out, more=dw.nbytes)
+    map_tiles(work, list(enumerate(tiles)), lambda: Buffers(x.dtype), max_threads=threads)
     # (G, Kg, C_out_g) -> (Kg, G, C_out_g) -> (*kernel, C_in_g, C_out)
     return dw.transpose(1, 0, 2).reshape(*geom.kernel, c_in_g, c_out), None
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..geometry.tiles import Tile, conv_tiles, tile_sizes
 from ..geometry.windows import WindowGeometry
+from ..runtime.parallel import InOrder, map_blocks
 from ..runtime.workspace import Buffers
 from .columns import ALL, shift, stage
 
@@ -73,6 +74,12 @@ def _room(tiles: list[Tile], geom: WindowGeometry, c_in: int, c_out: int) -> tup
     return n_b * math.prod(sizes) * c_out, n_b * reach * c_in
 
 
+def _threads(room: int, slab_room: int, itemsize: int, limit: int, more: int = 0) -> int:
+    """How many threads may work on tiles at once within ``limit``: each needs the largest tile's buffers (two
+    output-sized ones and a slab) and ``more`` bytes of its own."""
+    return max(1, limit // max((2 * room + slab_room) * itemsize + more, 1))
+
+
 def _at(box: tuple[slice, ...], origin: list[int]) -> tuple[slice, ...]:
     return tuple(shift(s, o) for s, o in zip(box, origin, strict=True))
 
@@ -102,8 +109,8 @@ def correlate(
     if not tiles:
         return out
     room, slab_room = _room(tiles, geom, c_in, c_out)
-    bufs = Buffers(x.dtype)
-    for tile in tiles:
+
+    def work(tile: Tile, bufs: Buffers) -> None:
         target = out[(tile.images, *tile.box)]  # (n_b, *sizes, C_out)
         direct = target.flags.c_contiguous
         acc = target if direct else bufs.get("acc", target.shape, room)
@@ -127,6 +134,8 @@ def correlate(
             acc += bias
         if not direct:
             np.copyto(target, acc)
+
+    map_blocks(work, tiles, lambda: Buffers(x.dtype), max_threads=_threads(room, slab_room, x.itemsize, limit))
     return out
 
 
@@ -143,19 +152,22 @@ def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.nda
     if not tiles:
         return dx
     room, slab_room = _room(tiles, geom, c_in, w.shape[-1])
-    bufs = Buffers(dx.dtype)
     nd = geom.ndim
     letters = "uvw"[:nd]  # the spatial axes' subscripts
     contract = f"n{letters}cq,cq->n{letters}c"
-    for tile in tiles:
+    whole = tiles[0].box == geom.full_box()
+    order = InOrder()  # tiles of a split image overlap at their borders: they add into dx in tile order
+
+    def accumulate(tile: Tile, bufs: Buffers) -> tuple[np.ndarray, list[tuple[int, int]]] | None:
+        """The tile's gradient, in dx itself (channels-last in memory, whole images) or in a slab of its reach."""
         d = _contiguous(dout[(tile.images, *tile.box)], bufs, room)  # (n_b, *sizes, C_out)
         d5 = d.reshape(*d.shape[:-1], c_in, mult)  # (n_b, *sizes, C_in, multiplier)
-        if direct:
-            target, origin = dx[tile.images], [0] * nd
+        if direct and whole:
+            target, origin, reach = dx[tile.images], [0] * nd, []
         else:  # accumulate in a zeroed channels-last slab of the input the tile reaches, then add it in once
             reach = _reach(geom, tile)
             if any(b <= a for a, b in reach):  # the tile's windows read only padding
-                continue
+                return None
             origin = [a for a, _ in reach]
             target = bufs.get("slab", (d.shape[0], *(b - a for a, b in reach), c_in), slab_room)
             target.fill(0)
@@ -167,9 +179,22 @@ def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.nda
             else:
                 np.einsum(contract, d5[(ALL, *out_box)], taps[combo], out=prod)
             g += prod
-        if not direct:
-            region = dx[(tile.images, *(slice(a, b) for a, b in reach))]
-            region += target
+        return (target, reach) if reach else None
+
+    def work(item: tuple[int, Tile], bufs: Buffers) -> None:
+        index, tile = item
+        try:
+            slab = accumulate(tile, bufs)
+        except BaseException:
+            order.abort()
+            raise
+        with order.turn(index):
+            if slab is not None:
+                region = dx[(tile.images, *(slice(a, b) for a, b in slab[1]))]
+                region += slab[0]
+
+    threads = _threads(room, slab_room, dx.itemsize, limit)
+    map_blocks(work, list(enumerate(tiles)), lambda: Buffers(dx.dtype), max_threads=threads)
     return dx
 
 
@@ -181,14 +206,27 @@ def weight_grad(x: np.ndarray, dout: np.ndarray, geom: WindowGeometry, limit: in
     if not tiles:
         return dw.reshape(*geom.kernel, 1, c_out)
     room, slab_room = _room(tiles, geom, c_in, c_out)
-    bufs = Buffers(x.dtype)
     letters = "uvw"[: geom.ndim]  # the spatial axes' subscripts
     contract = f"n{letters}c,n{letters}cq->cq"
-    for tile in tiles:
-        d = _contiguous(dout[(tile.images, *tile.box)], bufs, room)  # (n_b, *sizes, C_out)
-        d5 = d.reshape(*d.shape[:-1], c_in, c_out // c_in)  # (n_b, *sizes, C_in, multiplier)
-        xb, origin = _input_block(x, geom, tile, bufs, slab_room)
-        for combo, out_box, in_box in geom.offsets(tile.box):
-            # Σ over (n, *positions) of x[..., c] * dout[..., c, q] -> (C_in, multiplier)
-            dw[combo] += np.einsum(contract, xb[(ALL, *_at(in_box, origin))], d5[(ALL, *out_box)])
+    order = InOrder()  # the tiles' parts are added up in tile order, whichever thread made them
+
+    def work(item: tuple[int, Tile], bufs: Buffers) -> None:
+        index, tile = item
+        try:
+            d = _contiguous(dout[(tile.images, *tile.box)], bufs, room)  # (n_b, *sizes, C_out)
+            d5 = d.reshape(*d.shape[:-1], c_in, c_out // c_in)  # (n_b, *sizes, C_in, multiplier)
+            xb, origin = _input_block(x, geom, tile, bufs, slab_room)
+            part = bufs.get("part", dw.shape)
+            part.fill(0)
+            for combo, out_box, in_box in geom.offsets(tile.box):
+                # Σ over (n, *positions) of x[..., c] * dout[..., c, q] -> (C_in, multiplier)
+                part[combo] = np.einsum(contract, xb[(ALL, *_at(in_box, origin))], d5[(ALL, *out_box)])
+        except BaseException:
+            order.abort()
+            raise
+        with order.turn(index):
+            np.add(dw, part, out=dw)
+
+    threads = _threads(room, slab_room, x.itemsize, limit, more=dw.nbytes)
+    map_blocks(work, list(enumerate(tiles)), lambda: Buffers(x.dtype), max_threads=threads)
     return dw.reshape(*geom.kernel, 1, c_out)

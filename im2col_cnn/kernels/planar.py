@@ -26,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..geometry.windows import WindowGeometry
+from ..runtime.parallel import InOrder, map_tiles
 from ..runtime.workspace import BLOCK_BYTES, MIN_WORKSPACE, Buffers
 from .columns import ALL, fill_outside
 
@@ -120,6 +121,13 @@ def _rooms(blocks: list[slice], geom: WindowGeometry, c: int, c_out: int) -> dic
     return {"planes": c * n_b * math.prod(_layout(geom).shape), "cols": (geom.taps * c + 1) * m, "rows": m * c_out}
 
 
+def _threads(room: dict[str, int], itemsize: int, limit: int, more: int = 0) -> int:
+    """How many threads may work on blocks at once within ``limit``: each needs every buffer of ``room`` (twice
+    the rows: an output or ``dout`` block and its copy) and ``more`` bytes of its own."""
+    per_thread = (room["planes"] + room["cols"] + 2 * room["rows"]) * itemsize + more
+    return max(1, limit // max(per_thread, 1))
+
+
 def correlate(
     x: np.ndarray,
     w: np.ndarray,
@@ -127,6 +135,7 @@ def correlate(
     blocks: list[slice],
     bias: np.ndarray | None,
     out: np.ndarray,
+    limit: int,
 ) -> np.ndarray:
     """Forward pass: ``x`` (N, *spatial, C) and ``w`` (*kernel, C, C_out) into ``out`` (N, *out, C_out); any
     layouts."""
@@ -135,8 +144,8 @@ def correlate(
     if bias is not None:
         w2 = np.concatenate([w2, bias.reshape(1, c_out)])  # (K + 1, C_out): the bias meets the row of ones
     room = _rooms(blocks, geom, c, c_out)
-    bufs = Buffers(x.dtype)
-    for images in blocks:
+
+    def work(images: slice, bufs: Buffers) -> None:
         planes = _planes(x, images, geom, bufs, room["planes"])
         cols_t = _columns_t(planes, geom, bufs, bias is not None, room["cols"])
         target = out[images]  # (n_b, *out, C_out)
@@ -146,6 +155,8 @@ def correlate(
         np.matmul(cols_t.T, w2, out=block)  # (m, K [+ 1]) @ (K [+ 1], C_out)
         if not direct:
             np.copyto(target, block.reshape(target.shape))  # (m, C_out) -> (n_b, *out, C_out)
+
+    map_tiles(work, blocks, lambda: Buffers(x.dtype), max_threads=_threads(room, x.itemsize, limit))
     return out
 
 
@@ -160,23 +171,36 @@ def _rows(a: np.ndarray, images: slice, bufs: Buffers, room: int) -> np.ndarray:
 
 
 def weight_grad(
-    x: np.ndarray, dout: np.ndarray, geom: WindowGeometry, blocks: list[slice], with_bias: bool
+    x: np.ndarray, dout: np.ndarray, geom: WindowGeometry, blocks: list[slice], with_bias: bool, limit: int
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``(dw, db)``: Σ over blocks of ``colsᵀ · dout`` -> dw (*kernel, C, C_out); db (C_out,) from the row of ones
     (None unless ``with_bias``)."""
     c, c_out = x.shape[-1], dout.shape[-1]
     k = geom.taps * c
     total = np.zeros((k + with_bias, c_out), dtype=x.dtype)
-    partial = np.empty_like(total)
     room = _rooms(blocks, geom, c, c_out)
-    bufs = Buffers(x.dtype)
-    for images in blocks:
-        cols_t = _columns_t(_planes(x, images, geom, bufs, room["planes"]), geom, bufs, with_bias, room["cols"])
-        total += np.matmul(cols_t, _rows(dout, images, bufs, room["rows"]), out=partial)  # (K [+1], m) @ (m, C_out)
+    order = InOrder()  # the blocks' partial products are added up in block order, whichever thread made them
+
+    def work(item: tuple[int, slice], bufs: Buffers) -> None:
+        index, images = item
+        try:
+            cols_t = _columns_t(_planes(x, images, geom, bufs, room["planes"]), geom, bufs, with_bias, room["cols"])
+            partial = bufs.get("partial", total.shape)
+            np.matmul(cols_t, _rows(dout, images, bufs, room["rows"]), out=partial)  # (K [+1], m) @ (m, C_out)
+        except BaseException:
+            order.abort()
+            raise
+        with order.turn(index):
+            np.add(total, partial, out=total)
+
+    threads = _threads(room, x.itemsize, limit, more=total.nbytes)
+    map_tiles(work, list(enumerate(blocks)), lambda: Buffers(x.dtype), max_threads=threads)
     return total[:k].reshape(*geom.kernel, c, c_out), (total[k].copy() if with_bias else None)
 
 
-def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, blocks: list[slice], dx: np.ndarray) -> None:
+def input_grad(
+    dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, blocks: list[slice], dx: np.ndarray, limit: int
+) -> None:
     """Input gradient: ``dout`` (N, *out, C_out), ``w`` (*kernel, C, C_out) into ``dx`` (N, *spatial, C); any
     layouts.
 
@@ -192,9 +216,9 @@ def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, blocks: li
     interior = tuple(slice(a, b, 1) for a, b in inner)
     full = next((taps for taps, window in layout.windows if window == interior), None)
     room = _rooms(blocks, geom, c, c_out)
-    bufs = Buffers(dout.dtype)
     positions = math.prod(geom.out_shape)
-    for images in blocks:
+
+    def work(images: slice, bufs: Buffers) -> None:
         d = _rows(dout, images, bufs, room["rows"])  # (m, C_out)
         m = d.shape[0]
         n_b = m // positions
@@ -213,3 +237,5 @@ def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, blocks: li
                 p += per_tap[taps]
         # (C, n_b, *spatial) -> (n_b, *spatial, C)
         np.copyto(dx[images], planes[(ALL, ALL, *interior)].transpose(1, *range(2, nd + 2), 0))
+
+    map_tiles(work, blocks, lambda: Buffers(dout.dtype), max_threads=_threads(room, dout.itemsize, limit))

@@ -23,12 +23,14 @@ so the weights are the engine's ``(*kernel, C_in // groups, C_out)`` as they are
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from ..geometry.tiles import Tile
 from ..geometry.windows import WindowGeometry
 from ..runtime.layout import caller_layout
+from ..runtime.parallel import InOrder, get_num_threads, map_tiles
 from ..runtime.workspace import Buffers
 from .columns import ALL, gather_taps, grouped_weights, scatter_taps
 from .planar import SMALL_CHANNELS
@@ -91,22 +93,38 @@ def _stacked(a: np.ndarray, groups: int) -> np.ndarray:
     return caller_layout(a, True).reshape(a.shape[0], groups, a.shape[-1] // groups, -1)
 
 
+def _image_blocks(n: int) -> list[slice]:
+    """Blocks of images for products made image by image (stacked products: one per image, whichever block it is
+    in, so the blocks need not be the same for every thread count): four per thread, for an even load."""
+    step = max(1, -(-n // (4 * get_num_threads())))
+    return [slice(i, min(n, i + step)) for i in range(0, n, step)]
+
+
 def pointwise_correlate(
     x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, out: np.ndarray, groups: int = 1
 ) -> np.ndarray:
     """A pointwise forward pass: ``out_i = wᵀ · x_i`` per image and group, into ``out``'s planes."""
-    planes = _stacked(out, groups)  # (N, G, C_out_g, P)
-    # (G, C_out_g, C_in_g) @ (N, G, C_in_g, P) -> (N, G, C_out_g, P)
-    np.matmul(grouped_weights(w, groups).transpose(0, 2, 1), _stacked(x, groups), out=planes)
-    if bias is not None:
-        planes += bias.reshape(groups, -1, 1)
+    planes, xs = _stacked(out, groups), _stacked(x, groups)  # (N, G, C_out_g, P), (N, G, C_in_g, P)
+    w_t = grouped_weights(w, groups).transpose(0, 2, 1)  # (G, C_out_g, C_in_g)
+
+    def work(images: slice, _: None) -> None:
+        # (G, C_out_g, C_in_g) @ (n_b, G, C_in_g, P) -> (n_b, G, C_out_g, P)
+        np.matmul(w_t, xs[images], out=planes[images])
+        if bias is not None:
+            planes[images] += bias.reshape(groups, -1, 1)
+
+    map_tiles(work, _image_blocks(x.shape[0]), lambda: None)
     return out
 
 
 def pointwise_input_grad(dout: np.ndarray, w: np.ndarray, dx: np.ndarray, groups: int = 1) -> None:
     """A pointwise input gradient: ``dx_i = w · dout_i`` per image and group, into ``dx``'s planes."""
-    # (G, C_in_g, C_out_g) @ (N, G, C_out_g, P) -> (N, G, C_in_g, P)
-    np.matmul(grouped_weights(w, groups), _stacked(dout, groups), out=_stacked(dx, groups))
+    wg, ds, dxs = grouped_weights(w, groups), _stacked(dout, groups), _stacked(dx, groups)
+
+    def work(images: slice, _: None) -> None:
+        np.matmul(wg, ds[images], out=dxs[images])  # (G, C_in_g, C_out_g) @ (n_b, G, C_out_g, P)
+
+    map_tiles(work, _image_blocks(dout.shape[0]), lambda: None)
 
 
 def partials_fit(k_g: int, c_out_g: int, geom: WindowGeometry, *, pointwise: bool) -> bool:
@@ -116,22 +134,41 @@ def partials_fit(k_g: int, c_out_g: int, geom: WindowGeometry, *, pointwise: boo
     return k_g * c_out_g <= (c_out_g + (k_g if pointwise else 0)) * math.prod(geom.out_shape)
 
 
-def _add_partials(cols: np.ndarray, d: np.ndarray, dw: np.ndarray, bufs: Buffers) -> None:
-    """``dw += Σ_i cols_i · d_iᵀ``, the images in order: ``cols`` (n_b, G, K_g, P), ``d`` (n_b, G, C_out_g, P),
-    ``dw`` (G, K_g, C_out_g)."""
-    partial = bufs.get("partial", (cols.shape[0], *dw.shape))
-    np.matmul(cols, d.transpose(0, 1, 3, 2), out=partial)  # (n_b, G, K_g, P) @ (n_b, G, P, C_out_g)
-    dw += partial.sum(axis=0)
+def _sum_partials(
+    blocks: list[slice],
+    partials: Callable[[slice, Buffers], tuple[np.ndarray, np.ndarray]],
+    dw: np.ndarray,
+    threads: int,
+) -> None:
+    """``dw += Σ_i cols_i · d_iᵀ``, block by block in order (whichever thread made a block's products):
+    ``partials(images, bufs)`` gives a block's ``cols`` (n_b, G, K_g, P) and ``d`` (n_b, G, C_out_g, P); ``dw`` is
+    (G, K_g, C_out_g)."""
+    order = InOrder()
+
+    def work(item: tuple[int, slice], bufs: Buffers) -> None:
+        index, images = item
+        try:
+            cols, d = partials(images, bufs)
+            partial = bufs.get("partial", (cols.shape[0], *dw.shape))
+            np.matmul(cols, d.transpose(0, 1, 3, 2), out=partial)  # (n_b, G, K_g, P) @ (n_b, G, P, C_out_g)
+            block_sum = partial.sum(axis=0)
+        except BaseException:
+            order.abort()
+            raise
+        with order.turn(index):
+            np.add(dw, block_sum, out=dw)
+
+    map_tiles(work, list(enumerate(blocks)), lambda: Buffers(dw.dtype), max_threads=threads)
 
 
-def pointwise_weight_grad(x: np.ndarray, dout: np.ndarray, blocks: list[slice], groups: int = 1) -> np.ndarray:
+def pointwise_weight_grad(
+    x: np.ndarray, dout: np.ndarray, blocks: list[slice], groups: int = 1, threads: int = 1
+) -> np.ndarray:
     """A pointwise weight gradient: Σ over images, in order, of ``x_i · dout_iᵀ`` -> dw (1, ..., C_in_g, C_out)."""
     c_in, c_out = x.shape[-1], dout.shape[-1]
     dw = np.zeros((groups, c_in // groups, c_out // groups), dtype=x.dtype)
     xs, ds = _stacked(x, groups), _stacked(dout, groups)
-    bufs = Buffers(x.dtype)
-    for images in blocks:
-        _add_partials(xs[images], ds[images], dw, bufs)
+    _sum_partials(blocks, lambda images, _: (xs[images], ds[images]), dw, threads)
     # (G, C_in_g, C_out_g) -> (C_in_g, G, C_out_g) -> (*kernel, C_in_g, C_out)
     return dw.transpose(1, 0, 2).reshape(*(1,) * (x.ndim - 2), c_in // groups, c_out)
 
@@ -148,15 +185,21 @@ def _columns_t(x: np.ndarray, images: slice, geom: WindowGeometry, bufs: Buffers
 
 
 def correlate(
-    x: np.ndarray, w: np.ndarray, geom: WindowGeometry, blocks: list[slice], bias: np.ndarray | None, out: np.ndarray
+    x: np.ndarray,
+    w: np.ndarray,
+    geom: WindowGeometry,
+    blocks: list[slice],
+    bias: np.ndarray | None,
+    out: np.ndarray,
+    threads: int = 1,
 ) -> np.ndarray:
     """The forward pass: ``x`` (N, *spatial, C_in) and ``out`` (N, *out, C_out), both channels-first in memory,
     and ``w`` (*kernel, C_in, C_out): ``outᵀ = wᵀ · colsᵀ`` for a block of images, copied into ``out``'s planes in
-    runs of ``P`` (written there directly for a block of one image)."""
+    runs of ``P`` (written there directly for a block of one image). Blocks run on up to ``threads`` threads."""
     c_out = w.shape[-1]
     w_t = w.reshape(-1, c_out).T  # (C_out, K), a view
-    bufs = Buffers(x.dtype)
-    for images in blocks:
+
+    def work(images: slice, bufs: Buffers) -> None:
         cols_t = _columns_t(x, images, geom, bufs)  # (K, n_b, P)
         k, n_b, p = cols_t.shape
         planes = _stacked(out[images], 1)[:, 0]  # (n_b, C_out, P)
@@ -164,7 +207,7 @@ def correlate(
             np.matmul(w_t, cols_t[:, 0], out=planes[0])  # (C_out, K) @ (K, P)
             if bias is not None:
                 planes += bias[:, None]
-            continue
+            return
         # A few images at a time, so that outᵀ is still in cache when copied into the planes.
         step = max(1, OUT_T_BYTES // (c_out * p * x.itemsize))
         for i in range(0, n_b, step):
@@ -174,34 +217,42 @@ def correlate(
             if bias is not None:
                 out_t += bias[:, None]
             np.copyto(planes[i : i + n_c], out_t.reshape(c_out, n_c, p).swapaxes(0, 1))  # -> (n_c, C_out, P)
+
+    map_tiles(work, blocks, lambda: Buffers(x.dtype), max_threads=threads)
     return out
 
 
-def weight_grad(x: np.ndarray, dout: np.ndarray, geom: WindowGeometry, blocks: list[slice]) -> np.ndarray:
+def weight_grad(
+    x: np.ndarray, dout: np.ndarray, geom: WindowGeometry, blocks: list[slice], threads: int = 1
+) -> np.ndarray:
     """Σ over images, in order, of ``colsᵀ_i · dout_iᵀ`` -> dw (*kernel, C_in, C_out); ``x`` and ``dout`` are
     channels-first in memory. (The bias gradient is :func:`~im2col_cnn.kernels.conv.bias_grad`'s.)"""
     c_out = dout.shape[-1]
     dw = np.zeros((1, geom.taps * x.shape[-1], c_out), dtype=x.dtype)
     ds = _stacked(dout, 1)
-    bufs = Buffers(x.dtype)
-    for images in blocks:
+
+    def partials(images: slice, bufs: Buffers) -> tuple[np.ndarray, np.ndarray]:
         cols_t = _columns_t(x, images, geom, bufs)  # (K, n_b, P)
-        _add_partials(cols_t.transpose(1, 0, 2)[:, None], ds[images], dw, bufs)  # per image: (1, K, P)
+        return cols_t.transpose(1, 0, 2)[:, None], ds[images]  # per image: (1, K, P), (1, C_out, P)
+
+    _sum_partials(blocks, partials, dw, threads)
     return dw.reshape(*geom.kernel, -1, c_out)
 
 
 def scatter_input_grad(
-    dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, blocks: list[slice], dx: np.ndarray
+    dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, blocks: list[slice], dx: np.ndarray, threads: int = 1
 ) -> None:
     """The input gradient: ``dcolsᵀ_i = w · dout_i`` image by image, added back into ``dx``'s planes one kernel
     offset at a time. ``dout`` (N, *out, C_out) and ``dx`` (N, *spatial, C_in) are channels-first in memory."""
     wg = grouped_weights(w, 1)  # (1, K, C_out)
     ds = _stacked(dout, 1)
-    bufs = Buffers(dout.dtype)
-    for images in blocks:
+
+    def work(images: slice, bufs: Buffers) -> None:
         n_b = images.stop - images.start
         dcols = bufs.get("dcols_t", (n_b, 1, wg.shape[1], ds.shape[-1]))
         np.matmul(wg, ds[images], out=dcols)  # (1, K, C_out) @ (n_b, 1, C_out, P)
         per_tap = dcols.reshape(n_b, 1, *geom.kernel, dx.shape[-1], *geom.out_shape)
         target = caller_layout(dx[images], True)[:, None]  # (n_b, 1, C_in, *spatial)
         scatter_taps(lambda taps, p=per_tap: p[(ALL, ALL, *taps)], geom, target, 3)
+
+    map_tiles(work, blocks, lambda: Buffers(dout.dtype), max_threads=threads)

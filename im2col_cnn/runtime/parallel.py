@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
+from . import blas
 from .checks import as_int
 
-__all__ = ["ENV_VAR", "available_cores", "get_num_threads", "set_num_threads", "map_blocks"]
+__all__ = ["ENV_VAR", "available_cores", "get_num_threads", "set_num_threads", "map_blocks", "map_tiles", "InOrder"]
 
 ENV_VAR = "IM2COL_CNN_NUM_THREADS"
 """Environment variable giving the default number of threads (an int >= 1)."""
@@ -131,3 +133,47 @@ def map_blocks(
             future.exception()  # wait for every worker
     for future in futures:
         future.result()  # raise the first worker exception, if any
+
+
+def map_tiles(
+    work: Callable[[B, S], None], blocks: Sequence[B], make_state: Callable[[], S], *, max_threads: int | None = None
+) -> None:
+    """:func:`map_blocks` for blocks whose work includes matrix products, each of which then runs on one BLAS
+    thread (:func:`~im2col_cnn.runtime.blas.limited`), whatever the number of engine threads: so every pass of a
+    block runs on every core, the busy threads never outnumber the cores, and every product is computed the same
+    way for every thread count. Where the BLAS's threads cannot be set, the blocks run one after another on the
+    calling thread and the products keep the BLAS's threads.
+    """
+    with blas.limited(1) as held:
+        map_blocks(work, blocks, make_state, max_threads=max_threads if held else 1)
+
+
+class InOrder:
+    """Blocks numbered 0, 1, ... in the order :func:`map_blocks` hands them out take turns: block ``i``'s
+    :meth:`turn` waits for block ``i - 1``'s, so a sum of per-block parts is added up in block order, the same for
+    every thread count. A block that fails calls :meth:`abort`, which wakes every waiting turn with an error."""
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._failed = False
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def turn(self, index: int) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: self._next == index or self._failed)
+            if self._failed:
+                raise RuntimeError("an earlier block failed")
+            try:
+                yield
+            except BaseException:
+                self._failed = True
+                raise
+            finally:
+                self._next += 1
+                self._cond.notify_all()
+
+    def abort(self) -> None:
+        with self._cond:
+            self._failed = True
+            self._cond.notify_all()
