@@ -29,7 +29,7 @@ import numpy as np
 import im2col_cnn as engine
 import reference
 
-from . import layouts
+from . import layouts, scaling
 from . import unit_height as unit_height_case
 from .cases import CASES, DTYPES, OPS, Case, ConvCase, case_by_name, cases_for, make_call, make_inputs
 from .cases import parse_case_names as parse_cases
@@ -216,6 +216,16 @@ def measure_memory(settings: Settings) -> tuple[list[MemoryRow], str]:
     return rows, note
 
 
+def _scaling(cases: Sequence[Case], step: bool, settings: Settings) -> list[str]:
+    """The scaling section's table (:mod:`benchmarks.scaling`): ``cases`` and, with ``step``, the training step."""
+    jobs = scaling.jobs_for(cases, step=step)
+    rounds = 1 if settings.quick else scaling.ROUNDS
+    result = scaling.measure(
+        jobs, rounds=rounds, repeats=settings.repeats, min_total_s=settings.min_total_s / 2, progress=progress
+    )
+    return scaling.format_table(result)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
@@ -242,6 +252,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run only the layout section: channels-first against channels-last on the conv cases (also part of a "
         "full run without --cases or --quick)",
+    )
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="run only the scaling section: each case (and, without --cases, the training step) on 1 core and on "
+        "all cores, each in processes of its own, against its floor's scaling (also part of a full run without "
+        "--cases or --quick)",
     )
     parser.add_argument(
         "--dask", action="store_true", help="only the out-of-core section: a lazy batch on 1 and 2 Dask workers"
@@ -307,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {case.name}: {case.describe()}")
     print(flush=True)
 
+    if args.scaling:
+        print("\n".join(_scaling(args.selected, args.cases is None, settings)))
+        return 0
     conv_cases = [case for case in args.selected if isinstance(case, ConvCase)]
     if args.layouts:
         layout_rows = layouts.measure(conv_cases, settings.repeats, settings.min_total_s, settings.batch_cap, progress)
@@ -351,6 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(format_memory_table(memory, note)) + "\n")
     if not args.step_only and args.cases is None and not args.quick:
         print("\n".join(format_scratch_table(measure_scratch(progress=progress))) + "\n")
+
+    if not args.step_only and args.cases is None and not args.quick:
+        print("\n".join(_scaling(args.selected, True, settings)) + "\n", flush=True)
 
     step = None
     if args.step_only or args.cases is None:

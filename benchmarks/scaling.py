@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,11 +55,10 @@ def projected_ratio(t1: float, speedup: float, floor_t1: float, floor_speedup: f
     return at(t1, speedup) / at(floor_t1, floor_speedup)
 
 
-def jobs_for(case_names: Sequence[str], step: bool) -> list[str]:
-    """Job names ``op:case:dtype`` (and ``step:B:dtype``) for the cases named."""
-    from .cases import DTYPES, OPS, cases_for, parse_case_names
+def jobs_for(cases: Sequence[Any], step: bool) -> list[str]:
+    """Job names ``op:case:dtype`` for ``cases`` (:mod:`benchmarks.cases`), and with ``step`` ``step:B:dtype``."""
+    from .cases import DTYPES, OPS, cases_for
 
-    cases = parse_case_names(",".join(case_names)) if case_names else []
     jobs = [
         f"{op}:{case.name}:{np.dtype(dt).name}"
         for case in cases
@@ -156,6 +156,8 @@ def run_child(jobs: Sequence[str], repeats: int, min_total_s: float) -> dict[str
 
 def _child(jobs: Sequence[str], threads: int, repeats: int, min_total_s: float) -> dict[str, dict[str, float]]:
     env = dict(os.environ, **dict.fromkeys(THREAD_VARIABLES, str(threads)))
+    root = str(Path(__file__).resolve().parents[1])  # where this benchmarks package is: the child imports it too
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     command = [sys.executable, "-m", "benchmarks.scaling", "--child", "--repeats", str(repeats)]
     command += ["--min-total-s", str(min_total_s), "--jobs", ",".join(jobs)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -240,7 +242,7 @@ def format_table(result: dict[str, Any]) -> list[str]:
     ]
     for r in rows(result):
         lines.append(
-            f"{r['row']:<34} {r['one_ms']:>9.2f} {r['all_ms']:>8.2f} {r['speedup']:>7.2f} {r['floor_speedup']:>6.2f} "
+            f"{r['row']:<34} {r['one_ms']:>9.3f} {r['all_ms']:>8.3f} {r['speedup']:>7.2f} {r['floor_speedup']:>6.2f} "
             f"{r['serial']:>6.2f} {r['floor_serial']:>6.2f} "
             + " ".join(f"{r['projected'][p]:>6.2f}" for p in PROJECTED)
             + f"  {r['target']:<11} {'met' if r['met'] else 'MISSED'}"
@@ -267,10 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         print(json.dumps(run_child(args.jobs.split(","), args.repeats, args.min_total_s)))
         return 0
-    from .cases import CASES
+    from .cases import CASES, parse_case_names
 
-    names = args.cases.split(",") if args.cases else [c.name for c in CASES]
-    jobs = jobs_for(names, step=not args.no_step)
+    jobs = jobs_for(parse_case_names(args.cases) if args.cases else CASES, step=not args.no_step)
     result = measure(
         jobs,
         rounds=args.rounds,

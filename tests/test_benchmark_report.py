@@ -116,3 +116,38 @@ def test_layout_section_times_both_layouts_of_every_row():
         assert last > 0 and first > 0
         # the ratio of the unrounded times: within what the printed (3-decimal ms, 2-decimal ratio) values allow
         assert (first - 5e-4) / (last + 5e-4) - 5e-3 <= ratio <= (first + 5e-4) / (last - 5e-4) + 5e-3
+
+
+def test_scaling_figures_follow_amdahls_law():
+    from benchmarks.scaling import projected_ratio, serial_fraction
+
+    assert serial_fraction(2.0, 2) == 0.0 and serial_fraction(1.0, 2) == 1.0
+    assert serial_fraction(1.25, 2) == pytest.approx(0.6)  # 2 / 1.25 - 1
+    assert serial_fraction(4.0, 8) == pytest.approx(1 / 7)  # (8/4 - 1) / 7
+    # An op twice its floor on one core; the op does not scale, the floor does perfectly: at 16 cores, 2 * 16.
+    assert projected_ratio(2.0, 1.0, 1.0, 2.0, 2, 16) == pytest.approx(32.0)
+    # Both scale alike: the 1-core ratio holds at every core count.
+    assert projected_ratio(3.0, 1.6, 1.0, 1.6, 2, 64) == pytest.approx(3.0)
+
+
+def test_scaling_section_times_each_row_on_one_core_and_on_all(monkeypatch):
+    import benchmarks.scaling as scaling
+
+    status, out, _ = _run(["--scaling", "--cases", "C1,P1", "--quick", "--repeats", "1"])
+    assert status == 0
+    lines = [line for line in out.splitlines() if line.split(":")[0].endswith(("_forward", "_backward"))]
+    names = {line.split()[0] for line in lines}
+    assert names == {
+        f"{op}:{case}:{dtype}"
+        for op, case in [("conv2d_forward", "C1"), ("conv2d_backward", "C1")]
+        + [(f"{k}_pool2d_{way}", "P1") for k in ("max", "avg") for way in ("forward", "backward")]
+        for dtype in ("float32", "float64")
+    }
+    for line in lines:
+        one, many, speedup, floor, serial = (float(v) for v in line.split()[1:6])
+        assert one > 0 and many > 0
+        # the ratio of the unrounded times: within what the printed (3-decimal ms, 2-decimal ratio) values allow
+        assert (one - 5e-4) / (many + 5e-4) - 5e-3 <= speedup <= (one + 5e-4) / (many - 5e-4) + 5e-3
+        assert line.split()[-1] in ("met", "MISSED")
+    assert not [line for line in out.splitlines() if line.startswith("step")]  # --cases: no training step
+    assert scaling.THREAD_VARIABLES[-1] == "IM2COL_CNN_NUM_THREADS"
