@@ -4,8 +4,8 @@ Every conv case (forward, backward), pooling case and the training step is timed
 with ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``IM2COL_CNN_NUM_THREADS`` all 1,
 one with all of them the number of cores this process may use. The two kinds of process alternate over
 ``ROUNDS`` rounds; each figure is the minimum over the rounds of each process's minimum of repeated calls. Beside
-the op, the same is measured for its floor: the bare matrix products of the same shapes (conv; the step's
-GEMMs for the step), or one NumPy copy of the input (pooling).
+the op, in a block of runs of its own, the same is measured for its floor: the bare matrix products of the same
+shapes (conv; the step's GEMMs for the step), or one NumPy copy of the input (pooling).
 
 From a 1-core time ``t1`` and an N-core time ``tN`` the speedup is ``S = t1 / tN``, and Amdahl's law gives the
 serial fraction ``f = (N/S - 1) / (N - 1)``: the part of ``t1`` no core but one can run. An op's time on P cores
@@ -37,6 +37,7 @@ THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"
 CONV_TARGET = 0.95  # a conv row's speedup over its bare products' speedup
 POOL_TARGET = 1.7  # a pooling row's speedup on 2 cores
 STEP_NET = "B"
+PAUSE_S = 0.3  # after each block of runs: the BLAS's idle threads stop spinning within about 0.1 s
 
 
 def serial_fraction(speedup: float, cores: int) -> float:
@@ -74,20 +75,21 @@ def jobs_for(cases: Sequence[Any], step: bool) -> list[str]:
 # --- In a child process: one thread count ----------------------------------------------------------------------
 
 
-def _min_times(calls: dict[str, Callable[[], object]], repeats: int, min_total_s: float) -> dict[str, float]:
-    """Minimum seconds of each call, the calls alternated (so a slow spell hits all of them), after a warm-up."""
-    for call in calls.values():
-        call()
-    best = dict.fromkeys(calls, float("inf"))
-    total, runs = 0.0, 0
+def _min_time(call: Callable[[], object], repeats: int, min_total_s: float) -> float:
+    """Minimum seconds of ``call`` over a block of runs after a warm-up, then a pause.
+
+    The op and its floor are timed in blocks of their own, never alternated call by call: after a product on
+    several BLAS threads, OpenBLAS's idle threads spin for about 0.1 s, and an op on the engine's own threads run
+    in that time shares the cores with them (measured on 2 cores: C3 forward 8.9 -> 16.4 ms).
+    """
+    call()
+    best, total, runs = float("inf"), 0.0, 0
     while runs < repeats or (total < min_total_s and runs < 200):
-        for name, call in calls.items():
-            t0 = time.perf_counter()
-            call()
-            elapsed = time.perf_counter() - t0
-            best[name] = min(best[name], elapsed)
-            total += elapsed
-        runs += 1
+        t0 = time.perf_counter()
+        call()
+        elapsed = time.perf_counter() - t0
+        best, total, runs = min(best, elapsed), total + elapsed, runs + 1
+    time.sleep(PAUSE_S)
     return best
 
 
@@ -121,23 +123,18 @@ def _step_times(job: str, repeats: int, min_total_s: float) -> dict[str, float]:
     inputs = make_inputs(net, dtype, BATCH)
     engine = wrap_engine(im2col_cnn)
     products = gemm_products(net, dtype, BATCH)
-    best = {"op": float("inf"), "layers": float("inf"), "floor": float("inf")}
-    engine_step(engine, net, inputs)
-    total, runs = 0.0, 0
-    while runs < repeats or (total < min_total_s and runs < 100):
+    steps: list[tuple[float, float]] = []  # (whole step, its engine layers)
+
+    def step() -> None:
         laps: list[tuple[str, float]] = []
         t0 = time.perf_counter()
         engine_step(engine, net, inputs, laps)
-        step = time.perf_counter() - t0
-        layers = sum(s for op, s in laps if not op.startswith("relu") and op != "loss")
-        t0 = time.perf_counter()
-        for product in products:
-            product()
-        floor = time.perf_counter() - t0
-        best = {"op": min(best["op"], step), "layers": min(best["layers"], layers), "floor": min(best["floor"], floor)}
-        total += step + floor
-        runs += 1
-    return best
+        steps.append((time.perf_counter() - t0, sum(s for op, s in laps if not op.startswith("relu") and op != "loss")))
+
+    _min_time(step, repeats, min_total_s)
+    floor = _min_time(lambda: [product() for product in products], repeats, min_total_s)
+    steps = steps[1:]  # the warm-up
+    return {"op": min(s for s, _ in steps), "layers": min(layers for _, layers in steps), "floor": floor}
 
 
 def run_child(jobs: Sequence[str], repeats: int, min_total_s: float) -> dict[str, dict[str, float]]:
@@ -147,7 +144,7 @@ def run_child(jobs: Sequence[str], repeats: int, min_total_s: float) -> dict[str
         if job.startswith("step:"):
             results[job] = _step_times(job, repeats, min_total_s)
         else:
-            results[job] = _min_times(_case_calls(job), repeats, min_total_s)
+            results[job] = {name: _min_time(call, repeats, min_total_s) for name, call in _case_calls(job).items()}
     return results
 
 

@@ -5,11 +5,11 @@ Modern API (PyTorch semantics; channels-last ``NWC``/``NHWC``/``NDHWC`` by defau
 ``data_format="NCW"``/``"NCHW"``/``"NCDHW"``), each a ``_forward`` returning ``(out, cache)`` and a ``_backward``:
 ``conv{1,2,3}d``, ``conv_transpose{1,2,3}d``, ``max_pool{1,2,3}d``, ``avg_pool{1,2,3}d``,
 ``adaptive_avg_pool{1,2,3}d`` and ``adaptive_max_pool{1,2,3}d``; and the column functions :func:`im2col` /
-:func:`col2im` (channels-last matrices) and :func:`unfold` / :func:`fold` (PyTorch's). Scratch memory is bounded
-by :func:`workspace_limit` / :func:`set_workspace_limit` (or ``workspace=`` per conv call); memory-bound passes
-run on :func:`get_num_threads` threads (:func:`set_num_threads`, or the ``IM2COL_CNN_NUM_THREADS`` environment
-variable). The layer functions also take Dask arrays chunked along the batch (``pip install im2col-cnn[dask]``).
-API.md is the full reference.
+:func:`col2im` (channels-last matrices) and :func:`unfold` / :func:`fold` (PyTorch's). Scratch memory is bounded by
+:func:`workspace_limit` / :func:`set_workspace_limit` (or ``workspace=`` per conv call); every op runs its tiles on
+:func:`get_num_threads` threads (:func:`set_num_threads`, or the ``IM2COL_CNN_NUM_THREADS`` environment variable), a
+convolution's products each on one BLAS thread. The layer functions also take Dask arrays chunked along the batch
+(``pip install im2col-cnn[dask]``). API.md is the full reference.
 
 Drop-in APIs, each a thin translation onto the same engine:
 

@@ -10,7 +10,7 @@ views with 1 to 3 spatial axes.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from itertools import product
 
@@ -25,7 +25,6 @@ __all__ = [
     "grouped_weights",
     "fill_outside",
     "stage",
-    "iter_columns",
     "tile_columns",
     "scatter_tile",
     "shift",
@@ -89,16 +88,6 @@ def stage(x: np.ndarray, images: slice, extent: Sequence[tuple[int, int]], buf: 
     return slab
 
 
-def iter_columns(
-    x: np.ndarray, geom: WindowGeometry, tiles: list[Tile], groups: int = 1
-) -> Iterator[tuple[Tile, np.ndarray]]:
-    """Yield ``(tile, cols)``: the column matrix of ``x`` (N, *spatial, C), one output tile at a time
-    (:func:`tile_columns`, every tile's in the same buffers, which the next tile overwrites)."""
-    bufs = Buffers(x.dtype)
-    for tile in tiles:
-        yield tile, tile_columns(x, geom, tile, tiles[0], bufs, groups)
-
-
 def tile_columns(
     x: np.ndarray, geom: WindowGeometry, tile: Tile, largest: Tile, bufs: Buffers, groups: int = 1
 ) -> np.ndarray:
@@ -151,7 +140,7 @@ def scatter_tile(
     *,
     fresh: bool = False,
 ) -> np.ndarray:
-    """Adjoint of :func:`iter_columns` for one tile: add each column entry back where it was read from.
+    """Adjoint of :func:`tile_columns`: add each column entry back where it was read from.
 
     ``cols`` is ``(n_b*prod(sizes), prod(kernel)*C)`` for the windows of ``tile`` (group-major with ``groups``
     > 1); ``target`` (n_b, *t, C) holds the tile's images, its ``[:, 0, ..., 0]`` at input position ``origin``

@@ -1,27 +1,25 @@
 """Threads per batch block: what a Dask task running the engine on one block may use.
 
 Dask runs one task per worker thread, and its workers are sized to the cores; a block that also ran the engine's
-thread pool (:mod:`~im2col_cnn.runtime.parallel`) or the BLAS with a thread per core would oversubscribe them. So while
-any block task runs in a process (the context manager :func:`block_threads`, entered by every block task), the
-engine runs with :func:`get_block_threads` threads, default 1, and so does the BLAS (through threadpoolctl, when
-it is installed); when no block task runs, both are back as they were. These limits are process-wide (the
-engine and OpenBLAS each have one thread pool per process): while block tasks run they also hold for the
-process's other threads. ``dask.distributed``'s nanny starts worker processes with
-``OMP/MKL/OPENBLAS_NUM_THREADS=1`` already; with Dask's threaded or processes scheduler and no threadpoolctl,
-set ``OPENBLAS_NUM_THREADS=1`` before NumPy starts. :func:`set_block_threads` changes the count (e.g. 2 for
-one worker process with one thread on a 2-core machine); ``None`` leaves the engine's and the BLAS's threads as
-the process has them.
+thread pool (:mod:`~im2col_cnn.runtime.parallel`) or the BLAS with a thread per core would oversubscribe them. So
+while any block task runs in a process (the context manager :func:`block_threads`, entered by every block task),
+the engine runs with :func:`get_block_threads` threads, default 1, and so does the BLAS (through
+:mod:`~im2col_cnn.runtime.blas`: NumPy's OpenBLAS, or what threadpoolctl controls); when no block task runs, both
+are back as they were. These limits are process-wide (the engine and OpenBLAS each have one thread pool per
+process): while block tasks run they also hold for the process's other threads. ``dask.distributed``'s nanny
+starts worker processes with ``OMP/MKL/OPENBLAS_NUM_THREADS=1`` already; where the BLAS cannot be controlled
+(:func:`~im2col_cnn.runtime.blas.controllable`), set ``OPENBLAS_NUM_THREADS=1`` before NumPy starts.
+:func:`set_block_threads` changes the count (e.g. 2 for one worker process with one thread on a 2-core machine);
+``None`` leaves the engine's and the BLAS's threads as the process has them.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
-from . import parallel
+from . import blas, parallel
 
 __all__ = ["block_threads", "get_block_threads", "set_block_threads"]
 
@@ -73,33 +71,7 @@ def _limit_threads(count: int) -> list[Callable[[], object]]:
     requested = parallel._requested  # None (the environment variable, else the cores) is restored as None
     parallel.set_num_threads(count)
     undo: list[Callable[[], object]] = [lambda: parallel.set_num_threads(requested)]
-    controller = _blas_controller()
-    if controller is not None:
-        limiter = _as_controlling_thread(controller, lambda: controller.limit(limits=count, user_api="blas"))
-        undo.append(lambda: _as_controlling_thread(controller, limiter.restore_original_limits))
+    limit = blas.limited(count)  # the one owner of the BLAS's count: overlapping engine calls restore it right
+    limit.__enter__()
+    undo.append(lambda: limit.__exit__(None, None, None))
     return undo
-
-
-def _as_controlling_thread(controller: Any, call: Callable[[], Any]) -> Any:
-    """Run ``call`` as the thread allowed to set OpenBLAS's process-wide thread count, then let go of it.
-
-    threadpoolctl (3.8) lets only one thread at a time set it and silently ignores the others; block tasks
-    start and end on any of Dask's threads, and must leave no thread holding the control when they are done.
-    """
-    clears = {getattr(type(lib), "clear_controlling_thread", None) for lib in controller.lib_controllers} - {None}
-    for clear in clears:
-        clear(force=True)
-    try:
-        return call()
-    finally:
-        for clear in clears:
-            clear(force=True)
-
-
-@functools.cache
-def _blas_controller() -> Any:
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return None
-    return ThreadpoolController()

@@ -1,19 +1,19 @@
 """The engine's threads: the one module that owns a thread pool; kernels hand it per-block work, never make threads.
 
-NumPy's ufuncs release the GIL, so memory-bound passes (pooling) run blocks of work on several threads at once.
-How many: :func:`set_num_threads` if called, else the environment variable ``IM2COL_CNN_NUM_THREADS``, else the
-number of cores this process may run on (``os.sched_getaffinity``) -- and never more threads than those cores.
-Every block writes its own disjoint part of the result and computes it the same way whichever thread runs it,
-so results never depend on the number of threads.
+NumPy's ufuncs and the BLAS release the GIL, so blocks of work (pooling tiles; convolution tiles with their
+products, :func:`map_tiles`) run on several threads at once. How many: :func:`set_num_threads` if called, else the
+environment variable ``IM2COL_CNN_NUM_THREADS``, else the number of cores this process may run on
+(``os.sched_getaffinity``) -- and never more threads than those cores. Every block writes its own disjoint part of
+the result (or adds its part of a sum in block order, :class:`InOrder`) and computes it the same way whichever
+thread runs it, so results never depend on the number of threads.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import TypeVar
 
 from . import blas
@@ -145,7 +145,10 @@ def map_tiles(
     calling thread and the products keep the BLAS's threads.
     """
     with blas.limited(1) as held:
-        map_blocks(work, blocks, make_state, max_threads=max_threads if held else 1)
+        if len(blocks) == 1:
+            work(blocks[0], make_state())
+        else:
+            map_blocks(work, blocks, make_state, max_threads=max_threads if held else 1)
 
 
 class InOrder:
@@ -154,26 +157,41 @@ class InOrder:
     every thread count. A block that fails calls :meth:`abort`, which wakes every waiting turn with an error."""
 
     def __init__(self) -> None:
-        self._next = 0
-        self._failed = False
-        self._cond = threading.Condition()
+        self.next = 0
+        self.failed = False
+        self.cond = threading.Condition()
 
-    @contextmanager
-    def turn(self, index: int) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: self._next == index or self._failed)
-            if self._failed:
-                raise RuntimeError("an earlier block failed")
-            try:
-                yield
-            except BaseException:
-                self._failed = True
-                raise
-            finally:
-                self._next += 1
-                self._cond.notify_all()
+    def turn(self, index: int) -> _Turn:
+        """Context manager: the ``with`` block runs once blocks ``0 .. index - 1`` have had their turns."""
+        return _Turn(self, index)
 
     def abort(self) -> None:
-        with self._cond:
-            self._failed = True
-            self._cond.notify_all()
+        with self.cond:
+            self.failed = True
+            self.cond.notify_all()
+
+
+class _Turn:
+    """One block's turn (a class rather than a generator: entered once per block, and this costs less)."""
+
+    __slots__ = ("order", "index")
+
+    def __init__(self, order: InOrder, index: int) -> None:
+        self.order, self.index = order, index
+
+    def __enter__(self) -> None:
+        order = self.order
+        order.cond.acquire()
+        if order.next != self.index and not order.failed:
+            order.cond.wait_for(lambda: order.next == self.index or order.failed)
+        if order.failed:
+            order.cond.release()
+            raise RuntimeError("an earlier block failed")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        order = self.order
+        if exc_type is not None:
+            order.failed = True
+        order.next += 1
+        order.cond.notify_all()
+        order.cond.release()

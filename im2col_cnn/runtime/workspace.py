@@ -13,6 +13,9 @@ shapes, never on the limit (nor on the layout), so every matrix product has the 
 bitwise identical for every limit. Only an image whose own scratch exceeds the limit is split, along its first
 spatial axis (and further axes where needed); the sums over those tiles may then differ in the last bits.
 
+Tiles run on several threads (:func:`~im2col_cnn.runtime.parallel.map_tiles`), each with its own buffers: a call
+runs no more threads than the limit holds one tile's scratch each.
+
 The bound: peak scratch <= limit + ``SCRATCH_SLACK`` (1 MiB: bookkeeping, NumPy's small internal buffers) + at
 most three arrays of the weights' size (a reordered or flipped copy of ``w``, the weight gradient's partial
 product, and for NCHW or groups its reordered copy). A tile is never smaller than one output position, so a
