@@ -63,33 +63,41 @@ def _largest(fits: Callable[[int], bool], upper: int) -> int:
     return lo
 
 
+MIN_TILE_POSITIONS = 512
+"""A tile whose columns exceed ``BLOCK_BYTES`` is split further only while it holds more output positions than this:
+smaller tiles make the products too small. (A 3-D float64 volume's plane of 32x32 outputs, 864 columns each, is
+7 MiB: two threads' tiles of that size fell out of the cache, and the C8 case's float64 forward ran no faster on 2
+cores than on 1; halves of the plane scale.)"""
+
+
 def conv_tiles(n: int, out_shape: tuple[int, ...], cols_image_bytes: int, scratch: Scratch, limit: int) -> list[Tile]:
     """Split the ``(N, *out)`` output grid into the tiles a convolution processes one at a time.
 
     ``scratch(n_b, sizes)`` is all the scratch a tile of ``n_b`` images and ``sizes`` output positions per axis
-    needs (monotone in each); ``cols_image_bytes`` is one image's column matrix. When one image's scratch fits
-    ``limit``, the tiles hold at most ``BLOCK_BYTES`` of columns and ``MIN_WORKSPACE`` of scratch: blocks of whole
-    images (at least one), or, where one image's columns exceed ``BLOCK_BYTES`` (a volume, a large image), blocks
-    along its first spatial axis (at least one position of it: smaller tiles make the products too small) --
-    either way they depend only on the shapes, never on the limit. Otherwise each image is split to fit
-    ``limit``: along its first spatial axis into blocks that fit, and where one position of that axis does not
-    fit, each such position along the next axis (at least one output position per tile).
+    needs (monotone in each); ``cols_image_bytes`` is one image's column matrix. The tiles hold at most
+    ``BLOCK_BYTES`` of columns and ``MIN_WORKSPACE`` of scratch, so that each thread's tile stays in cache: blocks
+    of whole images (at least one) while one image's columns fit ``BLOCK_BYTES`` and its scratch the limit; else
+    each image split along its first spatial axis into blocks that fit, and where one position of that axis does
+    not fit, along the next axis -- either way they depend only on the shapes, never on the limit. Only a tile of
+    ``MIN_TILE_POSITIONS`` output positions or fewer may exceed the block (smaller tiles make the products too
+    small): as large as ``limit`` holds, and at least one output position.
     """
     if n == 0:
         return []
     per_image = scratch(1, out_shape)
     full = tuple(slice(0, o) for o in out_shape)
     positions = math.prod(out_shape)
-    if per_image > limit:
-        return _split(n, out_shape, lambda sizes: scratch(1, sizes) <= limit)
-    if cols_image_bytes <= BLOCK_BYTES:
+    if cols_image_bytes <= BLOCK_BYTES and per_image <= limit:
         # Neither term depends on the limit (which is >= MIN_WORKSPACE): the same tiles for every limit.
         step = max(1, min(BLOCK_BYTES // max(cols_image_bytes, 1), MIN_WORKSPACE // max(per_image, 1)))
         return [Tile(slice(n0, min(n, n0 + step)), full) for n0 in range(0, n, step)]
 
-    def fits(sizes: Sequence[int]) -> bool:  # shapes only: the same tiles for every limit
+    def fits(sizes: Sequence[int]) -> bool:  # shapes only (the same tiles for every limit) unless a tile of
+        # MIN_TILE_POSITIONS positions or fewer still exceeds the block: then as large as the limit holds
         cols = cols_image_bytes * math.prod(sizes) // positions
-        return sizes[0] == 1 or cols <= BLOCK_BYTES and scratch(1, sizes) <= MIN_WORKSPACE
+        if cols <= BLOCK_BYTES and scratch(1, sizes) <= min(MIN_WORKSPACE, limit):  # (a limit is >= MIN_WORKSPACE)
+            return True
+        return math.prod(sizes) <= MIN_TILE_POSITIONS and scratch(1, sizes) <= limit
 
     return _split(n, out_shape, fits)
 

@@ -20,50 +20,64 @@ threads.
 from __future__ import annotations
 
 import ctypes
-import functools
 import os
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
+from itertools import product
 from typing import Any
 
 __all__ = ["controllable", "limited", "get_blas_threads"]
 
 _lock = threading.Lock()
 _requests: Counter[int] = Counter()  # thread counts asked for by the calls running now
-_restore: int | None = None  # the process's count before the first of them
+_restore: tuple[int, ...] | None = None  # the process's count before the first of them
 
 
 class _Control:
-    """Get and set the BLAS's process-wide thread count."""
+    """Get and set the BLAS's process-wide thread count: ``get`` gives the count of each library controlled (a
+    tuple), ``set`` takes one count for all or a tuple of them."""
 
-    def __init__(self, get: Callable[[], int], set_: Callable[[int], object]) -> None:
-        self.get, self.set = get, set_
+    def __init__(self, getters: list[Callable[[], int]], setters: list[Callable[[int], object]]) -> None:
+        self.getters, self.setters = getters, setters
+
+    def get(self) -> tuple[int, ...]:
+        return tuple(int(get()) for get in self.getters)
+
+    def set(self, counts: int | tuple[int, ...]) -> None:
+        if not isinstance(counts, tuple) or len(counts) != len(self.setters):  # (a library loaded meanwhile)
+            counts = (counts if isinstance(counts, int) else max(counts),) * len(self.setters)
+        for setter, n in zip(self.setters, counts, strict=True):
+            setter(n)
 
 
 def _openblas() -> _Control | None:
-    """NumPy's OpenBLAS through its C API (a library named ``*openblas*`` this process has loaded)."""
+    """Every OpenBLAS this process has loaded (NumPy's; SciPy and scikit-learn bring copies of their own), through
+    its C API."""
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split(maxsplit=5)[-1].strip() for line in maps if "openblas" in line.lower()}
     except OSError:
         return None
+    getters, setters = [], []
     for path in sorted(p for p in paths if os.path.isfile(p)):
         try:
             lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_GLOBAL)
         except OSError:
             continue
-        for prefix in ("scipy_openblas", "openblas"):
-            for suffix in ("64_", "", "_64_"):
-                try:
-                    get = getattr(lib, f"{prefix}_get_num_threads{suffix}")
-                    set_ = getattr(lib, f"{prefix}_set_num_threads{suffix}")
-                except AttributeError:
-                    continue
-                get.restype, get.argtypes = ctypes.c_int, []
-                set_.restype, set_.argtypes = None, [ctypes.c_int]
-                return _Control(get, set_)
-    return None
+        for prefix, suffix in product(("scipy_openblas", "openblas"), ("64_", "", "_64_")):
+            try:
+                get = getattr(lib, f"{prefix}_get_num_threads{suffix}")
+                set_ = getattr(lib, f"{prefix}_set_num_threads{suffix}")
+            except AttributeError:
+                continue
+            get.restype, get.argtypes = ctypes.c_int, []
+            set_.restype, set_.argtypes = None, [ctypes.c_int]
+            getters.append(get)
+            setters.append(set_)
+            break
+    return _Control(getters, setters) if getters else None
 
 
 def _threadpoolctl() -> _Control | None:
@@ -88,15 +102,22 @@ def _threadpoolctl() -> _Control | None:
             for clear in clears:
                 clear(force=True)
 
-    def set_(n: int) -> None:
-        as_controller(lambda: [lib.set_num_threads(n) for lib in libs])
+    getters = [lib.get_num_threads for lib in libs]
+    setters = [lambda n, lib=lib: as_controller(lambda: lib.set_num_threads(n)) for lib in libs]
+    return _Control(getters, setters)
 
-    return _Control(lambda: int(libs[0].get_num_threads()), set_)
+
+_found: tuple[int, _Control | None] = (-1, None)  # (len(sys.modules) when looked for, what was found)
 
 
-@functools.cache
 def _control() -> _Control | None:
-    return _openblas() or _threadpoolctl()
+    """The BLAS libraries loaded, looked for again whenever a module was imported since (which may have loaded
+    one more: SciPy's own OpenBLAS, say)."""
+    global _found
+    modules = len(sys.modules)
+    if _found[0] != modules:
+        _found = (modules, _openblas() or _threadpoolctl())
+    return _found[1]
 
 
 def _forget() -> None:
@@ -119,21 +140,22 @@ def controllable() -> bool:
 
 
 def get_blas_threads() -> int | None:
-    """The BLAS's thread count now, or None where it cannot be read."""
+    """The BLAS's thread count now (the largest of the libraries controlled), or None where it cannot be read."""
     control = _control()
-    return None if control is None else int(control.get())
+    return None if control is None else max(control.get())
 
 
 def _apply(control: _Control) -> None:
     """Give the BLAS the smallest count asked for, or the process's own once nobody asks (``_lock`` held)."""
     global _restore
+    now = control.get()
     if _requests:
         if _restore is None:
-            _restore = int(control.get())
-        wanted = min(_requests)
+            _restore = now
+        wanted = (min(_requests),) * len(now)
     else:
         wanted, _restore = _restore, None
-    if wanted is not None and control.get() != wanted:
+    if wanted is not None and now != wanted:
         control.set(wanted)
 
 
