@@ -1,5 +1,5 @@
 """The BLAS's thread count in the engine's hands (runtime.blas), tiles on the engine's threads with one-thread
-products (parallel.map_tiles), sums added in block order (parallel.InOrder), and conv results that depend on no
+products (parallel.map_tiles), sums added in block order (map_blocks' then), and conv results that depend on no
 thread count: neither the engine's nor the BLAS's the caller set."""
 
 from __future__ import annotations
@@ -113,36 +113,40 @@ def test_map_tiles_without_a_controllable_blas_runs_the_blocks_on_the_calling_th
     assert idents == {threading.get_ident()}
 
 
-def test_in_order_adds_the_parts_in_block_order_whichever_thread_finishes_first():
-    order, added = parallel.InOrder(), []
+def test_then_adds_the_parts_in_block_order_whichever_thread_finishes_first():
+    added = []
 
     def work(block, state):
         time.sleep(0.002 * ((7 * block) % 5))  # blocks finish out of order
-        with order.turn(block):
-            added.append(block)
+        return block * 10
 
     ic.set_num_threads(2)
-    parallel.map_blocks(work, list(range(30)), lambda: None)
-    assert added == list(range(30))
+    parallel.map_blocks(work, list(range(30)), lambda: None, then=lambda block, part, state: added.append(part))
+    assert added == [10 * b for b in range(30)]
 
 
-def test_in_order_wakes_every_waiting_turn_when_a_block_fails():
-    order = parallel.InOrder()
-    errors = []
+def test_a_failing_block_wakes_the_waiting_turns_and_its_own_error_is_raised():
+    added = []
 
-    def late():
+    def work(block, state):
+        if block == 3:
+            time.sleep(0.05)  # the other thread's later blocks wait for block 3's turn meanwhile
+            raise KeyError("block 3")
+        return block
+
+    ic.set_num_threads(2)
+    done = threading.Event()
+
+    def call():
         try:
-            with order.turn(1):
-                pass
-        except RuntimeError as exc:
-            errors.append(str(exc))
+            parallel.map_blocks(work, list(range(20)), lambda: None, then=lambda b, part, s: added.append(part))
+        except KeyError as exc:
+            added.append(str(exc))
+        done.set()
 
-    t = threading.Thread(target=late)
-    t.start()
-    time.sleep(0.01)
-    order.abort()  # block 0 failed: block 1 must not wait for it forever
-    t.join(timeout=5)
-    assert not t.is_alive() and errors == ["an earlier block failed"]
+    threading.Thread(target=call, daemon=True).start()
+    assert done.wait(timeout=10)  # no turn waits forever for the failed block
+    assert added == [0, 1, 2, "'block 3'"]  # the blocks before it, in order; then block 3's own error
 
 
 # --- conv results do not depend on any thread count -----------------------------------------------------------

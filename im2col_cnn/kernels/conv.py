@@ -29,7 +29,7 @@ import numpy as np
 from ..geometry.phases import Phase, column_entries, phases
 from ..geometry.tiles import Tile, conv_tiles, tile_sizes
 from ..geometry.windows import WindowGeometry
-from ..runtime.parallel import InOrder, map_tiles
+from ..runtime.parallel import map_tiles
 from ..runtime.workspace import BLOCK_BYTES, Buffers
 from . import depthwise, planar, wide
 from .columns import ALL, grouped_weights, scatter_tile, tile_columns
@@ -270,7 +270,6 @@ def _scatter_input_grad(
     if not whole:
         dx[...] = 0
     in_shape = geom.in_shape
-    order = InOrder()  # split images: tiles add their overlapping borders in tile order
 
     def scatter(tile: Tile, dcols: np.ndarray, bufs: Buffers) -> None:
         m = dcols.shape[0]
@@ -296,28 +295,21 @@ def _scatter_input_grad(
             region = dx[(tile.images, *(slice(a, b) for a, b in reach))]
             region += slab
 
-    def work(item: tuple[int, Tile], bufs: Buffers) -> None:
-        index, tile = item
-        try:
-            d = tile_rows(dout, tile, bufs, "dout")  # (m, C_out)
-            m = d.shape[0]
-            dcols = bufs.get("dcols", (m, groups, k // groups))  # (m, G, Kg): group-major columns
-            if groups == 1:
-                np.matmul(d, wg_t[0], out=dcols[:, 0])  # (m, C_out) @ (C_out, K)
-            else:  # (G, m, C_out_g) @ (G, C_out_g, Kg) -> (G, m, Kg)
-                g_d = d.reshape(m, groups, c_out // groups).transpose(1, 0, 2)
-                np.matmul(g_d, wg_t, out=dcols.transpose(1, 0, 2))
-        except BaseException:
-            order.abort()
-            raise
-        if whole:
+    def work(tile: Tile, bufs: Buffers) -> np.ndarray:
+        d = tile_rows(dout, tile, bufs, "dout")  # (m, C_out)
+        m = d.shape[0]
+        dcols = bufs.get("dcols", (m, groups, k // groups))  # (m, G, Kg): group-major columns
+        if groups == 1:
+            np.matmul(d, wg_t[0], out=dcols[:, 0])  # (m, C_out) @ (C_out, K)
+        else:  # (G, m, C_out_g) @ (G, C_out_g, Kg) -> (G, m, Kg)
+            np.matmul(d.reshape(m, groups, c_out // groups).transpose(1, 0, 2), wg_t, out=dcols.transpose(1, 0, 2))
+        if whole:  # the tile owns its images' part of dx
             scatter(tile, dcols, bufs)
-            return
-        with order.turn(index):
-            scatter(tile, dcols, bufs)
+        return dcols
 
     threads = tile_threads(dx.shape, dout.itemsize, geom, tiles, limit, c_out, always_slab=True)
-    map_tiles(work, list(enumerate(tiles)), lambda: Buffers(dout.dtype), max_threads=threads)
+    # Tiles of a split image overlap at their borders: they add into dx in tile order.
+    map_tiles(work, tiles, lambda: Buffers(dout.dtype), max_threads=threads, then=None if whole else scatter)
 
 
 def weight_grad(
@@ -353,28 +345,24 @@ def weight_grad(
     k_g = geom.taps * c_in_g
     dw = np.zeros((groups, k_g, c_out // groups), dtype=x.dtype)
     tiles = tiles or column_tiles(x.shape, x.itemsize, geom, limit, c_out)
-    order = InOrder()  # the tiles' partial products are added up in tile order, whichever thread made them
 
-    def work(item: tuple[int, Tile], bufs: Buffers) -> None:
-        index, tile = item
-        try:
-            cols = tile_columns(x, geom, tile, tiles[0], bufs, groups)  # (m, K)
-            d = tile_rows(dout, tile, bufs, "dout")  # (m, C_out)
-            m = d.shape[0]
-            partial = bufs.get("partial", dw.shape)
-            if groups == 1:
-                np.matmul(cols.T, d, out=partial[0])  # (K, m) @ (m, C_out)
-            else:  # (G, Kg, m) @ (G, m, C_out_g) -> (G, Kg, C_out_g)
-                g_cols = cols.reshape(m, groups, k_g).transpose(1, 2, 0)
-                np.matmul(g_cols, d.reshape(m, groups, c_out // groups).transpose(1, 0, 2), out=partial)
-        except BaseException:
-            order.abort()
-            raise
-        with order.turn(index):
-            np.add(dw, partial, out=dw)
+    def work(tile: Tile, bufs: Buffers) -> np.ndarray:
+        cols = tile_columns(x, geom, tile, tiles[0], bufs, groups)  # (m, K)
+        d = tile_rows(dout, tile, bufs, "dout")  # (m, C_out)
+        m = d.shape[0]
+        partial = bufs.get("partial", dw.shape)
+        if groups == 1:
+            np.matmul(cols.T, d, out=partial[0])  # (K, m) @ (m, C_out)
+        else:  # (G, Kg, m) @ (G, m, C_out_g) -> (G, Kg, C_out_g)
+            g_cols = cols.reshape(m, groups, k_g).transpose(1, 2, 0)
+            np.matmul(g_cols, d.reshape(m, groups, c_out // groups).transpose(1, 0, 2), out=partial)
+        return partial
 
     threads = tile_threads(x.shape, x.itemsize, geom, tiles, limit, c_out, more=dw.nbytes)
-    map_tiles(work, list(enumerate(tiles)), lambda: Buffers(x.dtype), max_threads=threads)
+    # The tiles' partial products are added up in tile order, whichever thread made them.
+    map_tiles(
+        work, tiles, lambda: Buffers(x.dtype), max_threads=threads, then=lambda _, part, __: np.add(dw, part, out=dw)
+    )
     # (G, Kg, C_out_g) -> (Kg, G, C_out_g) -> (*kernel, C_in_g, C_out)
     return dw.transpose(1, 0, 2).reshape(*geom.kernel, c_in_g, c_out), None
 

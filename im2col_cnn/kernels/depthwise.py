@@ -20,7 +20,7 @@ import numpy as np
 
 from ..geometry.tiles import Tile, conv_tiles, tile_sizes
 from ..geometry.windows import WindowGeometry
-from ..runtime.parallel import InOrder, map_blocks
+from ..runtime.parallel import map_blocks
 from ..runtime.workspace import Buffers
 from .columns import ALL, shift, stage
 
@@ -156,7 +156,6 @@ def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.nda
     letters = "uvw"[:nd]  # the spatial axes' subscripts
     contract = f"n{letters}cq,cq->n{letters}c"
     whole = tiles[0].box == geom.full_box()
-    order = InOrder()  # tiles of a split image overlap at their borders: they add into dx in tile order
 
     def accumulate(tile: Tile, bufs: Buffers) -> tuple[np.ndarray, list[tuple[int, int]]] | None:
         """The tile's gradient, in dx itself (channels-last in memory, whole images) or in a slab of its reach."""
@@ -181,20 +180,14 @@ def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.nda
             g += prod
         return (target, reach) if reach else None
 
-    def work(item: tuple[int, Tile], bufs: Buffers) -> None:
-        index, tile = item
-        try:
-            slab = accumulate(tile, bufs)
-        except BaseException:
-            order.abort()
-            raise
-        with order.turn(index):
-            if slab is not None:
-                region = dx[(tile.images, *(slice(a, b) for a, b in slab[1]))]
-                region += slab[0]
+    def add_in(tile: Tile, slab: tuple[np.ndarray, list[tuple[int, int]]] | None, _: Buffers) -> None:
+        if slab is not None:
+            region = dx[(tile.images, *(slice(a, b) for a, b in slab[1]))]
+            region += slab[0]
 
     threads = _threads(room, slab_room, dx.itemsize, limit)
-    map_blocks(work, list(enumerate(tiles)), lambda: Buffers(dx.dtype), max_threads=threads)
+    # Tiles of a split image overlap at their borders: their slabs are added into dx in tile order.
+    map_blocks(accumulate, tiles, lambda: Buffers(dx.dtype), max_threads=threads, then=add_in)
     return dx
 
 
@@ -208,25 +201,21 @@ def weight_grad(x: np.ndarray, dout: np.ndarray, geom: WindowGeometry, limit: in
     room, slab_room = _room(tiles, geom, c_in, c_out)
     letters = "uvw"[: geom.ndim]  # the spatial axes' subscripts
     contract = f"n{letters}c,n{letters}cq->cq"
-    order = InOrder()  # the tiles' parts are added up in tile order, whichever thread made them
 
-    def work(item: tuple[int, Tile], bufs: Buffers) -> None:
-        index, tile = item
-        try:
-            d = _contiguous(dout[(tile.images, *tile.box)], bufs, room)  # (n_b, *sizes, C_out)
-            d5 = d.reshape(*d.shape[:-1], c_in, c_out // c_in)  # (n_b, *sizes, C_in, multiplier)
-            xb, origin = _input_block(x, geom, tile, bufs, slab_room)
-            part = bufs.get("part", dw.shape)
-            part.fill(0)
-            for combo, out_box, in_box in geom.offsets(tile.box):
-                # Σ over (n, *positions) of x[..., c] * dout[..., c, q] -> (C_in, multiplier)
-                part[combo] = np.einsum(contract, xb[(ALL, *_at(in_box, origin))], d5[(ALL, *out_box)])
-        except BaseException:
-            order.abort()
-            raise
-        with order.turn(index):
-            np.add(dw, part, out=dw)
+    def work(tile: Tile, bufs: Buffers) -> np.ndarray:
+        d = _contiguous(dout[(tile.images, *tile.box)], bufs, room)  # (n_b, *sizes, C_out)
+        d5 = d.reshape(*d.shape[:-1], c_in, c_out // c_in)  # (n_b, *sizes, C_in, multiplier)
+        xb, origin = _input_block(x, geom, tile, bufs, slab_room)
+        part = bufs.get("part", dw.shape)
+        part.fill(0)
+        for combo, out_box, in_box in geom.offsets(tile.box):
+            # Σ over (n, *positions) of x[..., c] * dout[..., c, q] -> (C_in, multiplier)
+            part[combo] = np.einsum(contract, xb[(ALL, *_at(in_box, origin))], d5[(ALL, *out_box)])
+        return part
 
     threads = _threads(room, slab_room, x.itemsize, limit, more=dw.nbytes)
-    map_blocks(work, list(enumerate(tiles)), lambda: Buffers(x.dtype), max_threads=threads)
+    # The tiles' parts are added up in tile order, whichever thread made them.
+    map_blocks(
+        work, tiles, lambda: Buffers(x.dtype), max_threads=threads, then=lambda _, part, __: np.add(dw, part, out=dw)
+    )
     return dw.reshape(*geom.kernel, 1, c_out)

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..geometry.windows import WindowGeometry
-from ..runtime.parallel import InOrder, map_tiles
+from ..runtime.parallel import map_tiles
 from ..runtime.workspace import BLOCK_BYTES, MIN_WORKSPACE, Buffers
 from .columns import ALL, fill_outside
 
@@ -179,22 +179,21 @@ def weight_grad(
     k = geom.taps * c
     total = np.zeros((k + with_bias, c_out), dtype=x.dtype)
     room = _rooms(blocks, geom, c, c_out)
-    order = InOrder()  # the blocks' partial products are added up in block order, whichever thread made them
 
-    def work(item: tuple[int, slice], bufs: Buffers) -> None:
-        index, images = item
-        try:
-            cols_t = _columns_t(_planes(x, images, geom, bufs, room["planes"]), geom, bufs, with_bias, room["cols"])
-            partial = bufs.get("partial", total.shape)
-            np.matmul(cols_t, _rows(dout, images, bufs, room["rows"]), out=partial)  # (K [+1], m) @ (m, C_out)
-        except BaseException:
-            order.abort()
-            raise
-        with order.turn(index):
-            np.add(total, partial, out=total)
+    def work(images: slice, bufs: Buffers) -> np.ndarray:
+        cols_t = _columns_t(_planes(x, images, geom, bufs, room["planes"]), geom, bufs, with_bias, room["cols"])
+        partial = bufs.get("partial", total.shape)
+        return np.matmul(cols_t, _rows(dout, images, bufs, room["rows"]), out=partial)  # (K [+1], m) @ (m, C_out)
 
     threads = _threads(room, x.itemsize, limit, more=total.nbytes)
-    map_tiles(work, list(enumerate(blocks)), lambda: Buffers(x.dtype), max_threads=threads)
+    # The blocks' partial products are added up in block order, whichever thread made them.
+    map_tiles(
+        work,
+        blocks,
+        lambda: Buffers(x.dtype),
+        max_threads=threads,
+        then=lambda _, part, __: np.add(total, part, out=total),
+    )
     return total[:k].reshape(*geom.kernel, c, c_out), (total[k].copy() if with_bias else None)
 
 

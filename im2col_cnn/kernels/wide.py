@@ -30,7 +30,7 @@ import numpy as np
 from ..geometry.tiles import Tile
 from ..geometry.windows import WindowGeometry
 from ..runtime.layout import caller_layout
-from ..runtime.parallel import InOrder, get_num_threads, map_tiles
+from ..runtime.parallel import get_num_threads, map_tiles
 from ..runtime.workspace import Buffers
 from .columns import ALL, gather_taps, grouped_weights, scatter_taps
 from .planar import SMALL_CHANNELS
@@ -143,22 +143,14 @@ def _sum_partials(
     """``dw += Σ_i cols_i · d_iᵀ``, block by block in order (whichever thread made a block's products):
     ``partials(images, bufs)`` gives a block's ``cols`` (n_b, G, K_g, P) and ``d`` (n_b, G, C_out_g, P); ``dw`` is
     (G, K_g, C_out_g)."""
-    order = InOrder()
 
-    def work(item: tuple[int, slice], bufs: Buffers) -> None:
-        index, images = item
-        try:
-            cols, d = partials(images, bufs)
-            partial = bufs.get("partial", (cols.shape[0], *dw.shape))
-            np.matmul(cols, d.transpose(0, 1, 3, 2), out=partial)  # (n_b, G, K_g, P) @ (n_b, G, P, C_out_g)
-            block_sum = partial.sum(axis=0)
-        except BaseException:
-            order.abort()
-            raise
-        with order.turn(index):
-            np.add(dw, block_sum, out=dw)
+    def work(images: slice, bufs: Buffers) -> np.ndarray:
+        cols, d = partials(images, bufs)
+        partial = bufs.get("partial", (cols.shape[0], *dw.shape))
+        np.matmul(cols, d.transpose(0, 1, 3, 2), out=partial)  # (n_b, G, K_g, P) @ (n_b, G, P, C_out_g)
+        return partial.sum(axis=0)
 
-    map_tiles(work, list(enumerate(blocks)), lambda: Buffers(dw.dtype), max_threads=threads)
+    map_tiles(work, blocks, lambda: Buffers(dw.dtype), max_threads=threads, then=lambda _, s, __: np.add(dw, s, out=dw))
 
 
 def pointwise_weight_grad(

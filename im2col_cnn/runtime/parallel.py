@@ -4,7 +4,7 @@ NumPy's ufuncs and the BLAS release the GIL, so blocks of work (pooling tiles; c
 products, :func:`map_tiles`) run on several threads at once. How many: :func:`set_num_threads` if called, else the
 environment variable ``IM2COL_CNN_NUM_THREADS``, else the number of cores this process may run on
 (``os.sched_getaffinity``) -- and never more threads than those cores. Every block writes its own disjoint part of
-the result (or adds its part of a sum in block order, :class:`InOrder`) and computes it the same way whichever
+the result (or hands its part of a sum to be added in block order) and computes it the same way whichever
 thread runs it, so results never depend on the number of threads.
 """
 
@@ -19,13 +19,14 @@ from typing import TypeVar
 from . import blas
 from .checks import as_int
 
-__all__ = ["ENV_VAR", "available_cores", "get_num_threads", "set_num_threads", "map_blocks", "map_tiles", "InOrder"]
+__all__ = ["ENV_VAR", "available_cores", "get_num_threads", "set_num_threads", "map_blocks", "map_tiles"]
 
 ENV_VAR = "IM2COL_CNN_NUM_THREADS"
 """Environment variable giving the default number of threads (an int >= 1)."""
 
 B = TypeVar("B")
 S = TypeVar("S")
+P = TypeVar("P")
 
 _requested: int | None = None  # set_num_threads's value; None: the environment variable or the cores
 _executor: ThreadPoolExecutor | None = None
@@ -91,38 +92,54 @@ def _forget_pool() -> None:  # a forked child has none of its parent's threads
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
-_DONE = object()
-
 
 def map_blocks(
-    work: Callable[[B, S], None], blocks: Sequence[B], make_state: Callable[[], S], *, max_threads: int | None = None
+    work: Callable[[B, S], P],
+    blocks: Sequence[B],
+    make_state: Callable[[], S],
+    *,
+    max_threads: int | None = None,
+    then: Callable[[B, P, S], None] | None = None,
 ) -> None:
     """Run ``work(block, state)`` for every block, on up to :func:`get_num_threads` threads (``max_threads`` at
     most), the calling thread included. Each thread makes its own ``state`` (e.g. scratch buffers) once, and takes
-    the next block when done with one. Blocks must write disjoint outputs. An exception in any block is raised
-    here, after the other threads have stopped taking blocks.
+    the next block when done with one. Blocks must write disjoint outputs -- or hand what they share to ``then``:
+    ``then(block, part, state)``, ``part`` what ``work`` returned, runs for the blocks one at a time in their
+    order, whichever thread made them (so a sum over blocks is added up the same way for every thread count). An
+    exception in any block is raised here, after the other threads have stopped taking blocks.
     """
     threads = min(get_num_threads(), len(blocks), max_threads or len(blocks))
     if threads <= 1:
         state = make_state()
         for block in blocks:
-            work(block, state)
+            part = work(block, state)
+            if then is not None:
+                then(block, part, state)
         return
-    queue = iter(blocks)
+    queue = enumerate(blocks)
     lock = threading.Lock()
     failed = threading.Event()
+    order = _InOrder(failed) if then is not None else None
 
     def run() -> None:
         state = make_state()
         while not failed.is_set():
             with lock:
-                block = next(queue, _DONE)
-            if block is _DONE:
+                item = next(queue, None)
+            if item is None:
                 return
+            index, block = item
             try:
-                work(block, state)  # type: ignore[arg-type]
+                part = work(block, state)
+                if order is not None:
+                    with order.turn(index):
+                        then(block, part, state)  # type: ignore[misc]
+            except _EarlierBlockFailed:
+                return
             except BaseException:
                 failed.set()
+                if order is not None:
+                    order.wake()
                 raise
 
     futures = [_pool().submit(run) for _ in range(threads - 1)]
@@ -136,7 +153,12 @@ def map_blocks(
 
 
 def map_tiles(
-    work: Callable[[B, S], None], blocks: Sequence[B], make_state: Callable[[], S], *, max_threads: int | None = None
+    work: Callable[[B, S], P],
+    blocks: Sequence[B],
+    make_state: Callable[[], S],
+    *,
+    max_threads: int | None = None,
+    then: Callable[[B, P, S], None] | None = None,
 ) -> None:
     """:func:`map_blocks` for blocks whose work includes matrix products, each of which then runs on one BLAS
     thread (:func:`~im2col_cnn.runtime.blas.limited`), whatever the number of engine threads: so every pass of a
@@ -146,28 +168,33 @@ def map_tiles(
     """
     with blas.limited(1) as held:
         if len(blocks) == 1:
-            work(blocks[0], make_state())
+            state = make_state()
+            part = work(blocks[0], state)
+            if then is not None:
+                then(blocks[0], part, state)
         else:
-            map_blocks(work, blocks, make_state, max_threads=max_threads if held else 1)
+            map_blocks(work, blocks, make_state, max_threads=max_threads if held else 1, then=then)
 
 
-class InOrder:
-    """Blocks numbered 0, 1, ... in the order :func:`map_blocks` hands them out take turns: block ``i``'s
-    :meth:`turn` waits for block ``i - 1``'s, so a sum of per-block parts is added up in block order, the same for
-    every thread count. A block that fails calls :meth:`abort`, which wakes every waiting turn with an error."""
+class _EarlierBlockFailed(Exception):
+    """A block waiting for its turn learns that another block failed: it stops, and that block's error is raised."""
 
-    def __init__(self) -> None:
+
+class _InOrder:
+    """Blocks numbered 0, 1, ... take turns: block ``i``'s :meth:`turn` waits for block ``i - 1``'s; a failed
+    block sets ``failed`` and calls :meth:`wake`, which ends every waiting turn."""
+
+    def __init__(self, failed: threading.Event) -> None:
         self.next = 0
-        self.failed = False
+        self.failed = failed
         self.cond = threading.Condition()
 
     def turn(self, index: int) -> _Turn:
         """Context manager: the ``with`` block runs once blocks ``0 .. index - 1`` have had their turns."""
         return _Turn(self, index)
 
-    def abort(self) -> None:
+    def wake(self) -> None:
         with self.cond:
-            self.failed = True
             self.cond.notify_all()
 
 
@@ -176,22 +203,20 @@ class _Turn:
 
     __slots__ = ("order", "index")
 
-    def __init__(self, order: InOrder, index: int) -> None:
+    def __init__(self, order: _InOrder, index: int) -> None:
         self.order, self.index = order, index
 
     def __enter__(self) -> None:
         order = self.order
         order.cond.acquire()
-        if order.next != self.index and not order.failed:
-            order.cond.wait_for(lambda: order.next == self.index or order.failed)
-        if order.failed:
+        if order.next != self.index and not order.failed.is_set():
+            order.cond.wait_for(lambda: order.next == self.index or order.failed.is_set())
+        if order.failed.is_set():
             order.cond.release()
-            raise RuntimeError("an earlier block failed")
+            raise _EarlierBlockFailed
 
-    def __exit__(self, exc_type: object, *rest: object) -> None:
+    def __exit__(self, *exc: object) -> None:
         order = self.order
-        if exc_type is not None:
-            order.failed = True
         order.next += 1
         order.cond.notify_all()
         order.cond.release()
