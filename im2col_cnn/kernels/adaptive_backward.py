@@ -3,7 +3,9 @@
 A position is covered by one window along each axis except where consecutive windows overlap, so the bulk is one
 gather per axis and the overlapping positions are added in afterwards (:meth:`AdaptiveAxis.owners
 <im2col_cnn.geometry.adaptive.AdaptiveAxis.owners>`). Average pooling spreads ``dout / count`` axis by axis; max
-pooling keeps ``dout`` where the covering window's winner is that position. Tiles
+pooling keeps ``dout`` where the covering window's winner is that position -- where one image's winners fit a
+thread's scratch, each window's ``dout`` is added at its winner instead
+(:mod:`~im2col_cnn.kernels.winner_scatter`). Tiles
 (:func:`~im2col_cnn.geometry.tiles.input_tiles`) write disjoint parts of ``dx``, so results do not depend on them
 or on the threads.
 """
@@ -21,6 +23,7 @@ from ..runtime.layout import empty_channels_last
 from ..runtime.parallel import map_blocks
 from .adaptive import _planes, _shape_along, _take, adaptive_tile_bytes
 from .pool_plan import ALL, Scratch, max_workers
+from .winner_scatter import scatter_winners, winner_scatter_fits
 
 __all__ = ["adaptive_scatter"]
 
@@ -39,6 +42,16 @@ def adaptive_scatter(
     """Gradient of an adaptive pooling: ``dout`` (N, *out, C) -> ``dx`` (``x_shape`` (N, *spatial, C), ``dtype``),
     allocated in the caller's layout and returned as a channels-last view. ``'avg'`` spreads ``dout / counts``;
     ``'max'`` sends each window's ``dout`` to its ``winners`` position."""
+    # Gathering per covering window costs about one pass per combination of the windows covering a position;
+    # routing from the windows' side, a few passes per combination of taps: the cheaper one.
+    by_window = 2 * math.prod(a.extent for a in axes) < math.prod(a.mean_coverage for a in axes)
+    if kind == "max" and not by_window and winner_scatter_fits(x_shape, dout.shape):
+        win = winners  # each window's gradient added at its winner
+
+        def spatial_index(images: slice) -> np.ndarray:
+            return win[images].astype(np.int64)  # type: ignore[index]
+
+        return scatter_winners(dout, x_shape, spatial_index, dtype=dtype, channels_first=channels_first)
     dx = result = empty_channels_last(x_shape, dtype, channels_first)
     if channels_first:  # the same memory as (N*C, *spatial, 1) planes where every array is laid out so
         planes = [_planes(a) for a in (dx, dout, *([winners] if winners is not None else []))]
@@ -46,10 +59,6 @@ def adaptive_scatter(
             dx, dout, *rest = planes  # type: ignore[assignment]
             winners = rest[0] if rest else None
             x_shape = dx.shape
-
-    # Gathering per covering window costs about one pass per combination of the windows covering a position;
-    # routing from the windows' side, a few passes per combination of taps: the cheaper one.
-    by_window = 2 * math.prod(a.extent for a in axes) < math.prod(a.mean_coverage for a in axes)
 
     def work(tile: PoolTile, scratch: Scratch) -> None:
         dxt = dx[tile.inp()]

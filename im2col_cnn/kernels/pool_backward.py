@@ -5,7 +5,8 @@ so tiles write disjoint parts of ``dx`` and each element adds its contributions 
 tiling. Max pooling sends a window's gradient where its recorded winner says (a multiply by a mask, never a
 select), or, with ``ties='all'``, to every position equal to its maximum, one stride phase of the input at a
 time; average pooling spreads it over the taps of the last spatial axis, then of each earlier one (separable),
-or straight onto the input when windows do not overlap.
+or straight onto the input when windows do not overlap. Max pooling over overlapping windows with recorded winners
+adds each window's gradient at its winner instead (:mod:`~im2col_cnn.kernels.winner_scatter`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from ..geometry.tiles import PoolTile, input_tiles, tile_key
 from ..geometry.windows import Axis, Tap, WindowGeometry
 from ..runtime.layout import empty_channels_last
 from ..runtime.parallel import map_blocks
+from .pool_forward import argmax_indices
 from .pool_plan import ALL, Index, Scratch, code_steps, max_workers
+from .winner_scatter import scatter_winners, winner_scatter_fits
 
 __all__ = ["scatter_windows"]
 
@@ -46,6 +49,14 @@ def scatter_windows(
     ``peak`` (N, *out, C); ``kind='avg'`` spreads ``dout / divisor``. ``dx`` is allocated in the caller's layout
     and returned as a channels-last view.
     """
+    overlap = not all(axis.disjoint for axis in geom.axes)
+    if kind == "max" and winners is not None and overlap and winner_scatter_fits(x_shape, dout.shape):
+        win = winners  # overlapping windows: each window's gradient added at its winner
+
+        def spatial_index(images: slice) -> np.ndarray:
+            return argmax_indices(win[images], geom, channels_first)
+
+        return scatter_winners(dout, x_shape, spatial_index, dtype=dtype, channels_first=channels_first)
     dx = empty_channels_last(x_shape, dtype, channels_first)
 
     def work(tile: PoolTile, scratch: Scratch) -> None:

@@ -314,17 +314,15 @@ def argmax_indices(win: np.ndarray, geom: WindowGeometry, channels_first: bool) 
     """PyTorch's ``return_indices``: the flat index into the unpadded spatial input (``h * W + w`` in 2-D) of each
     window's winner (N, *out, C), int64, as a channels-last view."""
     idx = empty_channels_last(win.shape, np.dtype(np.int64), channels_first)
-    idx.fill(0)
     nd = geom.ndim
-    steps = code_steps(geom.kernel)
-    tap = np.empty(win.shape, dtype=np.int64)
+    in_steps = [math.prod(geom.in_shape[a + 1 :]) for a in range(nd)]
+    # Winner code c = sum of tap_a * step_a (row-major over the kernel) reads input o_a*s_a - lo_a + tap_a*d_a
+    # along each axis: the taps' part of the flat index, looked up by code, plus each window's start.
+    shift = np.zeros((), dtype=np.int64)
+    start = np.zeros((), dtype=np.int64)
     for a, axis in enumerate(geom.axes):
-        in_step = math.prod(geom.in_shape[a + 1 :])
-        # Winner code c holds tap (c // step) % k along this axis, which reads input o*s - lo + tap*d.
-        np.floor_divide(win, steps[a], out=tap)
-        np.remainder(tap, axis.k, out=tap)
-        tap *= axis.d * in_step
-        idx += tap
-        starts = (np.arange(axis.out) * axis.s - axis.lo) * in_step
-        idx += starts.reshape((1,) * (a + 1) + (axis.out,) + (1,) * (nd - a))  # (..., o_a, ..., 1)
+        shift = np.add.outer(shift, np.arange(axis.k, dtype=np.int64) * (axis.d * in_steps[a]))
+        start = np.add.outer(start, (np.arange(axis.out, dtype=np.int64) * axis.s - axis.lo) * in_steps[a])
+    np.take(shift.reshape(-1), win, out=idx, mode="clip")  # (prod(kernel),)[code] -> (N, *out, C); unbuffered
+    idx += start[..., None]  # (*out, 1)
     return idx

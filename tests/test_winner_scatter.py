@@ -1,0 +1,183 @@
+"""Max pooling's gradient over overlapping windows, added at each window's winner (the winner-scatter kernel):
+against the reference loops, a position that wins several windows, non-finite gradients, both layouts, every
+thread count, and images too large for it (the pooling kernels then)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import im2col_cnn as ic
+import reference as ref
+from im2col_cnn.kernels import pool_backward as pool_backward_module
+from im2col_cnn.kernels import winner_scatter
+
+# (forward, reference forward, reference backward, x shape channels-last, hyperparameters)
+CASES = {
+    "max_pool1d k3 s2 p1": (
+        ic.max_pool1d_forward,
+        ref.max_pool1d_forward,
+        ref.max_pool1d_backward,
+        (3, 17, 5),
+        dict(kernel_size=3, stride=2, padding=1),
+    ),
+    "max_pool2d k3 s2 p1": (
+        ic.max_pool2d_forward,
+        ref.max_pool2d_forward,
+        ref.max_pool2d_backward,
+        (3, 11, 9, 4),
+        dict(kernel_size=3, stride=2, padding=1),
+    ),
+    "max_pool2d k3 s1 dilation 2 ceil": (
+        ic.max_pool2d_forward,
+        ref.max_pool2d_forward,
+        ref.max_pool2d_backward,
+        (2, 10, 12, 3),
+        dict(kernel_size=3, stride=1, dilation=2, ceil_mode=True),
+    ),
+    "max_pool3d k3 s2": (
+        ic.max_pool3d_forward,
+        ref.max_pool3d_forward,
+        ref.max_pool3d_backward,
+        (2, 7, 6, 9, 3),
+        dict(kernel_size=3, stride=2),
+    ),
+    "adaptive_max_pool1d 13 -> 4": (
+        ic.adaptive_max_pool1d_forward,
+        ref.adaptive_max_pool1d_forward,
+        ref.adaptive_max_pool1d_backward,
+        (4, 13, 3),
+        dict(output_size=4),
+    ),
+    "adaptive_max_pool2d 14 -> 5 (the A2 case's windows)": (
+        ic.adaptive_max_pool2d_forward,
+        ref.adaptive_max_pool2d_forward,
+        ref.adaptive_max_pool2d_backward,
+        (3, 14, 14, 6),
+        dict(output_size=5),
+    ),
+    "adaptive_max_pool2d 11x10 -> 4x3 (no stride)": (
+        ic.adaptive_max_pool2d_forward,
+        ref.adaptive_max_pool2d_forward,
+        ref.adaptive_max_pool2d_backward,
+        (2, 11, 10, 3),
+        dict(output_size=(4, 3)),
+    ),
+    "adaptive_max_pool3d 7x9x5 -> 3x4x2": (
+        ic.adaptive_max_pool3d_forward,
+        ref.adaptive_max_pool3d_forward,
+        ref.adaptive_max_pool3d_backward,
+        (2, 7, 9, 5, 3),
+        dict(output_size=(3, 4, 2)),
+    ),
+}
+FORMATS = {3: ("NWC", "NCW"), 4: ("NHWC", "NCHW"), 5: ("NDHWC", "NCDHW")}
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts the calls of the winner-scatter kernel, so that each test knows it ran."""
+    seen = []
+    real = winner_scatter.scatter_winners
+
+    def spy(*args, **kwargs):
+        seen.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pool_backward_module, "scatter_winners", spy)
+    from im2col_cnn.kernels import adaptive_backward
+
+    monkeypatch.setattr(adaptive_backward, "scatter_winners", spy)
+    return seen
+
+
+def _channels_first(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.moveaxis(a, -1, 1))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", [0, 1])
+def test_matches_the_reference_loops(name, dtype, layout, calls):
+    forward, ref_forward, ref_backward, shape, kw = CASES[name]
+    fmt = FORMATS[len(shape)][layout]
+    rng = np.random.default_rng(7)
+    x = rng.integers(-4, 5, shape).astype(dtype)  # small integers: many ties, first maximum wins
+    x = _channels_first(x) if layout else x
+    out, cache = forward(x, data_format=fmt, **kw)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dx = _backward(forward)(dout, cache)
+    assert calls, "the winner-scatter kernel did not run"
+    ref_out, ref_cache = ref_forward(x.astype(np.float64), data_format=fmt, **kw)
+    np.testing.assert_array_equal(out, ref_out.astype(dtype))
+    np.testing.assert_array_equal(cache.indices, ref_cache.indices)
+    expected = ref_backward(dout.astype(np.float64), ref_cache)
+    assert dx.dtype == dtype and dx.shape == x.shape
+    np.testing.assert_allclose(dx, expected, rtol=1e-6 if dtype == np.float32 else 1e-14, atol=0)
+
+
+def _backward(forward):
+    return getattr(ic, forward.__name__.replace("_forward", "_backward"))
+
+
+def test_a_position_winning_four_windows_gets_their_sum(calls):
+    """3x3 windows at stride 2: input (2, 2) lies in four windows; its maximum wins all four."""
+    x = np.zeros((1, 5, 5, 1))
+    x[0, 2, 2, 0] = 9.0
+    out, cache = ic.max_pool2d_forward(x, 3, stride=2)
+    dout = np.array([1.0, 10.0, 100.0, 1000.0]).reshape(1, 2, 2, 1)
+    dx = ic.max_pool2d_backward(dout, cache)
+    assert calls
+    expected = np.zeros_like(x)
+    expected[0, 2, 2, 0] = 1111.0
+    np.testing.assert_array_equal(dx, expected)
+
+
+def test_non_finite_gradients_reach_only_their_winners(calls):
+    x = np.arange(2 * 9 * 9 * 2, dtype=np.float64).reshape(2, 9, 9, 2)
+    out, cache = ic.max_pool2d_forward(x, 3, stride=2, padding=1)
+    dout = np.ones(out.shape)
+    dout[0, 1, 1, 0] = np.inf
+    dout[1, 2, 3, 1] = np.nan
+    dx = ic.max_pool2d_backward(dout, cache)
+    assert calls
+    expected = ref.max_pool2d_backward(dout, ref.max_pool2d_forward(x, 3, stride=2, padding=1)[1])
+    np.testing.assert_array_equal(dx, expected)  # inf and NaN where they win, finite elsewhere
+    assert np.isinf(dx).sum() == 1 and np.isnan(dx).sum() == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_identical_for_every_thread_count_and_layout(dtype, calls):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((24, 27, 27, 32)).astype(dtype)  # 3 blocks of images
+    dout = rng.standard_normal((24, 5, 5, 32)).astype(dtype)
+    results = []
+    before = ic.get_num_threads()
+    for threads in (1, 2, 3):
+        ic.set_num_threads(threads)
+        try:
+            for layout in (0, 1):
+                fmt = FORMATS[4][layout]
+                xi = _channels_first(x) if layout else x
+                d = _channels_first(dout) if layout else dout
+                _, cache = ic.adaptive_max_pool2d_forward(xi, 5, data_format=fmt)
+                dx = ic.adaptive_max_pool2d_backward(d, cache)
+                results.append(np.moveaxis(dx, 1, -1) if layout else dx)
+        finally:
+            ic.set_num_threads(before)
+    assert len(calls) == 6
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+def test_images_too_large_for_it_take_the_pooling_kernels(monkeypatch, calls):
+    x = np.random.default_rng(5).standard_normal((2, 9, 9, 3))
+    out, cache = ic.max_pool2d_forward(x, 3, stride=2)
+    dout = np.random.default_rng(6).standard_normal(out.shape)
+    fast = ic.max_pool2d_backward(dout, cache)
+    assert len(calls) == 1
+    monkeypatch.setattr(winner_scatter, "WORKER_SCRATCH_BYTES", 64)
+    slow = ic.max_pool2d_backward(dout, cache)
+    assert len(calls) == 1  # not taken again
+    np.testing.assert_allclose(slow, fast, rtol=1e-15)
+    np.testing.assert_allclose(slow, ref.max_pool2d_backward(dout, ref.max_pool2d_forward(x, 3, stride=2)[1]))
