@@ -46,12 +46,8 @@ def adaptive_scatter(
     # routing from the windows' side, a few passes per combination of taps: the cheaper one.
     by_window = 2 * math.prod(a.extent for a in axes) < math.prod(a.mean_coverage for a in axes)
     if kind == "max" and not by_window and winner_scatter_fits(x_shape, dout.shape):
-        win = winners  # each window's gradient added at its winner
-
-        def spatial_index(images: slice) -> np.ndarray:
-            return win[images].astype(np.int64)  # type: ignore[index]
-
-        return scatter_winners(dout, x_shape, spatial_index, dtype=dtype, channels_first=channels_first)
+        # each window's gradient added at its winner
+        return scatter_winners(dout, x_shape, winners, dtype=dtype, channels_first=channels_first)  # type: ignore[arg-type]
     dx = result = empty_channels_last(x_shape, dtype, channels_first)
     if channels_first:  # the same memory as (N*C, *spatial, 1) planes where every array is laid out so
         planes = [_planes(a) for a in (dx, dout, *([winners] if winners is not None else []))]

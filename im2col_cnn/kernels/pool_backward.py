@@ -22,7 +22,7 @@ from ..geometry.tiles import PoolTile, input_tiles, tile_key
 from ..geometry.windows import Axis, Tap, WindowGeometry
 from ..runtime.layout import empty_channels_last
 from ..runtime.parallel import map_blocks
-from .pool_forward import argmax_indices
+from .pool_forward import winner_offsets
 from .pool_plan import ALL, Index, Scratch, code_steps, max_workers
 from .winner_scatter import scatter_winners, winner_scatter_fits
 
@@ -51,12 +51,10 @@ def scatter_windows(
     """
     overlap = not all(axis.disjoint for axis in geom.axes)
     if kind == "max" and winners is not None and overlap and winner_scatter_fits(x_shape, dout.shape):
-        win = winners  # overlapping windows: each window's gradient added at its winner
-
-        def spatial_index(images: slice) -> np.ndarray:
-            return argmax_indices(win[images], geom, channels_first)
-
-        return scatter_winners(dout, x_shape, spatial_index, dtype=dtype, channels_first=channels_first)
+        shift, start = winner_offsets(geom)  # overlapping windows: each window's gradient added at its winner
+        return scatter_winners(
+            dout, x_shape, winners, shift=shift, start=start, dtype=dtype, channels_first=channels_first
+        )  # fmt: skip
     dx = empty_channels_last(x_shape, dtype, channels_first)
 
     def work(tile: PoolTile, scratch: Scratch) -> None:

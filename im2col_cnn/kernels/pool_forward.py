@@ -33,7 +33,7 @@ from .pool_plan import (
     tile_plan,
 )
 
-__all__ = ["pool_geometry", "avg_divisor", "pool_windows", "argmax_indices"]
+__all__ = ["pool_geometry", "avg_divisor", "pool_windows", "argmax_indices", "winner_offsets"]
 
 
 def _out_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
@@ -310,19 +310,27 @@ def _nan_winners(xt: np.ndarray, wt: np.ndarray, plan: TilePlan) -> None:
         np.copyto(wt[out], code, where=np.isnan(xt[inp]))
 
 
-def argmax_indices(win: np.ndarray, geom: WindowGeometry, channels_first: bool) -> np.ndarray:
-    """PyTorch's ``return_indices``: the flat index into the unpadded spatial input (``h * W + w`` in 2-D) of each
-    window's winner (N, *out, C), int64, as a channels-last view."""
-    idx = empty_channels_last(win.shape, np.dtype(np.int64), channels_first)
-    nd = geom.ndim
-    in_steps = [math.prod(geom.in_shape[a + 1 :]) for a in range(nd)]
-    # Winner code c = sum of tap_a * step_a (row-major over the kernel) reads input o_a*s_a - lo_a + tap_a*d_a
-    # along each axis: the taps' part of the flat index, looked up by code, plus each window's start.
+def winner_offsets(geom: WindowGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """Where winners lie in the flat unpadded spatial input (``h * W + w`` in 2-D): a winner with code ``c`` in the
+    window at output ``o`` lies at ``shift[c] + start[o]``; ``shift`` (prod(kernel),) and ``start`` (*out), int64.
+
+    Code ``c = sum of tap_a * step_a`` (row-major over the kernel) reads input ``o_a*s_a - lo_a + tap_a*d_a``
+    along each axis.
+    """
+    in_steps = [math.prod(geom.in_shape[a + 1 :]) for a in range(geom.ndim)]
     shift = np.zeros((), dtype=np.int64)
     start = np.zeros((), dtype=np.int64)
     for a, axis in enumerate(geom.axes):
         shift = np.add.outer(shift, np.arange(axis.k, dtype=np.int64) * (axis.d * in_steps[a]))
         start = np.add.outer(start, (np.arange(axis.out, dtype=np.int64) * axis.s - axis.lo) * in_steps[a])
-    np.take(shift.reshape(-1), win, out=idx, mode="clip")  # (prod(kernel),)[code] -> (N, *out, C); unbuffered
+    return shift.reshape(-1), start
+
+
+def argmax_indices(win: np.ndarray, geom: WindowGeometry, channels_first: bool) -> np.ndarray:
+    """PyTorch's ``return_indices``: the flat index into the unpadded spatial input (``h * W + w`` in 2-D) of each
+    window's winner (N, *out, C), int64, as a channels-last view."""
+    idx = empty_channels_last(win.shape, np.dtype(np.int64), channels_first)
+    shift, start = winner_offsets(geom)
+    np.take(shift, win, out=idx, mode="clip")  # (prod(kernel),)[code] -> (N, *out, C); "clip": unbuffered
     idx += start[..., None]  # (*out, 1)
     return idx

@@ -14,7 +14,7 @@ pooling kernels, whose tiles split images.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -27,8 +27,8 @@ __all__ = ["winner_scatter_fits", "scatter_winners"]
 
 
 def _scratch_per_image(in_per_image: int, out_per_image: int) -> int:
-    """One image's scratch: its winners' int64 offsets (twice: channels-first ones are copied to row-major order),
-    its gradient (a row-major copy, then float64) and its float64 histogram."""
+    """One image's scratch: its winners' int64 offsets and their part shared by every block, its gradient (a
+    row-major copy of a channels-first one, then float64) and its float64 histogram."""
     return out_per_image * (8 + 8 + 8 + 8) + in_per_image * 8
 
 
@@ -41,17 +41,20 @@ def winner_scatter_fits(x_shape: Sequence[int], out_shape: Sequence[int]) -> boo
 def scatter_winners(
     dout: np.ndarray,
     x_shape: tuple[int, ...],
-    spatial_index: Callable[[slice], np.ndarray],
+    winners: np.ndarray,
     *,
+    shift: np.ndarray | None = None,
+    start: np.ndarray | None = None,
     dtype: np.dtype,
     channels_first: bool,
 ) -> np.ndarray:
     """Max pooling's gradient: ``dout`` (N, *out, C) -> ``dx`` (``x_shape`` (N, *spatial, C), ``dtype``), each
     window's gradient added at its winner, 0 elsewhere.
 
-    ``spatial_index(images)`` returns the winners of the windows of a slice of images as int64 flat indices into
-    the spatial input (PyTorch's ``return_indices``, ``h * W + w`` in 2-D), (n, *out, C), a new array this function
-    may overwrite. ``dx`` is allocated in the caller's layout and returned as a channels-last view. The windows are
+    ``winners`` (N, *out, C) are flat indices into the spatial input (PyTorch's ``return_indices``, ``h * W + w``
+    in 2-D), or, with ``shift`` and ``start`` (:func:`~im2col_cnn.kernels.pool_forward.winner_offsets`), the
+    pooling kernels' winner codes: a winner with code ``c`` in the window at output ``o`` lies at ``shift[c] +
+    start[o]``. ``dx`` is allocated in the caller's layout and returned as a channels-last view. The windows are
     taken in (n, *out, C) row-major order in both layouts, so that each element's sum is the same in both.
     """
     dx = empty_channels_last(x_shape, dtype, channels_first)
@@ -63,21 +66,30 @@ def scatter_winners(
     # Element strides of the channels-last view: image, last spatial axis (PyTorch's index counts in its
     # units in both layouts: the earlier spatial axes' strides are multiples of it) and channel.
     s_image, s_last, s_channel = (dx.strides[a] // itemsize for a in (0, dx.ndim - 2, dx.ndim - 1))
-    scratch = _scratch_per_image(per_image, math.prod(dout.shape[1:]))
+    out_shape = dout.shape[1:-1]
+    step = max(1, 2 * TILE_BYTES // _scratch_per_image(per_image, math.prod(dout.shape[1:])))
+    blocks = _blocks(n, step)
+    # (images of the largest block, *out, C): the part of each winner's offset within a block that does not
+    # depend on the winner -- its image, its channel and its window's start -- shared by every block
+    images = np.arange(max(b - a for a, b in blocks), dtype=np.int64) * s_image
+    base = images.reshape((-1,) + (1,) * (dx.ndim - 1)) + np.arange(c, dtype=np.int64) * s_channel
+    if start is not None:
+        base = base + (start * s_last)[..., None]  # (*out, 1)
+    base = np.ascontiguousarray(np.broadcast_to(base, (len(images), *out_shape, c)))
+    scaled = None if shift is None else shift * s_last
 
     def work(block: tuple[int, int], _: None) -> None:
         n0, n1 = block
-        images = slice(n0, n1)
-        # (n, *out, C): flat offset within the block of each window's winner
-        offsets = spatial_index(images)
-        offsets *= s_last
-        offsets += (np.arange(n1 - n0, dtype=np.int64) * s_image).reshape((-1,) + (1,) * (dx.ndim - 1))
-        offsets += np.arange(c, dtype=np.int64) * s_channel
+        offsets = np.empty((n1 - n0, *out_shape, c), dtype=np.int64)  # row-major whatever the layout
+        if scaled is not None:  # (prod(kernel),)[code] -> (n, *out, C); "clip": unbuffered
+            np.take(scaled, winners[n0:n1], out=offsets, mode="clip")
+        else:
+            np.multiply(winners[n0:n1], s_last, out=offsets, casting="unsafe")
+        offsets += base[: n1 - n0]
         # (n*prod(out)*C,) -> the block's dx, contiguous: the sum of the gradients of the windows each element wins
         part = flat[n0 * per_image : n1 * per_image]
-        sums = np.bincount(offsets.reshape(-1), weights=dout[images].reshape(-1), minlength=part.size)
+        sums = np.bincount(offsets.reshape(-1), weights=dout[n0:n1].reshape(-1), minlength=part.size)
         np.copyto(part, sums, casting="unsafe")
 
-    blocks = _blocks(n, max(1, 2 * TILE_BYTES // scratch))
     map_blocks(work, blocks, lambda: None, max_threads=max_workers())
     return dx
