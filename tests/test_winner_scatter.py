@@ -181,3 +181,23 @@ def test_images_too_large_for_it_take_the_pooling_kernels(monkeypatch, calls):
     assert len(calls) == 1  # not taken again
     np.testing.assert_allclose(slow, fast, rtol=1e-15)
     np.testing.assert_allclose(slow, ref.max_pool2d_backward(dout, ref.max_pool2d_forward(x, 3, stride=2)[1]))
+
+
+def test_an_empty_batch(calls):
+    x = np.zeros((0, 9, 9, 3), dtype=np.float32)
+    out, cache = ic.max_pool2d_forward(x, 3, stride=2)
+    dx = ic.max_pool2d_backward(np.zeros(out.shape, np.float32), cache)
+    assert dx.shape == x.shape and dx.dtype == np.float32
+
+
+def test_offsets_past_the_winners_narrow_type(calls):
+    """Adaptive windows keep winners in a narrow type (uint16 for 300 positions); with 300 channels their
+    offsets pass 65535."""
+    x = np.random.default_rng(8).standard_normal((2, 300, 300))
+    out, cache = ic.adaptive_max_pool1d_forward(x, 11)  # windows of 27 and 28 positions: not a stride
+    assert cache.winners.dtype == np.uint16
+    dout = np.random.default_rng(9).standard_normal(out.shape)
+    dx = ic.adaptive_max_pool1d_backward(dout, cache)
+    assert calls
+    _, ref_cache = ref.adaptive_max_pool1d_forward(x, 11)
+    np.testing.assert_allclose(dx, ref.adaptive_max_pool1d_backward(dout, ref_cache), rtol=1e-14)

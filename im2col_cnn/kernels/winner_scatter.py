@@ -59,6 +59,8 @@ def scatter_winners(
     """
     dx = empty_channels_last(x_shape, dtype, channels_first)
     n, c = x_shape[0], x_shape[-1]
+    if n == 0:
+        return dx
     per_image = math.prod(x_shape[1:])
     memory = dx.transpose(0, dx.ndim - 1, *range(1, dx.ndim - 1)) if channels_first else dx
     flat = memory.reshape(-1)  # dx's memory, C-contiguous in the caller's layout: no copy
@@ -84,7 +86,7 @@ def scatter_winners(
         if scaled is not None:  # (prod(kernel),)[code] -> (n, *out, C); "clip": unbuffered
             np.take(scaled, winners[n0:n1], out=offsets, mode="clip")
         else:
-            np.multiply(winners[n0:n1], s_last, out=offsets, casting="unsafe")
+            np.multiply(winners[n0:n1], s_last, out=offsets, dtype=np.int64, casting="unsafe")  # no narrow overflow
         offsets += base[: n1 - n0]
         # (n*prod(out)*C,) -> the block's dx, contiguous: the sum of the gradients of the windows each element wins
         part = flat[n0 * per_image : n1 * per_image]
