@@ -49,10 +49,6 @@ __all__ = [
 ]
 
 
-OUT_T_BYTES = 256 * 1024
-"""The forward product's result is made this much at a time before it is copied into the output's planes."""
-
-
 def is_channels_first(*arrays: np.ndarray) -> bool:
     """Whether each (N, *spatial, C) view is a C-contiguous channels-first array seen channels-last."""
     for a in arrays:  # the channel stride first: a cheap no for every channels-last array
@@ -165,15 +161,19 @@ def pointwise_weight_grad(
     return dw.transpose(1, 0, 2).reshape(*(1,) * (x.ndim - 2), c_in // groups, c_out)
 
 
-def _columns_t(x: np.ndarray, images: slice, geom: WindowGeometry, bufs: Buffers) -> np.ndarray:
-    """``colsᵀ`` of ``x[images]`` (n_b, *spatial, C; channels-first in memory): (prod(kernel)*C, n_b, P), rows
-    ``(*taps, c)``."""
+def _columns_t(x: np.ndarray, images: slice, geom: WindowGeometry, bufs: Buffers, ones: bool = False) -> np.ndarray:
+    """``colsᵀ`` of ``x[images]`` (n_b, *spatial, C; channels-first in memory): (prod(kernel)*C [+ 1], n_b, P),
+    rows ``(*taps, c)``, then with ``ones`` a row of ones."""
     block = caller_layout(x[images], True)  # (n_b, C, *spatial)
-    n_b = block.shape[0]
-    cols = bufs.get("cols_t", (*geom.kernel, block.shape[1], n_b, *geom.out_shape))
+    n_b, c = block.shape[:2]
+    k, p = geom.taps * c, math.prod(geom.out_shape)
+    cols = bufs.get("cols_t", (k + ones, n_b, p))
+    per_tap = cols[:k].reshape(*geom.kernel, c, n_b, *geom.out_shape)
     order = (1, 0, *range(2, 2 + geom.ndim))  # (C, n_b, *out) -> (n_b, C, *out)
-    gather_taps(block, geom, lambda taps: cols[taps].transpose(order), 2, 0.0)
-    return cols.reshape(-1, n_b, math.prod(geom.out_shape))
+    gather_taps(block, geom, lambda taps: per_tap[taps].transpose(order), 2, 0.0)
+    if ones:
+        cols[k] = 1
+    return cols
 
 
 def correlate(
@@ -186,29 +186,18 @@ def correlate(
     threads: int = 1,
 ) -> np.ndarray:
     """The forward pass: ``x`` (N, *spatial, C_in) and ``out`` (N, *out, C_out), both channels-first in memory,
-    and ``w`` (*kernel, C_in, C_out): ``outᵀ = wᵀ · colsᵀ`` for a block of images, copied into ``out``'s planes in
-    runs of ``P`` (written there directly for a block of one image). Blocks run on up to ``threads`` threads."""
+    and ``w`` (*kernel, C_in, C_out): ``out_i = wᵀ · colsᵀ_i`` image by image, written into ``out``'s planes, the
+    bias added in the product (a row of ones in ``colsᵀ``). Blocks run on up to ``threads`` threads."""
     c_out = w.shape[-1]
     w_t = w.reshape(-1, c_out).T  # (C_out, K), a view
+    if bias is not None:
+        w_t = np.concatenate([w_t, bias.reshape(c_out, 1)], axis=1)  # (C_out, K + 1): the bias meets the ones
 
     def work(images: slice, bufs: Buffers) -> None:
-        cols_t = _columns_t(x, images, geom, bufs)  # (K, n_b, P)
-        k, n_b, p = cols_t.shape
+        cols_t = _columns_t(x, images, geom, bufs, bias is not None)  # (K [+ 1], n_b, P)
         planes = _stacked(out[images], 1)[:, 0]  # (n_b, C_out, P)
-        if n_b == 1:
-            np.matmul(w_t, cols_t[:, 0], out=planes[0])  # (C_out, K) @ (K, P)
-            if bias is not None:
-                planes += bias[:, None]
-            return
-        # A few images at a time, so that outᵀ is still in cache when copied into the planes.
-        step = max(1, OUT_T_BYTES // (c_out * p * x.itemsize))
-        for i in range(0, n_b, step):
-            n_c = min(step, n_b - i)
-            out_t = bufs.get("out_t", (c_out, n_c * p), c_out * min(step, n_b) * p)
-            np.matmul(w_t, cols_t[:, i : i + n_c].reshape(k, -1), out=out_t)  # (C_out, K) @ (K, n_c*P)
-            if bias is not None:
-                out_t += bias[:, None]
-            np.copyto(planes[i : i + n_c], out_t.reshape(c_out, n_c, p).swapaxes(0, 1))  # -> (n_c, C_out, P)
+        # One product per image, each written into its planes: (C_out, K [+ 1]) @ (n_b, K [+ 1], P)
+        np.matmul(w_t, cols_t.transpose(1, 0, 2), out=planes)
 
     map_tiles(work, blocks, lambda: Buffers(x.dtype), max_threads=threads)
     return out
