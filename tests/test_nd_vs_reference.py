@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 import im2col_cnn as ic
 import reference as ref
+from im2col_cnn.geometry import tiles as conv_tiling
 
 FORMATS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}  # rank -> (channels-last, -first)
 MAX_SIZE = {1: 9, 2: 6, 3: 5}  # largest spatial size per axis
@@ -656,3 +657,37 @@ def test_adaptive_max_pool_with_many_input_positions(x_shape, output_size, value
     dout = rng.standard_normal(out.shape)
     dx = getattr(ic, f"adaptive_max_pool{ndim}d_backward")(dout, cache)
     assert_close(dx, getattr(ref, f"adaptive_max_pool{ndim}d_backward")(dout, rcache), np.float64)
+
+
+# A depthwise convolution in channels-first layout whose windows (or one tile's windows) read only padding: the
+# input slab such a tile reads is empty. Found by the hypothesis test above (the first case, verbatim).
+PADDING_ONLY = [
+    ("conv3d", (1, 3, 1, 1, 3), {"stride": (3, 1, 1), "padding": ((2, 0), (0, 1), (0, 1)), "dilation": (1, 1, 2)}),
+    ("conv3d", (2, 4, 2, 3, 3), {"stride": (3, 1, 1), "padding": ((3, 3), (1, 1), (0, 0)), "dilation": 1}),
+    ("conv1d", (2, 4, 5), {"stride": 4, "padding": ((6, 0),), "dilation": 1}),
+]
+
+
+@pytest.mark.parametrize("layer, shape, kwargs", PADDING_ONLY)
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_depthwise_channels_first_windows_that_read_only_padding(layer, shape, kwargs, split, bias, monkeypatch):
+    if split:  # tiles of one output position each: some read only padding, others do not
+        monkeypatch.setattr(conv_tiling, "BLOCK_BYTES", 1)
+        monkeypatch.setattr(conv_tiling, "MIN_TILE_POSITIONS", 1)
+    rng = np.random.default_rng(0)
+    c = shape[1]
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((c, 1, *(1,) * (len(shape) - 2)))
+    b = rng.standard_normal(c) if bias else None
+    fmt = "NCW" if len(shape) == 3 else "NCDHW"
+    out, cache = getattr(ic, f"{layer}_forward")(x, w, b, **kwargs, groups=c, data_format=fmt)
+    rout, rcache = getattr(ref, f"{layer}_forward")(x, w, b, **kwargs, groups=c, data_format=fmt)
+    assert out.shape == rout.shape
+    assert np.any(rout == (0.0 if b is None else b.reshape(c, *(1,) * (len(shape) - 2))))  # padding-only windows
+    assert_close(out, rout, np.float64)
+    dout = rng.standard_normal(out.shape)
+    grads = getattr(ic, f"{layer}_backward")(dout, cache)
+    rgrads = getattr(ref, f"{layer}_backward")(dout, rcache)
+    for g, rg in zip(grads, rgrads, strict=True):
+        assert_close(g.reshape(rg.shape), rg, np.float64)

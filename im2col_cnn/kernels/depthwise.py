@@ -41,8 +41,10 @@ def _tiles(x_shape: tuple[int, ...], c_out: int, itemsize: int, geom: WindowGeom
 
 
 def _reach(geom: WindowGeometry, tile: Tile) -> list[tuple[int, int]]:
-    """The input range per axis that ``tile``'s windows read, clipped to the input."""
-    return [(max(lo, 0), min(hi, size)) for (lo, hi), size in zip(geom.span(tile.box), geom.in_shape, strict=True)]
+    """The input range per axis that ``tile``'s windows read, clipped to the input (empty, never of negative size,
+    where they read only padding)."""
+    clipped = [(max(lo, 0), min(hi, size)) for (lo, hi), size in zip(geom.span(tile.box), geom.in_shape, strict=True)]
+    return [(a, max(a, b)) for a, b in clipped]
 
 
 def _input_block(
