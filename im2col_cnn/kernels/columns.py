@@ -18,6 +18,7 @@ import numpy as np
 
 from ..geometry.tiles import Tile, tile_sizes
 from ..geometry.windows import Tap, WindowGeometry, window_view
+from ..runtime.layout import copy_rows
 from ..runtime.workspace import Buffers
 
 __all__ = [
@@ -84,7 +85,7 @@ def stage(x: np.ndarray, images: slice, extent: Sequence[tuple[int, int]], buf: 
         return slab
     inner = [(a - lo, b - lo) for (a, b), (lo, _) in zip(clipped, extent, strict=True)]
     fill_outside(slab, inner)
-    slab[(ALL, *(slice(a, b) for a, b in inner))] = x[(images, *(slice(a, b) for a, b in clipped))]
+    copy_rows(slab[(ALL, *(slice(a, b) for a, b in inner))], x[(images, *(slice(a, b) for a, b in clipped))])
     return slab
 
 

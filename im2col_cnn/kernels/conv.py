@@ -29,7 +29,7 @@ import numpy as np
 from ..geometry.phases import Phase, column_entries, phases
 from ..geometry.tiles import Tile, conv_tiles, tile_sizes
 from ..geometry.windows import WindowGeometry
-from ..runtime.layout import caller_layout
+from ..runtime.layout import add_planes, caller_layout, copy_rows
 from ..runtime.parallel import map_blocks, map_tiles
 from ..runtime.workspace import BLOCK_BYTES, Buffers
 from . import depthwise, planar, wide
@@ -67,7 +67,7 @@ def tile_rows(a: np.ndarray, tile: Tile, bufs: Buffers, name: str) -> np.ndarray
     if block.flags.c_contiguous:
         return block.reshape(-1, block.shape[-1])  # (n_b, *sizes, C) -> (m, C), no copy
     buf = bufs.get(name, block.shape)
-    np.copyto(buf, block)
+    copy_rows(buf, block)
     return buf.reshape(-1, block.shape[-1])  # (n_b, *sizes, C) -> (m, C)
 
 
@@ -293,8 +293,7 @@ def _scatter_input_grad(
         if whole:
             np.copyto(dx[tile.images], slab)
         else:
-            region = dx[(tile.images, *(slice(a, b) for a, b in reach))]
-            region += slab
+            add_planes(dx[(tile.images, *(slice(a, b) for a, b in reach))], slab)
 
     def work(tile: Tile, bufs: Buffers) -> np.ndarray:
         d = tile_rows(dout, tile, bufs, "dout")  # (m, C_out)

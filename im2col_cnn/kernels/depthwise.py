@@ -20,6 +20,7 @@ import numpy as np
 
 from ..geometry.tiles import Tile, conv_tiles, tile_sizes
 from ..geometry.windows import WindowGeometry
+from ..runtime.layout import add_planes, copy_rows
 from ..runtime.parallel import map_blocks
 from ..runtime.workspace import Buffers
 from .columns import ALL, shift, stage
@@ -65,7 +66,7 @@ def _contiguous(a: np.ndarray, bufs: Buffers, room: int) -> np.ndarray:
     if a.flags.c_contiguous:
         return a
     copy = bufs.get("dout", a.shape, room)
-    np.copyto(copy, a)
+    copy_rows(copy, a)
     return copy
 
 
@@ -184,8 +185,7 @@ def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.nda
 
     def add_in(tile: Tile, slab: tuple[np.ndarray, list[tuple[int, int]]] | None, _: Buffers) -> None:
         if slab is not None:
-            region = dx[(tile.images, *(slice(a, b) for a, b in slab[1]))]
-            region += slab[0]
+            add_planes(dx[(tile.images, *(slice(a, b) for a, b in slab[1]))], slab[0])
 
     threads = _threads(room, slab_room, dx.itemsize, limit)
     # Tiles of a split image overlap at their borders: their slabs are added into dx in tile order.

@@ -26,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..geometry.windows import WindowGeometry
+from ..runtime.layout import copy_rows
 from ..runtime.parallel import map_tiles
 from ..runtime.workspace import BLOCK_BYTES, MIN_WORKSPACE, Buffers
 from .columns import ALL, fill_outside
@@ -165,7 +166,7 @@ def _rows(a: np.ndarray, images: slice, bufs: Buffers, room: int) -> np.ndarray:
     block = a[images]
     if not block.flags.c_contiguous:
         copy = bufs.get("dout", block.shape, room)
-        np.copyto(copy, block)
+        copy_rows(copy, block)
         block = copy
     return block.reshape(-1, block.shape[-1])  # (n_b, *out, C) -> (m, C)
 

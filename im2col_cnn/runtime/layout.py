@@ -17,6 +17,8 @@ __all__ = [
     "weight_from_last",
     "caller_layout",
     "empty_channels_last",
+    "copy_rows",
+    "add_planes",
 ]
 
 
@@ -78,3 +80,39 @@ def empty_channels_last(
         size *= s
     arr = np.empty(mem, dtype=dtype) if buffer is None else buffer[:size].reshape(mem)
     return arr.transpose(_last(arr.ndim)) if channels_first else arr
+
+
+def _channel_run(src: np.ndarray) -> int | None:
+    """How many channels at a time :func:`copy_rows` copies from ``src`` (..., C), or None for all at once.
+
+    A channels-first array seen channels-last has a channel stride of a whole plane. Where that stride is a
+    multiple of 1 KiB, a position's channels all map to a few sets of the L1 cache (4 KiB apart: one set), and a
+    copy that reads every channel of a position at once evicts its own lines: NumPy's copy of 2 images of (32,
+    16, 32, 32) float32 takes 11x a contiguous copy. Read 8 channels at a time (16 where the stride is a multiple
+    of 1 KiB only), it takes 3.3x; with strides that do not alias, the plain copy is the faster one (by 1.5-2x).
+    Measured on an AMD Zen 4 (32 KiB 8-way L1).
+    """
+    c, stride = src.shape[-1], abs(src.strides[-1])
+    run = 8 if stride % 4096 == 0 else 16 if stride % 1024 == 0 else 0
+    return run if run and stride >= 1024 and c > run else None
+
+
+def copy_rows(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst[...] = src``: ``dst`` a C-contiguous (..., C) buffer, ``src`` a view of any layout, typically a block
+    of a channels-first array seen channels-last (read a few channels at a time where its planes alias in the
+    cache, :func:`_channel_run`). The same values as ``np.copyto``."""
+    run = _channel_run(src)
+    if run is None:
+        np.copyto(dst, src)
+        return
+    for c0 in range(0, src.shape[-1], run):
+        np.copyto(dst[..., c0 : c0 + run], src[..., c0 : c0 + run])
+
+
+def add_planes(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst += src``: ``dst`` (N, *spatial, C) a channels-last view of a channels-first array, ``src`` a
+    channels-last one. Added in the channels-first order, along ``dst``'s planes: NumPy's own order for these
+    two operands runs along the channels and writes a whole plane apart at every step (7-9x slower)."""
+    order = _first(dst.ndim)
+    planes = dst.transpose(order)
+    np.add(planes, src.transpose(order), out=planes)
