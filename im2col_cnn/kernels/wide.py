@@ -7,7 +7,7 @@ land their results in planes -- no channels-last copy of the input, the output o
   image (``P = prod(spatial)``). Forward ``out_i = wᵀ · x_i`` and input gradient ``dx_i = w · dout_i`` are one
   stacked product over the batch with no copy at all; the weight gradient sums ``x_i · dout_iᵀ`` over images.
 * **planes** (ungrouped, few input channels, :data:`~im2col_cnn.kernels.planar.SMALL_CHANNELS`, a network's first
-  layer; or a long float32 signal in 1-D, :data:`LONG_ROWS`): ``colsᵀ`` ``(prod(kernel)*C_in [+ 1], n_b,
+  layer): ``colsᵀ`` ``(prod(kernel)*C_in [+ 1], n_b,
   prod(out))`` is ``prod(kernel)`` strided copies of whole planes, in runs of the last axis' output size (and a row
   of ones for the bias). Forward ``out_i = wᵀ · colsᵀ_i``, one product per image written into its planes;
   weight gradient ``Σ_i colsᵀ_i · dout_iᵀ``; input gradient ``dcolsᵀ_i = w · dout_i`` per image, added back one
@@ -71,19 +71,9 @@ def kernel(x: np.ndarray, other: np.ndarray, geom: WindowGeometry, groups: int) 
         return None
     if geom.is_pointwise:
         return "pointwise"
-    if groups == 1 and (x.shape[-1] <= SMALL_CHANNELS or _long_float32_signal(x, geom)):
+    if groups == 1 and x.shape[-1] <= SMALL_CHANNELS:
         return "planes"
     return None
-
-
-LONG_ROWS = 512
-"""A float32 1-D convolution of many channels takes the planes kernel when its output is at least this long: its
-copies are then as long as the channels-last columns' runs (C7 NCW float32, 2 cores: forward 36.8 -> 34.1 ms,
-backward 78.4 -> 72.8). In float64 it gains nothing on 2 cores and loses 7% on one."""
-
-
-def _long_float32_signal(x: np.ndarray, geom: WindowGeometry) -> bool:
-    return geom.ndim == 1 and x.dtype.itemsize == 4 and geom.out_shape[0] >= LONG_ROWS
 
 
 def plan(tiles: list[Tile], geom: WindowGeometry) -> list[slice] | None:
