@@ -98,9 +98,9 @@ def _channel_run(src: np.ndarray) -> int | None:
 
 
 def copy_rows(dst: np.ndarray, src: np.ndarray) -> None:
-    """``dst[...] = src``: ``dst`` a C-contiguous (..., C) buffer, ``src`` a view of any layout, typically a block
-    of a channels-first array seen channels-last (read a few channels at a time where its planes alias in the
-    cache, :func:`_channel_run`). The same values as ``np.copyto``."""
+    """``dst[...] = src``: ``dst`` a channels-last (..., C) buffer or a box of one, ``src`` a view of any layout,
+    typically a block of a channels-first array seen channels-last (read a few channels at a time where its
+    planes alias in the cache, :func:`_channel_run`). The same values as ``np.copyto``."""
     run = _channel_run(src)
     if run is None:
         np.copyto(dst, src)
