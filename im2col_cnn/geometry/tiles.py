@@ -70,13 +70,22 @@ smaller tiles make the products too small. (A 3-D float64 volume's plane of 32x3
 cores than on 1; halves of the plane scale.)"""
 
 
-def conv_tiles(n: int, out_shape: tuple[int, ...], cols_image_bytes: int, scratch: Scratch, limit: int) -> list[Tile]:
+def conv_tiles(
+    n: int,
+    out_shape: tuple[int, ...],
+    cols_image_bytes: int,
+    scratch: Scratch,
+    limit: int,
+    *,
+    block_bytes: int = BLOCK_BYTES,
+) -> list[Tile]:
     """Split the ``(N, *out)`` output grid into the tiles a convolution processes one at a time.
 
     ``scratch(n_b, sizes)`` is all the scratch a tile of ``n_b`` images and ``sizes`` output positions per axis
     needs (monotone in each); ``cols_image_bytes`` is one image's column matrix. The tiles hold at most
-    ``BLOCK_BYTES`` of columns and ``MIN_WORKSPACE`` of scratch, so that each thread's tile stays in cache: blocks
-    of whole images (at least one) while one image's columns fit ``BLOCK_BYTES`` and its scratch the limit; else
+    ``block_bytes`` (``BLOCK_BYTES``) of columns and ``MIN_WORKSPACE`` of scratch, so that each thread's tile stays
+    in cache: blocks of whole images (at least one) while one image's columns fit the block and its scratch the
+    limit; else
     each image split along its first spatial axis into blocks that fit, and where one position of that axis does
     not fit, along the next axis -- either way they depend only on the shapes, never on the limit. Only a tile of
     ``MIN_TILE_POSITIONS`` output positions or fewer may exceed the block (smaller tiles make the products too
@@ -87,15 +96,15 @@ def conv_tiles(n: int, out_shape: tuple[int, ...], cols_image_bytes: int, scratc
     per_image = scratch(1, out_shape)
     full = tuple(slice(0, o) for o in out_shape)
     positions = math.prod(out_shape)
-    if cols_image_bytes <= BLOCK_BYTES and per_image <= limit:
+    if cols_image_bytes <= block_bytes and per_image <= limit:
         # Neither term depends on the limit (which is >= MIN_WORKSPACE): the same tiles for every limit.
-        step = max(1, min(BLOCK_BYTES // max(cols_image_bytes, 1), MIN_WORKSPACE // max(per_image, 1)))
+        step = max(1, min(block_bytes // max(cols_image_bytes, 1), MIN_WORKSPACE // max(per_image, 1)))
         return [Tile(slice(n0, min(n, n0 + step)), full) for n0 in range(0, n, step)]
 
     def fits(sizes: Sequence[int]) -> bool:  # shapes only (the same tiles for every limit) unless a tile of
         # MIN_TILE_POSITIONS positions or fewer still exceeds the block: then as large as the limit holds
         cols = cols_image_bytes * math.prod(sizes) // positions
-        if cols <= BLOCK_BYTES and scratch(1, sizes) <= min(MIN_WORKSPACE, limit):  # (a limit is >= MIN_WORKSPACE)
+        if cols <= block_bytes and scratch(1, sizes) <= min(MIN_WORKSPACE, limit):  # (a limit is >= MIN_WORKSPACE)
             return True
         return math.prod(sizes) <= MIN_TILE_POSITIONS and scratch(1, sizes) <= limit
 

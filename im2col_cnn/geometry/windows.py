@@ -216,6 +216,13 @@ class WindowGeometry:
         """Per axis, the unclipped input range ``[lo, hi)`` that the windows of the outputs in ``box`` span."""
         return tuple(a.span(s.start, s.stop) for a, s in zip(self.axes, box, strict=True))
 
+    def reach(self, box: Box) -> tuple[tuple[int, int], ...]:
+        """Per axis, the input range ``[lo, hi)`` that the windows of the outputs in ``box`` read: their
+        :meth:`span` clipped to the input -- empty (``lo == hi``), never of negative size, where they read only
+        padding."""
+        clipped = [(max(lo, 0), min(hi, size)) for (lo, hi), size in zip(self.span(box), self.in_shape, strict=True)]
+        return tuple((lo, max(lo, hi)) for lo, hi in clipped)
+
     def tile_scratch(self, c_in: int, itemsize: int, position_bytes: int, *, always_slab: bool = False):
         """Scratch of a tile: ``position_bytes`` per output position plus the staged input slab of its windows.
 

@@ -26,6 +26,7 @@ __all__ = [
     "grouped_weights",
     "fill_outside",
     "stage",
+    "contiguous",
     "tile_columns",
     "scatter_tile",
     "shift",
@@ -87,6 +88,16 @@ def stage(x: np.ndarray, images: slice, extent: Sequence[tuple[int, int]], buf: 
     fill_outside(slab, inner)
     copy_rows(slab[(ALL, *(slice(a, b) for a, b in inner))], x[(images, *(slice(a, b) for a, b in clipped))])
     return slab
+
+
+def contiguous(a: np.ndarray, bufs: Buffers, name: str, capacity: int = 0) -> np.ndarray:
+    """``a`` itself if C-contiguous, else a copy of it in buffer ``name`` (made by :func:`copy_rows`; ``capacity``
+    as in :meth:`~im2col_cnn.runtime.workspace.Buffers.get`)."""
+    if a.flags.c_contiguous:
+        return a
+    copy = bufs.get(name, a.shape, capacity)
+    copy_rows(copy, a)
+    return copy
 
 
 def tile_columns(

@@ -29,11 +29,11 @@ import numpy as np
 from ..geometry.phases import Phase, column_entries, phases
 from ..geometry.tiles import Tile, conv_tiles, tile_sizes
 from ..geometry.windows import WindowGeometry
-from ..runtime.layout import add_planes, caller_layout, copy_rows
+from ..runtime.layout import add_planes, caller_layout
 from ..runtime.parallel import map_blocks, map_tiles
-from ..runtime.workspace import BLOCK_BYTES, Buffers
+from ..runtime.workspace import Buffers
 from . import depthwise, planar, wide
-from .columns import ALL, grouped_weights, scatter_tile, tile_columns
+from .columns import ALL, contiguous, grouped_weights, scatter_tile, tile_columns
 
 __all__ = ["correlate", "input_grad", "weight_grad", "bias_grad", "flipped_correlation_pays", "tile_rows"]
 
@@ -63,12 +63,8 @@ def _product_flops(m: int, k: int, n: int) -> float:
 
 def tile_rows(a: np.ndarray, tile: Tile, bufs: Buffers, name: str) -> np.ndarray:
     """``a[tile]`` (n_b, *sizes, C) as an (n_b*prod(sizes), C) matrix: a view where ``a`` allows, else a copy."""
-    block = a[(tile.images, *tile.box)]
-    if block.flags.c_contiguous:
-        return block.reshape(-1, block.shape[-1])  # (n_b, *sizes, C) -> (m, C), no copy
-    buf = bufs.get(name, block.shape)
-    copy_rows(buf, block)
-    return buf.reshape(-1, block.shape[-1])  # (n_b, *sizes, C) -> (m, C)
+    block = contiguous(a[(tile.images, *tile.box)], bufs, name)
+    return block.reshape(-1, block.shape[-1])  # (n_b, *sizes, C) -> (m, C)
 
 
 def _tile_scratch(x_shape: tuple[int, ...], itemsize: int, geom: WindowGeometry, extra: int, always_slab: bool):
@@ -281,7 +277,7 @@ def _scatter_input_grad(
         if whole:
             reach = [(0, size) for size in in_shape]
         else:
-            reach = [(max(lo, 0), min(hi, size)) for (lo, hi), size in zip(geom.span(tile.box), in_shape, strict=True)]
+            reach = geom.reach(tile.box)
         if any(b <= a for a, b in reach):  # the tile's windows read only padding
             return
         n_b, _ = tile_sizes(tile)
@@ -399,17 +395,16 @@ def bias_grad(dout: np.ndarray, b_shape: tuple[int, ...] | None) -> np.ndarray:
     """
     n, *out_shape, c_out = dout.shape
     size = dout.itemsize * c_out
-    # conv_tiles makes blocks of BLOCK_BYTES: each position counted `scale` times gives blocks of SUM_BLOCK_BYTES.
-    scale = BLOCK_BYTES // SUM_BLOCK_BYTES
     blocks = conv_tiles(
         n,
         tuple(out_shape),
-        math.prod(out_shape) * size * scale,
-        lambda n_b, s: n_b * math.prod(s) * size * scale,
-        BLOCK_BYTES,
+        math.prod(out_shape) * size,
+        lambda n_b, s: n_b * math.prod(s) * size,
+        SUM_BLOCK_BYTES,
+        block_bytes=SUM_BLOCK_BYTES,
     )
     db = np.zeros(c_out, dtype=dout.dtype)
-    room = math.prod(tile_sizes(blocks[0])[1]) * tile_sizes(blocks[0])[0] * c_out if blocks else 0
+    room = tile_sizes(blocks[0])[0] * math.prod(tile_sizes(blocks[0])[1]) * c_out if blocks else 0
     first = wide.is_channels_first(dout)
 
     def work(tile: Tile, bufs: Buffers) -> np.ndarray:
@@ -417,10 +412,7 @@ def bias_grad(dout: np.ndarray, b_shape: tuple[int, ...] | None) -> np.ndarray:
         if first:  # summed in the channels' planes: (n_b, C_out, *sizes) -> (n_b, C_out) -> (C_out,)
             planes = caller_layout(block, True)
             return planes.sum(axis=tuple(range(2, planes.ndim))).sum(axis=0)
-        if not block.flags.c_contiguous:
-            copy = bufs.get("dout", block.shape, room)
-            np.copyto(copy, block)
-            block = copy
+        block = contiguous(block, bufs, "dout", room)
         return _channel_sums(block.reshape(-1, c_out))  # (n_b, *sizes, C_out) -> (m, C_out) -> (C_out,)
 
     map_blocks(work, blocks, lambda: Buffers(dout.dtype), then=lambda _, part, __: np.add(db, part, out=db))

@@ -20,10 +20,10 @@ import numpy as np
 
 from ..geometry.tiles import Tile, conv_tiles, tile_sizes
 from ..geometry.windows import WindowGeometry
-from ..runtime.layout import add_planes, copy_rows
+from ..runtime.layout import add_planes
 from ..runtime.parallel import map_blocks
 from ..runtime.workspace import Buffers
-from .columns import ALL, shift, stage
+from .columns import ALL, contiguous, shift, stage
 
 __all__ = ["correlate", "input_grad", "weight_grad"]
 
@@ -41,33 +41,17 @@ def _tiles(x_shape: tuple[int, ...], c_out: int, itemsize: int, geom: WindowGeom
     return conv_tiles(n, geom.out_shape, math.prod(geom.out_shape) * c_out * itemsize, scratch, limit)
 
 
-def _reach(geom: WindowGeometry, tile: Tile) -> list[tuple[int, int]]:
-    """The input range per axis that ``tile``'s windows read, clipped to the input (empty, never of negative size,
-    where they read only padding)."""
-    clipped = [(max(lo, 0), min(hi, size)) for (lo, hi), size in zip(geom.span(tile.box), geom.in_shape, strict=True)]
-    return [(a, max(a, b)) for a, b in clipped]
-
-
 def _input_block(
     x: np.ndarray, geom: WindowGeometry, tile: Tile, bufs: Buffers, room: int
 ) -> tuple[np.ndarray, list[int]]:
     """The part of ``x`` (N, *spatial, C) that ``tile``'s windows read (clipped to the input), channels-last
     contiguous where ``x`` is not, and the input position of its first element."""
-    reach = _reach(geom, tile)
+    reach = geom.reach(tile.box)
     if x.strides[-1] == x.itemsize or x.shape[-1] == 1:
         return x[(tile.images, *(slice(a, b) for a, b in reach))], [a for a, _ in reach]
     n_b, _ = tile_sizes(tile)
     size = n_b * math.prod(b - a for a, b in reach) * x.shape[-1]
     return stage(x, tile.images, reach, bufs.get("slab", (size,), room)), [a for a, _ in reach]
-
-
-def _contiguous(a: np.ndarray, bufs: Buffers, room: int) -> np.ndarray:
-    """``a`` itself if C-contiguous, else a copy of it in buffer ``'dout'``."""
-    if a.flags.c_contiguous:
-        return a
-    copy = bufs.get("dout", a.shape, room)
-    copy_rows(copy, a)
-    return copy
 
 
 def _room(tiles: list[Tile], geom: WindowGeometry, c_in: int, c_out: int) -> tuple[int, int]:
@@ -160,14 +144,14 @@ def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.nda
     contract = f"n{letters}cq,cq->n{letters}c"
     whole = tiles[0].box == geom.full_box()
 
-    def accumulate(tile: Tile, bufs: Buffers) -> tuple[np.ndarray, list[tuple[int, int]]] | None:
+    def accumulate(tile: Tile, bufs: Buffers) -> tuple[np.ndarray, tuple[tuple[int, int], ...]] | None:
         """The tile's gradient, in dx itself (channels-last in memory, whole images) or in a slab of its reach."""
-        d = _contiguous(dout[(tile.images, *tile.box)], bufs, room)  # (n_b, *sizes, C_out)
+        d = contiguous(dout[(tile.images, *tile.box)], bufs, "dout", room)  # (n_b, *sizes, C_out)
         d5 = d.reshape(*d.shape[:-1], c_in, mult)  # (n_b, *sizes, C_in, multiplier)
         if direct and whole:
-            target, origin, reach = dx[tile.images], [0] * nd, []
+            target, origin, reach = dx[tile.images], [0] * nd, ()
         else:  # accumulate in a zeroed channels-last slab of the input the tile reaches, then add it in once
-            reach = _reach(geom, tile)
+            reach = geom.reach(tile.box)
             if any(b <= a for a, b in reach):  # the tile's windows read only padding
                 return None
             origin = [a for a, _ in reach]
@@ -183,7 +167,7 @@ def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.nda
             g += prod
         return (target, reach) if reach else None
 
-    def add_in(tile: Tile, slab: tuple[np.ndarray, list[tuple[int, int]]] | None, _: Buffers) -> None:
+    def add_in(tile: Tile, slab: tuple[np.ndarray, tuple[tuple[int, int], ...]] | None, _: Buffers) -> None:
         if slab is not None:
             add_planes(dx[(tile.images, *(slice(a, b) for a, b in slab[1]))], slab[0])
 
@@ -205,7 +189,7 @@ def weight_grad(x: np.ndarray, dout: np.ndarray, geom: WindowGeometry, limit: in
     contract = f"n{letters}c,n{letters}cq->cq"
 
     def work(tile: Tile, bufs: Buffers) -> np.ndarray:
-        d = _contiguous(dout[(tile.images, *tile.box)], bufs, room)  # (n_b, *sizes, C_out)
+        d = contiguous(dout[(tile.images, *tile.box)], bufs, "dout", room)  # (n_b, *sizes, C_out)
         d5 = d.reshape(*d.shape[:-1], c_in, c_out // c_in)  # (n_b, *sizes, C_in, multiplier)
         xb, origin = _input_block(x, geom, tile, bufs, slab_room)
         part = bufs.get("part", dw.shape)

@@ -26,10 +26,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..geometry.windows import WindowGeometry
-from ..runtime.layout import copy_rows
 from ..runtime.parallel import map_tiles
 from ..runtime.workspace import BLOCK_BYTES, MIN_WORKSPACE, Buffers
-from .columns import ALL, fill_outside
+from .columns import ALL, contiguous, fill_outside
 
 __all__ = ["SMALL_CHANNELS", "plan", "correlate", "weight_grad", "input_grad"]
 
@@ -163,11 +162,7 @@ def correlate(
 
 def _rows(a: np.ndarray, images: slice, bufs: Buffers, room: int) -> np.ndarray:
     """``a[images]`` (n_b, *out, C) as an (n_b*prod(out), C) matrix: a view where possible, else a copy."""
-    block = a[images]
-    if not block.flags.c_contiguous:
-        copy = bufs.get("dout", block.shape, room)
-        copy_rows(copy, block)
-        block = copy
+    block = contiguous(a[images], bufs, "dout", room)
     return block.reshape(-1, block.shape[-1])  # (n_b, *out, C) -> (m, C)
 
 
