@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from _helpers import FLOAT_DTYPES, assert_close
 
 import im2col_cnn as ic
 import reference as ref
-from im2col_cnn.geometry.tiles import conv_tiles
+from im2col_cnn.geometry.tiles import MIN_TILE_POSITIONS, MIN_TILES, conv_tiles
 from im2col_cnn.geometry.windows import make_geometry
 from im2col_cnn.kernels.conv import column_tiles
 from im2col_cnn.runtime.workspace import BLOCK_BYTES, DEFAULT_WORKSPACE, MIN_WORKSPACE
@@ -201,3 +203,24 @@ def test_every_layer_agrees_exactly_across_limits_and_layouts(case, transpose):
                 continue
             for a, e in zip((out, dx, dw, db), first, strict=True):
                 np.testing.assert_array_equal(a, e, err_msg=f"{fmt} at limit {limit}")
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "images"),
+    [
+        ((32, 28, 28, 256), (1, 1, 256, 64), 2),  # the C6 case: bounded by the workspace alone, 16 images a tile
+        ((64, 16, 16, 64), (3, 3, 64, 64), 4),  # the C3 case: 7 by the column block alone
+        ((8, 16, 16, 64), (3, 3, 64, 64), 2),  # a small batch: each tile keeps MIN_TILE_POSITIONS positions
+        ((64, 4, 4, 8), (3, 3, 8, 8), 32),  # tiny images: the same
+        ((32, 28, 28, 128), (3, 3, 128, 128), 1),  # the C4 case: one image per column block already
+    ],
+    ids=str,
+)
+def test_a_batch_of_whole_images_is_cut_into_enough_tiles_for_many_cores(x_shape, w_shape, images):
+    geom = make_geometry(x_shape, w_shape[:2], (1, 1), ((w_shape[0] // 2,) * 2, (w_shape[1] // 2,) * 2))
+    found = column_tiles(x_shape, 4, geom, DEFAULT_WORKSPACE, w_shape[-1])
+    assert all(t.box == geom.full_box() for t in found)  # whole images
+    assert [t.images for t in found] == [slice(n0, n0 + images) for n0 in range(0, x_shape[0], images)]
+    assert len(found) >= min(MIN_TILES, x_shape[0] * math.prod(geom.out_shape) // MIN_TILE_POSITIONS)
+    # the same tiles for every limit (so the same products and sums), and for every thread count: no argument
+    assert found == column_tiles(x_shape, 4, geom, UNLIMITED, w_shape[-1])

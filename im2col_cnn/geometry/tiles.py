@@ -1,7 +1,8 @@
 """The tiles the kernels work through: blocks of the output (or input) grid sized for the cache and the workspace.
 
 Convolutions (:func:`conv_tiles`) work through the ``(N, *out)`` output grid: blocks of whole images holding about
-``BLOCK_BYTES`` of columns while one image's scratch fits the workspace limit -- tiles that depend only on the
+``BLOCK_BYTES`` of columns (and at least ``MIN_TILES`` blocks where the batch allows, one for each core of a
+larger machine) while one image's scratch fits the workspace limit -- tiles that depend only on the
 shapes, never on the limit, so every matrix product has the same shape and results are bitwise identical for
 every limit. Only an image whose own scratch exceeds the limit is split: into blocks along its first spatial
 axis, and where a single position of that axis does not fit, along the next axis, and so on.
@@ -30,6 +31,8 @@ __all__ = [
     "Tile",
     "Scratch",
     "conv_tiles",
+    "spread_images",
+    "MIN_TILES",
     "tile_sizes",
     "TILE_BYTES",
     "PoolTile",
@@ -70,6 +73,20 @@ smaller tiles make the products too small. (A 3-D float64 volume's plane of 32x3
 cores than on 1; halves of the plane scale.)"""
 
 
+MIN_TILES = 16
+"""A batch of whole-image tiles is cut into at least this many where it has the images (each tile keeping
+``MIN_TILE_POSITIONS`` output positions), so that a machine with many cores has a tile for each: tiles are what
+the engine's threads share out, each product running on one thread. A constant, not the thread count, so that
+the tiles still depend on the shapes alone. (Bounded by ``BLOCK_BYTES`` alone, the 1x1 C6 case made 2 tiles and
+the C3 case 10: at most 2 and 10 busy cores, however many a machine has.)"""
+
+
+def spread_images(n: int, positions: int, min_tiles: int = MIN_TILES) -> int:
+    """The most images a whole-image tile of a batch of ``n`` (each of ``positions`` output positions) may hold
+    for the batch to make ``min_tiles`` tiles -- but at least enough for ``MIN_TILE_POSITIONS`` positions."""
+    return max(1, -(-n // max(1, min_tiles)), -(-MIN_TILE_POSITIONS // max(1, positions)))
+
+
 def conv_tiles(
     n: int,
     out_shape: tuple[int, ...],
@@ -78,14 +95,15 @@ def conv_tiles(
     limit: int,
     *,
     block_bytes: int = BLOCK_BYTES,
+    min_tiles: int = MIN_TILES,
 ) -> list[Tile]:
     """Split the ``(N, *out)`` output grid into the tiles a convolution processes one at a time.
 
     ``scratch(n_b, sizes)`` is all the scratch a tile of ``n_b`` images and ``sizes`` output positions per axis
     needs (monotone in each); ``cols_image_bytes`` is one image's column matrix. The tiles hold at most
     ``block_bytes`` (``BLOCK_BYTES``) of columns and ``MIN_WORKSPACE`` of scratch, so that each thread's tile stays
-    in cache: blocks of whole images (at least one) while one image's columns fit the block and its scratch the
-    limit; else
+    in cache: blocks of whole images (at least one, and at most :func:`spread_images`, so that the batch makes
+    ``min_tiles`` tiles where it can) while one image's columns fit the block and its scratch the limit; else
     each image split along its first spatial axis into blocks that fit, and where one position of that axis does
     not fit, along the next axis -- either way they depend only on the shapes, never on the limit. Only a tile of
     ``MIN_TILE_POSITIONS`` output positions or fewer may exceed the block (smaller tiles make the products too
@@ -98,7 +116,8 @@ def conv_tiles(
     positions = math.prod(out_shape)
     if cols_image_bytes <= block_bytes and per_image <= limit:
         # Neither term depends on the limit (which is >= MIN_WORKSPACE): the same tiles for every limit.
-        step = max(1, min(block_bytes // max(cols_image_bytes, 1), MIN_WORKSPACE // max(per_image, 1)))
+        step = min(block_bytes // max(cols_image_bytes, 1), MIN_WORKSPACE // max(per_image, 1))
+        step = max(1, min(step, spread_images(n, positions, min_tiles)))
         return [Tile(slice(n0, min(n, n0 + step)), full) for n0 in range(0, n, step)]
 
     def fits(sizes: Sequence[int]) -> bool:  # shapes only (the same tiles for every limit) unless a tile of
@@ -136,7 +155,9 @@ TILE_BYTES = 2**21
 
 Measured on 2 cores (float32, 2 threads): against 1 MiB, P2 max forward 8.9 -> 5.7 ms and P1 max forward 2.3 ->
 1.7 ms, as each tile's many ufunc calls cost less per element; from 4 MiB on, a P2 max tile's intermediates
-outgrow the cache (14.5 ms on one thread against 8.0)."""
+outgrow the cache (14.5 ms on one thread against 8.0). Pooling tiles are not cut to ``MIN_TILES`` as the
+convolutions' are, for the same reason: the A2 case's adaptive max forward took 3.7 ms on one core in 7 tiles
+and 4.4-4.6 in 16, the P1 max backward 3.0-3.4 and 3.6-3.7."""
 
 
 @dataclass(frozen=True)

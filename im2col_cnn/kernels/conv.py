@@ -402,6 +402,7 @@ def bias_grad(dout: np.ndarray, b_shape: tuple[int, ...] | None) -> np.ndarray:
         lambda n_b, s: n_b * math.prod(s) * size,
         SUM_BLOCK_BYTES,
         block_bytes=SUM_BLOCK_BYTES,
+        min_tiles=1,  # a bandwidth-bound sum: blocks smaller than SUM_BLOCK_BYTES cost more than they spread
     )
     db = np.zeros(c_out, dtype=dout.dtype)
     room = tile_sizes(blocks[0])[0] * math.prod(tile_sizes(blocks[0])[1]) * c_out if blocks else 0
