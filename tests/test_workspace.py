@@ -224,3 +224,23 @@ def test_a_batch_of_whole_images_is_cut_into_enough_tiles_for_many_cores(x_shape
     assert len(found) >= min(MIN_TILES, x_shape[0] * math.prod(geom.out_shape) // MIN_TILE_POSITIONS)
     # the same tiles for every limit (so the same products and sums), and for every thread count: no argument
     assert found == column_tiles(x_shape, 4, geom, UNLIMITED, w_shape[-1])
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "kernel", "itemsize", "sizes"),
+    [
+        ((64, 1024, 64), (9,), 8, {(512,)}),  # the C7 case in float64: was 910 + 114, which stalled the threads
+        ((32, 28, 28, 128), (3, 3), 8, {(14, 28)}),  # the C4 case in float64: was 18 + 10 rows
+        ((8, 16, 32, 32, 32), (3, 3, 3), 8, {(1, 16, 32)}),  # the C8 case in float64: was 18 + 14 rows of a plane
+        ((2, 61, 50, 64), (3, 3), 8, {(16, 50), (15, 50)}),  # 61 rows in 4: no even split, the larger first
+    ],
+    ids=str,
+)
+def test_a_split_image_is_cut_into_blocks_of_nearly_equal_size(x_shape, kernel, itemsize, sizes):
+    nd = len(kernel)
+    geom = make_geometry(x_shape, kernel, (1,) * nd, tuple((k // 2, k // 2) for k in kernel))
+    found = column_tiles(x_shape, itemsize, geom, DEFAULT_WORKSPACE, 64)
+    per_image = [tuple(s.stop - s.start for s in t.box) for t in found if t.images == slice(0, 1)]
+    assert set(per_image) == sizes
+    assert per_image == sorted(per_image, reverse=True)  # the first tile is the largest: scratch is sized by it
+    assert all(t.images.stop - t.images.start == 1 for t in found)
