@@ -145,6 +145,38 @@ def test_pooling_is_identical_for_every_thread_count_limit_and_tile_size(kind, k
             np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("fmt", ["last", "first"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(9, 7, 7, 6), (5, 30, 20, 3), (4, 6, 5, 7, 2)], ids=str)  # few, many positions
+def test_global_average_pooling_is_identical_for_every_thread_count(shape, dtype, fmt, monkeypatch):
+    from im2col_cnn.kernels import global_mean
+
+    nd = len(shape) - 2
+    forward = getattr(ic, f"adaptive_avg_pool{nd}d_forward")
+    backward = getattr(ic, f"adaptive_avg_pool{nd}d_backward")
+    data_format = {(2, "last"): "NHWC", (2, "first"): "NCHW", (3, "last"): "NDHWC", (3, "first"): "NCDHW"}[nd, fmt]
+    x = np.random.default_rng(3).standard_normal(shape).astype(dtype) * 100 + 1
+    if fmt == "first":
+        x = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+
+    def both():
+        out, cache = forward(x, 1, data_format=data_format)
+        return out, backward(np.cos(np.arange(out.size)).reshape(out.shape).astype(dtype), cache)
+
+    ic.set_num_threads(1)
+    expected = both()
+    spatial = tuple(range(2, 2 + nd)) if fmt == "first" else tuple(range(1, 1 + nd))
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(expected[0], x.mean(axis=spatial, keepdims=True), rtol=rtol)
+    # one image per block, as many blocks as images (a machine with more cores than this one)
+    monkeypatch.setattr(global_mean, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(global_mean, "get_num_threads", lambda: 64)
+    assert global_mean.image_blocks(shape, 8) == [(i, i + 1) for i in range(shape[0])]
+    ic.set_num_threads(2)
+    for got, want in zip(both(), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_tiny_tiles_split_channels_columns_and_rows():
     rows = Axis(size=30, k=3, s=2, d=1, lo=1, hi=0)
     cols = Axis(size=40, k=3, s=2, d=1, lo=1, hi=0)

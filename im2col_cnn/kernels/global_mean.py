@@ -7,19 +7,23 @@ number of positions: 1e-5 relative on a 1000x1000 float32 image) and, with few c
 ``B ~ sqrt(S)`` consecutive positions are added group by group, each add a contiguous run of ``B*C`` values, and
 the ``B`` partial sums are then added up; an error growing with ``2*sqrt(S)``, in one pass that reads the input
 once. A C-contiguous channels-first array is summed by NumPy along its contiguous spatial run (pairwise
-summation). The two layouts' results therefore agree to rounding, not to the bit.
+summation). The two layouts' results therefore agree to rounding, not to the bit. Blocks of whole images run on the
+engine's threads, and so does the gradient's broadcast; each image's sum is the same in any block, so neither
+depends on the number of threads.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
-from ..geometry.tiles import TILE_BYTES, _blocks
+from ..geometry.tiles import _blocks
 from ..runtime.layout import new_result
+from ..runtime.parallel import get_num_threads, map_blocks
 
-__all__ = ["global_mean", "GROUPED"]
+__all__ = ["global_mean", "spread_mean_grad", "image_blocks", "GROUPED"]
 
 GROUPED = 64
 """Fewer spatial positions than this are summed one after another (an error of at most that many roundings)."""
@@ -27,19 +31,64 @@ GROUPED = 64
 
 def global_mean(x: np.ndarray, channels_first: bool) -> np.ndarray:
     """The mean of ``x`` (N, *spatial, C, a channels-last view of the caller's array) over its spatial axes:
-    (N, *ones, C), allocated in the caller's layout and returned in it, dtype of ``x`` in native byte order."""
+    (N, *ones, C), allocated in the caller's layout and returned in it, dtype of ``x`` in native byte order.
+    Blocks of whole images (:func:`image_blocks`) run on the engine's threads."""
     n, *spatial, c = x.shape
     size = math.prod(spatial)
     dtype = x.dtype.newbyteorder("=")
     out, _ = new_result((n, *(1 for _ in spatial), c), dtype, channels_first)
     sums = out.reshape(n, c)  # a view: every spatial axis of out is 1
     first = x.transpose(0, x.ndim - 1, *range(1, x.ndim - 1))  # (N, C, *spatial)
-    if channels_first and first.flags.c_contiguous:
-        np.add.reduce(first.reshape(n, c, size), axis=2, out=sums)  # along contiguous runs: pairwise
-    else:
-        _sum_positions(x, sums)
-    np.divide(sums, size, out=sums)
+    planes = channels_first and first.flags.c_contiguous
+    flat = None if planes else _merged(x)
+
+    def work(block: tuple[int, int], _: None) -> None:
+        n0, n1 = block
+        if planes:  # along contiguous runs: pairwise
+            np.add.reduce(first[n0:n1].reshape(n1 - n0, c, size), axis=2, out=sums[n0:n1])
+        elif flat is None or size < GROUPED:
+            np.add.reduce(x[n0:n1], axis=tuple(range(1, x.ndim - 1)), out=sums[n0:n1])
+        else:
+            _sum_positions(flat[n0:n1], sums[n0:n1])
+        np.divide(sums[n0:n1], size, out=sums[n0:n1])
+
+    _run(work, image_blocks(x.shape, dtype.itemsize))
     return out
+
+
+def spread_mean_grad(dout: np.ndarray, dx: np.ndarray, size: int) -> None:
+    """Global average pooling's gradient: ``dx`` (N, *spatial, C) = ``dout`` (N, *ones, C) / ``size``,
+    broadcast over the spatial axes (any layouts), in blocks of whole images on the engine's threads."""
+
+    def work(block: tuple[int, int], _: None) -> None:
+        n0, n1 = block
+        np.divide(dout[n0:n1], size, out=dx[n0:n1], casting="unsafe")
+
+    _run(work, image_blocks(dx.shape, dx.itemsize))
+
+
+def _run(work: Callable[[tuple[int, int], None], None], blocks: list[tuple[int, int]]) -> None:
+    """``work`` for every block: on the engine's threads, or directly where there is one block (a tiny op: the
+    pool's bookkeeping would cost 5% of it)."""
+    if len(blocks) == 1:
+        work(blocks[0], None)
+    else:
+        map_blocks(work, blocks, lambda: None)
+
+
+BLOCK_BYTES = 2**18
+"""The least input a block of :func:`image_blocks` holds (256 KiB): a block costs a few microseconds."""
+
+
+def image_blocks(shape: tuple[int, ...], itemsize: int) -> list[tuple[int, int]]:
+    """Blocks of whole images of an (N, *spatial, C) array: one per thread of the engine, but none smaller than
+    ``BLOCK_BYTES`` (one block on one thread). Each image's sum is the same whichever block holds it, so the
+    result does not depend on them."""
+    n = shape[0]
+    count = min(n, n * math.prod(shape[1:]) * itemsize // BLOCK_BYTES)
+    if count > 1:
+        count = min(count, get_num_threads())
+    return _blocks(n, -(-n // count)) if count > 1 else [(0, n)]
 
 
 def _merged(x: np.ndarray) -> np.ndarray | None:
@@ -52,23 +101,14 @@ def _merged(x: np.ndarray) -> np.ndarray | None:
     return np.lib.stride_tricks.as_strided(x, (n, math.prod(spatial), c), (x.strides[0], stride, x.strides[-1]))
 
 
-def _sum_positions(x: np.ndarray, sums: np.ndarray) -> None:
-    """``sums`` (N, C) = ``x`` (N, *spatial, C) summed over the spatial axes: in two levels of groups of about
-    ``sqrt(S)`` positions, a block of images at a time (its partial sums within ``TILE_BYTES``)."""
-    flat = _merged(x)
-    size = math.prod(x.shape[1:-1])
-    if flat is None or size < GROUPED:
-        np.add.reduce(x, axis=tuple(range(1, x.ndim - 1)), out=sums)
-        return
-    n, _, c = flat.shape
+def _sum_positions(flat: np.ndarray, sums: np.ndarray) -> None:
+    """``sums`` (b, C) = ``flat`` (b, S, C) summed over its positions, in two levels of groups of about
+    ``sqrt(S)`` positions."""
+    n, size, c = flat.shape
     group = math.isqrt(size)
     whole = size // group * group
-    grouped = flat[:, :whole].reshape(n, size // group, group, c)  # (N, q, B, C), a view
-    per_image = group * c * sums.itemsize
-    partial = np.empty((min(n, max(1, TILE_BYTES // per_image)), group, c), dtype=sums.dtype)
-    for n0, n1 in _blocks(n, len(partial)):
-        part = partial[: n1 - n0]
-        np.add.reduce(grouped[n0:n1], axis=1, out=part)  # (b, q, B, C) -> (b, B, C): q adds of B*C values
-        np.add.reduce(part, axis=1, out=sums[n0:n1])  # (b, B, C) -> (b, C)
-        if whole < size:
-            sums[n0:n1] += np.add.reduce(flat[n0:n1, whole:], axis=1)
+    grouped = flat[:, :whole].reshape(n, size // group, group, c)  # (b, q, B, C), a view
+    part = np.add.reduce(grouped, axis=1)  # (b, q, B, C) -> (b, B, C): q adds of B*C values
+    np.add.reduce(part, axis=1, out=sums)  # (b, B, C) -> (b, C)
+    if whole < size:
+        sums += np.add.reduce(flat[:, whole:], axis=1)

@@ -24,7 +24,7 @@ from ..geometry.adaptive import AdaptiveAxis, adaptive_axis, strided_axis, windo
 from ..geometry.windows import geometry_of
 from ..kernels.adaptive import adaptive_windows
 from ..kernels.adaptive_backward import adaptive_scatter
-from ..kernels.global_mean import global_mean
+from ..kernels.global_mean import global_mean, spread_mean_grad
 from ..kernels.pool_forward import pool_windows
 from ..runtime.batch_chunks import batch_chunked
 from ..runtime.checks import MAX_INT, as_float_array, as_int, axes_tuple, check_dout
@@ -148,7 +148,7 @@ def adaptive_backward(dout: object, cache: AdaptivePoolCache, kind: str, ndim: i
     dtype = x_last.dtype.newbyteorder("=")
     if cache.winners is None and all(o == 1 for o in out_shape):  # global average pooling: a broadcast
         dx, dx_last = new_result(x_last.shape, dtype, channels_first)
-        np.divide(d_last, math.prod(a.size for a in cache.axes), out=dx_last, casting="unsafe")
+        spread_mean_grad(d_last, dx_last, math.prod(a.size for a in cache.axes))
         return dx
     counts = window_counts(cache.axes).astype(dtype) if kind == "avg" else None
     dx = adaptive_scatter(
