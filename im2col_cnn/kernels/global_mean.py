@@ -19,9 +19,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..geometry.tiles import _blocks
+from ..geometry.tiles import TILE_BYTES, _blocks
 from ..runtime.layout import new_result
 from ..runtime.parallel import get_num_threads, map_blocks
+from .pool_plan import max_workers
 
 __all__ = ["global_mean", "spread_mean_grad", "image_blocks", "GROUPED"]
 
@@ -52,7 +53,8 @@ def global_mean(x: np.ndarray, channels_first: bool) -> np.ndarray:
             _sum_positions(flat[n0:n1], sums[n0:n1])
         np.divide(sums[n0:n1], size, out=sums[n0:n1])
 
-    _run(work, image_blocks(x.shape, dtype.itemsize))
+    grouped = flat is not None and size >= GROUPED
+    _run(work, image_blocks(x.shape, dtype.itemsize, math.isqrt(size) * c * dtype.itemsize if grouped else 0))
     return out
 
 
@@ -73,21 +75,23 @@ def _run(work: Callable[[tuple[int, int], None], None], blocks: list[tuple[int, 
     if len(blocks) == 1:
         work(blocks[0], None)
     else:
-        map_blocks(work, blocks, lambda: None)
+        map_blocks(work, blocks, lambda: None, max_threads=max_workers())
 
 
 BLOCK_BYTES = 2**18
 """The least input a block of :func:`image_blocks` holds (256 KiB): a block costs a few microseconds."""
 
 
-def image_blocks(shape: tuple[int, ...], itemsize: int) -> list[tuple[int, int]]:
+def image_blocks(shape: tuple[int, ...], itemsize: int, scratch: int = 0) -> list[tuple[int, int]]:
     """Blocks of whole images of an (N, *spatial, C) array: one per thread of the engine, but none smaller than
-    ``BLOCK_BYTES`` (one block on one thread). Each image's sum is the same whichever block holds it, so the
-    result does not depend on them."""
+    ``BLOCK_BYTES`` (one block on one thread), and more where a block's scratch (``scratch`` bytes per image)
+    would exceed ``TILE_BYTES``. Each image's sum is the same whichever block holds it, so the result does not
+    depend on them."""
     n = shape[0]
     count = min(n, n * math.prod(shape[1:]) * itemsize // BLOCK_BYTES)
     if count > 1:
         count = min(count, get_num_threads())
+    count = max(count, min(n, -(-n * scratch // TILE_BYTES)))
     return _blocks(n, -(-n // count)) if count > 1 else [(0, n)]
 
 
@@ -103,7 +107,7 @@ def _merged(x: np.ndarray) -> np.ndarray | None:
 
 def _sum_positions(flat: np.ndarray, sums: np.ndarray) -> None:
     """``sums`` (b, C) = ``flat`` (b, S, C) summed over its positions, in two levels of groups of about
-    ``sqrt(S)`` positions."""
+    ``sqrt(S)`` positions (scratch: the (b, sqrt(S), C) partial sums)."""
     n, size, c = flat.shape
     group = math.isqrt(size)
     whole = size // group * group
