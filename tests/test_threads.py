@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -87,6 +88,28 @@ def test_map_blocks_runs_every_block_once_and_makes_one_state_per_thread():
     states.clear()
     parallel.map_blocks(work, list(range(5)), make_state, max_threads=1)
     assert len(states) == 1
+
+
+def test_map_blocks_hands_parts_on_in_order_within_each_key():
+    handed = []
+
+    def work(block, state):
+        time.sleep(0.001 * (block % 3))  # blocks finish out of order
+        return block
+
+    def then(block, part, state):
+        assert part == block
+        handed.append(block)
+
+    ic.set_num_threads(2)
+    blocks = list(range(40))
+    parallel.map_blocks(work, blocks, lambda: None, then=then, then_key=lambda b: b % 4)
+    assert sorted(handed) == blocks
+    for key in range(4):  # each key's blocks in their order; the keys interleave as they come
+        assert [b for b in handed if b % 4 == key] == list(range(key, 40, 4))
+    handed.clear()
+    parallel.map_blocks(work, blocks, lambda: None, then=then)  # one key: every block in order
+    assert handed == blocks
 
 
 def test_map_blocks_raises_a_workers_exception():

@@ -244,3 +244,38 @@ def test_a_split_image_is_cut_into_blocks_of_nearly_equal_size(x_shape, kernel, 
     assert set(per_image) == sizes
     assert per_image == sorted(per_image, reverse=True)  # the first tile is the largest: scratch is sized by it
     assert all(t.images.stop - t.images.start == 1 for t in found)
+
+
+@pytest.mark.parametrize("fmt", ["NHWC", "NCHW"])
+@pytest.mark.parametrize(
+    ("x_shape", "kernel", "stride", "padding"),
+    [
+        ((3, 96, 96, 40), (3, 3), 1, 1),  # one image's columns: 96*96*9*40*8 B = 27 MiB
+        ((3, 96, 96, 40), (3, 3), 2, 1),
+        ((2, 400, 400, 16), (1, 1), 2, 0),  # never reads odd rows and columns; 5 MiB of columns per image
+    ],
+    ids=str,
+)
+def test_split_images_scatter_their_gradient_identically_on_every_thread_count(x_shape, kernel, stride, padding, fmt):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal((*kernel, x_shape[-1], 64))
+    if fmt == "NCHW":
+        x, w = np.ascontiguousarray(x.transpose(0, 3, 1, 2)), np.ascontiguousarray(w.transpose(3, 2, 0, 1))
+    out, cache = ic.conv2d_forward(x, w, stride=stride, padding=padding, data_format=fmt, workspace=MIN_WORKSPACE)
+    dout = rng.standard_normal(out.shape)
+    tiles = column_tiles(x_shape, 8, cache.geom, MIN_WORKSPACE, 64, always_slab=True)
+    assert len(tiles) > x_shape[0] and tiles[0].box != cache.geom.full_box()  # the images really are split
+    ic.set_num_threads(1)
+    try:
+        one = ic.conv2d_backward(dout, cache, workspace=MIN_WORKSPACE)[0]
+        ic.set_num_threads(2)
+        two = ic.conv2d_backward(dout, cache, workspace=MIN_WORKSPACE)[0]
+    finally:
+        ic.set_num_threads(None)
+    np.testing.assert_array_equal(one, two)
+    whole = ic.conv2d_backward(dout, cache, workspace=UNLIMITED)[0]
+    assert_close(one, whole, np.float64)
+    if kernel == (1, 1):  # positions no window reads get no gradient: zeroed, not left as they were
+        odd = one[:, :, 1::2] if fmt == "NCHW" else one[:, 1::2]
+        np.testing.assert_array_equal(odd, 0)

@@ -31,6 +31,8 @@ __all__ = [
     "Tile",
     "Scratch",
     "conv_tiles",
+    "image_by_image",
+    "image_of",
     "spread_images",
     "MIN_TILES",
     "tile_sizes",
@@ -129,6 +131,24 @@ def conv_tiles(
         return math.prod(sizes) <= MIN_TILE_POSITIONS and scratch(1, sizes) <= limit
 
     return _split(n, out_shape, fits)
+
+
+def image_of(tile: Tile) -> int:
+    """The image a tile of a split image belongs to (its first, for a tile of whole images)."""
+    return tile.images.start
+
+
+def image_by_image(tiles: Sequence[Tile]) -> list[Tile]:
+    """``tiles`` taken from each image in turn -- the first tile of every image, then the second of every image,
+    and so on -- each image's tiles in their order: threads taking them one after another work on different
+    images, whose tiles they can add into the result at once."""
+    places: dict[int, int] = {}
+    keyed = []
+    for index, tile in enumerate(tiles):
+        place = places.get(image_of(tile), 0)
+        places[image_of(tile)] = place + 1
+        keyed.append((place, index))
+    return [tiles[index] for _, index in sorted(keyed)]
 
 
 def _split(n: int, out_shape: tuple[int, ...], fits: Callable[[Sequence[int]], bool]) -> list[Tile]:

@@ -27,10 +27,10 @@ import math
 import numpy as np
 
 from ..geometry.phases import Phase, column_entries, phases
-from ..geometry.tiles import Tile, conv_tiles, tile_sizes
+from ..geometry.tiles import Tile, conv_tiles, image_by_image, image_of, tile_sizes
 from ..geometry.windows import WindowGeometry
 from ..runtime.layout import add_planes, caller_layout
-from ..runtime.parallel import map_blocks, map_tiles
+from ..runtime.parallel import get_num_threads, map_blocks, map_tiles
 from ..runtime.workspace import Buffers
 from . import depthwise, planar, wide
 from .columns import ALL, contiguous, grouped_weights, scatter_tile, tile_columns
@@ -262,13 +262,13 @@ def _scatter_input_grad(
     k = geom.taps * w.shape[-2] * groups
     direct = dx.flags.c_contiguous
     # Tiles of whole images own their part of dx: each assigns it (no zero-filling). Tiles of a split image
-    # overlap at their borders and add into a zeroed dx.
+    # overlap at their borders and add into their image of dx, which the image's first tile zeroes.
     whole = bool(tiles) and tiles[0].box == geom.full_box()
-    if not whole:
-        dx[...] = 0
     in_shape = geom.in_shape
 
     def scatter(tile: Tile, dcols: np.ndarray, bufs: Buffers) -> None:
+        if not whole and all(s.start == 0 for s in tile.box):  # an image's first tile: its turn comes first
+            dx[tile.images] = 0
         m = dcols.shape[0]
         if direct:  # scatter straight into dx
             scatter_tile(dcols.reshape(m, k), geom, tile, dx[tile.images], groups=groups, fresh=whole)
@@ -304,8 +304,14 @@ def _scatter_input_grad(
         return dcols
 
     threads = tile_threads(dx.shape, dout.itemsize, geom, tiles, limit, c_out, always_slab=True)
-    # Tiles of a split image overlap at their borders: they add into dx in tile order.
-    map_tiles(work, tiles, lambda: Buffers(dout.dtype), max_threads=threads, then=None if whole else scatter)
+    if whole:
+        map_tiles(work, tiles, lambda: Buffers(dout.dtype), max_threads=threads)
+        return
+    # Tiles of a split image overlap at their borders: they add into dx in tile order -- each image's tiles in
+    # theirs, the images' in any order. Several threads take them image by image in turn, so as to add into
+    # different images at once; one thread takes them in order (neighbouring tiles share their borders' cache).
+    order = image_by_image(tiles) if min(threads, get_num_threads()) > 1 else tiles
+    map_tiles(work, order, lambda: Buffers(dout.dtype), max_threads=threads, then=scatter, then_key=image_of)
 
 
 def weight_grad(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -100,13 +100,16 @@ def map_blocks(
     *,
     max_threads: int | None = None,
     then: Callable[[B, P, S], None] | None = None,
+    then_key: Callable[[B], Hashable] | None = None,
 ) -> None:
     """Run ``work(block, state)`` for every block, on up to :func:`get_num_threads` threads (``max_threads`` at
     most), the calling thread included. Each thread makes its own ``state`` (e.g. scratch buffers) once, and takes
     the next block when done with one. Blocks must write disjoint outputs -- or hand what they share to ``then``:
     ``then(block, part, state)``, ``part`` what ``work`` returned, runs for the blocks one at a time in their
-    order, whichever thread made them (so a sum over blocks is added up the same way for every thread count). An
-    exception in any block is raised here, after the other threads have stopped taking blocks.
+    order, whichever thread made them (so a sum over blocks is added up the same way for every thread count).
+    With ``then_key``, that order holds only among the blocks of one key (``then_key(block)``, e.g. the image a
+    tile belongs to): blocks of different keys hand their parts on at once. An exception in any block is raised
+    here, after the other threads have stopped taking blocks.
     """
     threads = min(get_num_threads(), len(blocks), max_threads or len(blocks))
     if threads <= 1:
@@ -119,7 +122,7 @@ def map_blocks(
     queue = enumerate(blocks)
     lock = threading.Lock()
     failed = threading.Event()
-    order = _InOrder(failed) if then is not None else None
+    order = _InOrder(failed, [None if then_key is None else then_key(b) for b in blocks]) if then else None
 
     def run() -> None:
         state = make_state()
@@ -159,6 +162,7 @@ def map_tiles(
     *,
     max_threads: int | None = None,
     then: Callable[[B, P, S], None] | None = None,
+    then_key: Callable[[B], Hashable] | None = None,
 ) -> None:
     """:func:`map_blocks` for blocks whose work includes matrix products, each of which then runs on one BLAS
     thread (:func:`~im2col_cnn.runtime.blas.limited`), whatever the number of engine threads: so every pass of a
@@ -173,7 +177,8 @@ def map_tiles(
             if then is not None:
                 then(blocks[0], part, state)
         else:
-            map_blocks(work, blocks, make_state, max_threads=max_threads if held else 1, then=then)
+            threads = max_threads if held else 1
+            map_blocks(work, blocks, make_state, max_threads=threads, then=then, then_key=then_key)
 
 
 class _EarlierBlockFailed(Exception):
@@ -181,11 +186,17 @@ class _EarlierBlockFailed(Exception):
 
 
 class _InOrder:
-    """Blocks numbered 0, 1, ... take turns: block ``i``'s :meth:`turn` waits for block ``i - 1``'s; a failed
-    block sets ``failed`` and calls :meth:`wake`, which ends every waiting turn."""
+    """Blocks numbered 0, 1, ... take turns among the blocks of their key (``keys[i]``): block ``i``'s :meth:`turn`
+    waits for the turn of the block before it with the same key; a failed block sets ``failed`` and calls
+    :meth:`wake`, which ends every waiting turn."""
 
-    def __init__(self, failed: threading.Event) -> None:
-        self.next = 0
+    def __init__(self, failed: threading.Event, keys: Sequence[Hashable]) -> None:
+        counts: dict[Hashable, int] = {}
+        self.places: list[tuple[Hashable, int]] = []  # per block: its key and its place among that key's blocks
+        for key in keys:
+            self.places.append((key, counts.get(key, 0)))
+            counts[key] = counts.get(key, 0) + 1
+        self.next = dict.fromkeys(counts, 0)  # per key: the place whose turn it is
         self.failed = failed
         self.cond = threading.Condition()
 
@@ -201,22 +212,23 @@ class _InOrder:
 class _Turn:
     """One block's turn (a class rather than a generator: entered once per block, and this costs less)."""
 
-    __slots__ = ("order", "index")
+    __slots__ = ("order", "key", "place")
 
     def __init__(self, order: _InOrder, index: int) -> None:
-        self.order, self.index = order, index
+        self.order = order
+        self.key, self.place = order.places[index]
 
     def __enter__(self) -> None:
-        order = self.order
+        order, key, place = self.order, self.key, self.place
         order.cond.acquire()
-        if order.next != self.index and not order.failed.is_set():
-            order.cond.wait_for(lambda: order.next == self.index or order.failed.is_set())
+        if order.next[key] != place and not order.failed.is_set():
+            order.cond.wait_for(lambda: order.next[key] == place or order.failed.is_set())
         if order.failed.is_set():
             order.cond.release()
             raise _EarlierBlockFailed
 
     def __exit__(self, *exc: object) -> None:
         order = self.order
-        order.next += 1
+        order.next[self.key] += 1
         order.cond.notify_all()
         order.cond.release()
