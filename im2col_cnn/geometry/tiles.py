@@ -108,9 +108,8 @@ def conv_tiles(
     ``min_tiles`` tiles where it can) while one image's columns fit the block and its scratch the limit; else
     each image split along its first spatial axis into nearly equal blocks that fit, and where one position of
     that axis does not fit, along the next axis -- either way they depend only on the shapes, never on the limit.
-    Only a tile of
-    ``MIN_TILE_POSITIONS`` output positions or fewer may exceed the block (smaller tiles make the products too
-    small): as large as ``limit`` holds, and at least one output position.
+    Only a tile of ``MIN_TILE_POSITIONS`` output positions or fewer may exceed the block (smaller tiles make the
+    products too small): as large as ``limit`` holds, and at least one output position.
     """
     if n == 0:
         return []

@@ -70,8 +70,8 @@ def spread_mean_grad(dout: np.ndarray, dx: np.ndarray, size: int) -> None:
 
 
 def _run(work: Callable[[tuple[int, int], None], None], blocks: list[tuple[int, int]]) -> None:
-    """``work`` for every block: on the engine's threads, or directly where there is one block (a tiny op: the
-    pool's bookkeeping would cost 5% of it)."""
+    """``work`` for every block: on the engine's threads, or directly where there is one block (the pool's
+    bookkeeping costs a few microseconds, a few percent of a small global average)."""
     if len(blocks) == 1:
         work(blocks[0], None)
     else:
