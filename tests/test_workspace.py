@@ -279,3 +279,36 @@ def test_split_images_scatter_their_gradient_identically_on_every_thread_count(x
     if kernel == (1, 1):  # positions no window reads get no gradient: zeroed, not left as they were
         odd = one[:, :, 1::2] if fmt == "NCHW" else one[:, 1::2]
         np.testing.assert_array_equal(odd, 0)
+
+
+@pytest.mark.parametrize("fmt", ["NHWC", "NCHW"])
+@pytest.mark.parametrize(("kernel", "stride", "padding"), [((3, 3), 1, 1), ((1, 1), 2, 0)], ids=str)
+@pytest.mark.parametrize("images", [2, 1], ids=["split", "whole"])
+def test_depthwise_input_gradient_is_identical_on_every_thread_count(images, kernel, stride, padding, fmt):
+    from im2col_cnn.kernels import depthwise
+
+    rng = np.random.default_rng(6)
+    # split: 256x256 (or 192x192) outputs of 16 float64 channels, 8 (4.5) MiB per image, more than a tile holds
+    side = (256 if stride == 1 else 384) if images == 2 else 64
+    x = rng.standard_normal((images, side, side, 16))
+    w = rng.standard_normal((*kernel, 1, 16))
+    if fmt == "NCHW":
+        x, w = np.ascontiguousarray(x.transpose(0, 3, 1, 2)), np.ascontiguousarray(w.transpose(3, 2, 0, 1))
+    kw = dict(stride=stride, padding=padding, groups=16, data_format=fmt, workspace=MIN_WORKSPACE)
+    out, cache = ic.conv2d_forward(x, w, **kw)
+    dout = rng.standard_normal(out.shape)
+    tiles = depthwise._tiles((images, side, side, 16), 16, 8, cache.geom, MIN_WORKSPACE)
+    assert (tiles[0].box != cache.geom.full_box()) == (images == 2)
+    ic.set_num_threads(1)
+    try:
+        one = ic.conv2d_backward(dout, cache, workspace=MIN_WORKSPACE)[0]
+        ic.set_num_threads(2)
+        two = ic.conv2d_backward(dout, cache, workspace=MIN_WORKSPACE)[0]
+    finally:
+        ic.set_num_threads(None)
+    np.testing.assert_array_equal(one, two)
+    assert_close(one, ic.conv2d_backward(dout, cache, workspace=UNLIMITED)[0], np.float64)
+    if kernel == (1, 1):  # positions no window reads get no gradient: zeroed, not left as they were
+        odd = one[:, :, 1::2] if fmt == "NCHW" else one[:, 1::2]
+        np.testing.assert_array_equal(odd, 0)
+        assert np.abs(one).max() > 0

@@ -221,7 +221,6 @@ def input_grad(
     """
     c_in_g, c_out = w.shape[-2], w.shape[-1]
     if groups > 1 and c_in_g == 1:
-        dx[...] = 0
         return depthwise.input_grad(dout, w, geom, dx, limit)
     kernel = wide.kernel(dx, dout, geom, groups) if path is None else None
     if kernel == "pointwise":

@@ -18,10 +18,10 @@ import math
 
 import numpy as np
 
-from ..geometry.tiles import Tile, conv_tiles, tile_sizes
+from ..geometry.tiles import Tile, conv_tiles, image_by_image, image_of, tile_sizes
 from ..geometry.windows import WindowGeometry
 from ..runtime.layout import add_planes
-from ..runtime.parallel import map_blocks
+from ..runtime.parallel import get_num_threads, map_blocks
 from ..runtime.workspace import Buffers
 from .columns import ALL, contiguous, shift, stage
 
@@ -129,7 +129,9 @@ def correlate(
 def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.ndarray, limit: int) -> np.ndarray:
     """Depthwise gradient with respect to the input: ``dout`` (N, *out, C_out) -> ``dx`` (N, *spatial, C_in).
 
-    ``dx`` must be zero-filled (any memory layout); it is written in place and returned.
+    ``dx`` (any memory layout; its contents are ignored) is written in place and returned: each tile of whole
+    images zeroes its images and adds into them; the tiles of a split image add into it in their order, the
+    first zeroing it.
     """
     c_in = dx.shape[-1]
     taps = _taps(w, c_in)
@@ -145,7 +147,10 @@ def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.nda
     whole = tiles[0].box == geom.full_box()
 
     def accumulate(tile: Tile, bufs: Buffers) -> tuple[np.ndarray, tuple[tuple[int, int], ...]] | None:
-        """The tile's gradient, in dx itself (channels-last in memory, whole images) or in a slab of its reach."""
+        """The tile's gradient, in dx itself (channels-last in memory, whole images) or in a slab of its reach:
+        added into dx here for whole images, else returned for :func:`add_in`."""
+        if whole:  # the tile owns its images of dx
+            dx[tile.images] = 0
         d = contiguous(dout[(tile.images, *tile.box)], bufs, "dout", room)  # (n_b, *sizes, C_out)
         d5 = d.reshape(*d.shape[:-1], c_in, mult)  # (n_b, *sizes, C_in, multiplier)
         if direct and whole:
@@ -165,15 +170,27 @@ def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.nda
             else:
                 np.einsum(contract, d5[(ALL, *out_box)], taps[combo], out=prod)
             g += prod
-        return (target, reach) if reach else None
+        if not reach:
+            return None
+        if whole:
+            add_planes(dx[(tile.images, *(slice(a, b) for a, b in reach))], target)
+            return None
+        return target, reach
 
     def add_in(tile: Tile, slab: tuple[np.ndarray, tuple[tuple[int, int], ...]] | None, _: Buffers) -> None:
+        if all(s.start == 0 for s in tile.box):  # an image's first tile: its turn comes first
+            dx[tile.images] = 0
         if slab is not None:
             add_planes(dx[(tile.images, *(slice(a, b) for a, b in slab[1]))], slab[0])
 
     threads = _threads(room, slab_room, dx.itemsize, limit)
-    # Tiles of a split image overlap at their borders: their slabs are added into dx in tile order.
-    map_blocks(accumulate, tiles, lambda: Buffers(dx.dtype), max_threads=threads, then=add_in)
+    if whole:
+        map_blocks(accumulate, tiles, lambda: Buffers(dx.dtype), max_threads=threads)
+        return dx
+    # Tiles of a split image overlap at their borders: their slabs are added into dx in tile order -- each
+    # image's in theirs, taken image by image in turn by several threads (as the convolutions' scatter does).
+    order = image_by_image(tiles) if min(threads, get_num_threads()) > 1 else tiles
+    map_blocks(accumulate, order, lambda: Buffers(dx.dtype), max_threads=threads, then=add_in, then_key=image_of)
     return dx
 
 
