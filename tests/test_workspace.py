@@ -312,3 +312,13 @@ def test_depthwise_input_gradient_is_identical_on_every_thread_count(images, ker
         odd = one[:, :, 1::2] if fmt == "NCHW" else one[:, 1::2]
         np.testing.assert_array_equal(odd, 0)
         assert np.abs(one).max() > 0
+
+
+def test_several_threads_take_the_tiles_of_split_images_image_by_image():
+    from im2col_cnn.geometry.tiles import Tile, image_by_image, opens_image
+
+    tiles = [Tile(slice(i, i + 1), (slice(r, r + 5), slice(0, 9))) for i in range(3) for r in (0, 5, 10)]
+    taken = image_by_image(tiles, 2)
+    assert [(t.images.start, t.box[0].start) for t in taken] == [(i, r) for r in (0, 5, 10) for i in range(3)]
+    assert image_by_image(tiles, 1) == tiles  # one thread: in order, neighbours after each other
+    assert [opens_image(t) for t in taken] == [True] * 3 + [False] * 6

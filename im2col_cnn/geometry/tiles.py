@@ -33,6 +33,7 @@ __all__ = [
     "conv_tiles",
     "image_by_image",
     "image_of",
+    "opens_image",
     "spread_images",
     "MIN_TILES",
     "tile_sizes",
@@ -137,10 +138,18 @@ def image_of(tile: Tile) -> int:
     return tile.images.start
 
 
-def image_by_image(tiles: Sequence[Tile]) -> list[Tile]:
-    """``tiles`` taken from each image in turn -- the first tile of every image, then the second of every image,
-    and so on -- each image's tiles in their order: threads taking them one after another work on different
-    images, whose tiles they can add into the result at once."""
+def opens_image(tile: Tile) -> bool:
+    """Whether a tile is its image's first (its box starts at the origin)."""
+    return all(s.start == 0 for s in tile.box)
+
+
+def image_by_image(tiles: Sequence[Tile], threads: int) -> list[Tile]:
+    """The order for ``threads`` threads to take the tiles of split images in: with several, from each image in
+    turn -- the first tile of every image, then the second of every image, and so on, each image's tiles in
+    their order -- so that threads taking them one after another work on different images, whose tiles they can
+    add into the result at once; with one, as they are (neighbouring tiles share their borders in the cache)."""
+    if threads <= 1:
+        return list(tiles)
     places: dict[int, int] = {}
     keyed = []
     for index, tile in enumerate(tiles):

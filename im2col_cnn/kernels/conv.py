@@ -27,7 +27,7 @@ import math
 import numpy as np
 
 from ..geometry.phases import Phase, column_entries, phases
-from ..geometry.tiles import Tile, conv_tiles, image_by_image, image_of, tile_sizes
+from ..geometry.tiles import Tile, conv_tiles, image_by_image, image_of, opens_image, tile_sizes
 from ..geometry.windows import WindowGeometry
 from ..runtime.layout import add_planes, caller_layout
 from ..runtime.parallel import get_num_threads, map_blocks, map_tiles
@@ -266,7 +266,7 @@ def _scatter_input_grad(
     in_shape = geom.in_shape
 
     def scatter(tile: Tile, dcols: np.ndarray, bufs: Buffers) -> None:
-        if not whole and all(s.start == 0 for s in tile.box):  # an image's first tile: its turn comes first
+        if not whole and opens_image(tile):  # its turn comes first among its image's tiles
             dx[tile.images] = 0
         m = dcols.shape[0]
         if direct:  # scatter straight into dx
@@ -307,9 +307,8 @@ def _scatter_input_grad(
         map_tiles(work, tiles, lambda: Buffers(dout.dtype), max_threads=threads)
         return
     # Tiles of a split image overlap at their borders: they add into dx in tile order -- each image's tiles in
-    # theirs, the images' in any order. Several threads take them image by image in turn, so as to add into
-    # different images at once; one thread takes them in order (neighbouring tiles share their borders' cache).
-    order = image_by_image(tiles) if min(threads, get_num_threads()) > 1 else tiles
+    # theirs, the images' in any order.
+    order = image_by_image(tiles, min(threads, get_num_threads()))
     map_tiles(work, order, lambda: Buffers(dout.dtype), max_threads=threads, then=scatter, then_key=image_of)
 
 

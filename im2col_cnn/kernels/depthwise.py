@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from ..geometry.tiles import Tile, conv_tiles, image_by_image, image_of, tile_sizes
+from ..geometry.tiles import Tile, conv_tiles, image_by_image, image_of, opens_image, tile_sizes
 from ..geometry.windows import WindowGeometry
 from ..runtime.layout import add_planes
 from ..runtime.parallel import get_num_threads, map_blocks
@@ -178,7 +178,7 @@ def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.nda
         return target, reach
 
     def add_in(tile: Tile, slab: tuple[np.ndarray, tuple[tuple[int, int], ...]] | None, _: Buffers) -> None:
-        if all(s.start == 0 for s in tile.box):  # an image's first tile: its turn comes first
+        if opens_image(tile):  # its turn comes first among its image's tiles
             dx[tile.images] = 0
         if slab is not None:
             add_planes(dx[(tile.images, *(slice(a, b) for a, b in slab[1]))], slab[0])
@@ -188,8 +188,8 @@ def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.nda
         map_blocks(accumulate, tiles, lambda: Buffers(dx.dtype), max_threads=threads)
         return dx
     # Tiles of a split image overlap at their borders: their slabs are added into dx in tile order -- each
-    # image's in theirs, taken image by image in turn by several threads (as the convolutions' scatter does).
-    order = image_by_image(tiles) if min(threads, get_num_threads()) > 1 else tiles
+    # image's in theirs, the images' in any order.
+    order = image_by_image(tiles, min(threads, get_num_threads()))
     map_blocks(accumulate, order, lambda: Buffers(dx.dtype), max_threads=threads, then=add_in, then_key=image_of)
     return dx
 
