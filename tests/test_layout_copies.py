@@ -47,3 +47,57 @@ def test_add_planes_adds_into_the_channels_first_array(shape, dtype):
     np.moveaxis(expected, 1, -1)[...] += src
     layout.add_planes(dst, src)
     np.testing.assert_array_equal(first, expected)  # added in place, element by element: bit for bit
+
+
+# Weight matrices: (*kernel, C_in_g, C_out) seen from channels-last weights, PyTorch's (O, I, *k), and the flipped
+# kernel of the input gradient; the products read each as (G, K_g, C_out_g).
+def _weights(kind, kernel, c_in_g, c_out):
+    rng = np.random.default_rng(2)
+    if kind == "channels-last":
+        return rng.standard_normal((*kernel, c_in_g, c_out))
+    if kind == "pytorch":  # (O, I, *k) -> (*k, I, O), a view
+        return layout.weight_to_last(rng.standard_normal((c_out, c_in_g, *kernel)), True)
+    # flipped: (*k, C_out, C_in) channels-last weights seen as (*k, C_in, C_out), a view
+    return np.swapaxes(rng.standard_normal((*kernel, c_out, c_in_g)), -1, -2)
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+@pytest.mark.parametrize("kernel", [(3, 3), (5,), (2, 3, 2)], ids=str)
+@pytest.mark.parametrize("kind", ["channels-last", "pytorch", "flipped"])
+def test_grouped_weights_are_each_groups_matrix_and_copy_only_what_they_must(kind, kernel, groups):
+    from im2col_cnn.kernels.columns import grouped_weights
+
+    w = _weights(kind, kernel, 8, 12)
+    before = w.copy()
+    wg = grouped_weights(w, groups)
+    # group g's matrix: its output channels, rows (*kernel, c_in_g) in row-major order
+    expected = np.stack(
+        [w[..., g * (12 // groups) : (g + 1) * (12 // groups)].reshape(-1, 12 // groups) for g in range(groups)]
+    )
+    np.testing.assert_array_equal(wg, expected)
+    np.testing.assert_array_equal(w, before)
+    assert np.shares_memory(wg, w) == (kind == "channels-last")
+    if kind == "flipped":  # copied along the channel axis it is read fastest along: each group's matrix F-ordered
+        assert all(wg[g].flags.f_contiguous for g in range(groups))
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (3, 2), (2, 3)])
+def test_phase_weights_are_the_flipped_taps_and_ungrouped_a_view(stride, dilation, groups):
+    from im2col_cnn.geometry.phases import phases
+    from im2col_cnn.geometry.windows import Axis, geometry_of
+    from im2col_cnn.kernels.conv import _phase_weights
+
+    geom = geometry_of((Axis(11, 4, stride, dilation, 2, 1), Axis(9, 3, stride, 1, 1, 1)))
+    w = np.random.default_rng(3).standard_normal((4, 3, 6, 8))  # (*kernel, C_in_g, C_out)
+    for phase in phases(geom):
+        if phase.geom is None:
+            continue
+        taps = w[np.ix_(*(list(p.taps) for p in phase.axes))]  # (*m, C_in_g, C_out)
+        m = taps.shape[:2]
+        expected = (
+            taps.reshape(*m, 6, groups, 8 // groups).transpose(0, 1, 4, 3, 2).reshape(*m, 8 // groups, 6 * groups)
+        )
+        got = _phase_weights(w, phase, groups)
+        np.testing.assert_array_equal(got, expected)
+        assert np.shares_memory(got, w) == (groups == 1)

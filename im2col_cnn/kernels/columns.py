@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from itertools import product
+from itertools import pairwise, product
 
 import numpy as np
 
@@ -39,8 +39,32 @@ ALL = slice(None)
 
 def grouped_weights(w: np.ndarray, groups: int) -> np.ndarray:
     """(*kernel, C_in_g, C_out) -> (G, prod(kernel)*C_in_g, C_out_g): group g's weight matrix, the partner of the
-    group-major columns (a view)."""
-    return w.reshape(-1, groups, w.shape[-1] // groups).transpose(1, 0, 2)
+    group-major columns.
+
+    A view where ``w``'s memory allows (a channels-last ``w``), else a copy laid out as C-ordered or F-ordered
+    matrices -- whichever reads ``w`` along the faster of its two channel axes (the products take either). A
+    transposed view (PyTorch's weights, a flipped kernel) copied in C order reads a channel a whole weight row
+    apart at every step and misses the cache: the 3x3 weights of 512 channels took 5.6 ms so, 0.8 this way.
+    """
+    *kernel, c_in_g, c_out = w.shape
+    nd = len(kernel)
+    # (*kernel, C_in_g, G, C_out_g) -> (G, *kernel, C_in_g, C_out_g)
+    mat = w.reshape(*kernel, c_in_g, groups, c_out // groups).transpose(nd + 1, *range(nd + 1), nd + 2)
+    if not _one_run(mat.shape[1:-1], mat.strides[1:-1]):
+        fortran = abs(w.strides[-2]) < abs(w.strides[-1])
+        order = (0, nd + 2, *range(1, nd + 2)) if fortran else tuple(range(nd + 3))  # memory order of the copy
+        copy = np.empty([mat.shape[i] for i in order], dtype=w.dtype)
+        np.copyto(copy, mat.transpose(order))
+        mat = copy.transpose(np.argsort(order))
+    return mat.reshape(groups, -1, c_out // groups)  # a view: (*kernel, C_in_g) are one run of memory
+
+
+def _one_run(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    """Whether axes of ``shape`` and ``strides`` can merge into one without a copy (a C-ordered run of memory)."""
+    dims = [(n, s) for n, s in zip(shape, strides, strict=True) if n != 1]
+    if any(n == 0 for n, _ in dims):
+        return True
+    return all(s0 == n1 * s1 for (_, s0), (n1, s1) in pairwise(dims))
 
 
 def fill_outside(arr: np.ndarray, inner: Sequence[tuple[int, int]], value: float = 0.0, first_axis: int = 1) -> None:

@@ -203,14 +203,25 @@ def flipped_correlation_pays(geom: WindowGeometry, w_shape: tuple[int, ...], gro
 
 
 def _phase_weights(w: np.ndarray, phase: Phase, groups: int) -> np.ndarray:
-    """The flipped weights of one phase's correlation: (*m, C_out_g, C_in) from ``w`` (*kernel, C_in_g, C_out)."""
+    """The flipped weights of one phase's correlation: (*m, C_out_g, C_in) from ``w`` (*kernel, C_in_g, C_out).
+
+    Ungrouped, a view of ``w`` (the correlation's :func:`~im2col_cnn.kernels.columns.grouped_weights` copies it
+    once, in the order it reads fastest); grouped, a copy."""
     c_in_g, c_out = w.shape[-2], w.shape[-1]
-    taps = w[np.ix_(*(list(p.taps) for p in phase.axes))]  # (*m, C_in_g, C_out), taps in reading order
+    taps = w[tuple(_reading_order(p.taps) for p in phase.axes)]  # (*m, C_in_g, C_out), taps in reading order
     m = taps.shape[:-2]
     # (*m, C_in_g, G, C_out_g) -> (*m, C_out_g, G, C_in_g) -> (*m, C_out_g, C_in)
     nd = len(m)
     flipped = taps.reshape(*m, c_in_g, groups, c_out // groups).transpose(*range(nd), nd + 2, nd + 1, nd)
     return flipped.reshape(*m, c_out // groups, c_in_g * groups)
+
+
+def _reading_order(taps: tuple[int, ...]) -> slice:
+    """The taps of one axis of a phase, evenly spaced (:func:`~im2col_cnn.geometry.phases.axis_phases`), as a
+    slice: a view of the weights, not a copy."""
+    step = taps[1] - taps[0] if len(taps) > 1 else 1
+    stop = taps[-1] + step
+    return slice(taps[0], None if stop < 0 else stop, step)
 
 
 def input_grad(
