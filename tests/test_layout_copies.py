@@ -101,3 +101,24 @@ def test_phase_weights_are_the_flipped_taps_and_ungrouped_a_view(stride, dilatio
         got = _phase_weights(w, phase, groups)
         np.testing.assert_array_equal(got, expected)
         assert np.shares_memory(got, w) == (groups == 1)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_gradient_for_a_channels_first_caller_is_laid_out_output_channel_by_output_channel(dtype, groups):
+    from im2col_cnn.geometry.windows import make_geometry
+    from im2col_cnn.kernels.conv import weight_grad
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 9, 8, 24)).astype(dtype)  # (N, H, W, C_in): enough channels for the columns
+    geom = make_geometry(x.shape, (3, 2), (2, 1), ((1, 1), (0, 1)))
+    dout = rng.standard_normal((3, *geom.out_shape, 8)).astype(dtype)
+    by_rows, _ = weight_grad(x, dout, geom, 2**20, groups)
+    by_out, _ = weight_grad(x, dout, geom, 2**20, groups, c_out_major=True)
+    np.testing.assert_allclose(by_out, by_rows, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+    # (*kernel, C_in_g, C_out) seen from (G, C_out_g, *kernel, C_in_g) memory: C_in_g fastest, then the taps
+    item, c_in_g = x.itemsize, 24 // groups
+    assert by_out.strides[-2] == item and by_out.strides[1] == c_in_g * item
+    assert by_out.strides[-1] == 6 * c_in_g * item  # one output channel's taps apart
+    pytorch = layout.weight_from_last(by_out, True)  # (C_out, C_in_g, *kernel), as conv2d_backward returns it
+    np.testing.assert_array_equal(pytorch, np.moveaxis(np.moveaxis(by_out, -1, 0), -1, 1))

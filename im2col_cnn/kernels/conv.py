@@ -342,12 +342,17 @@ def weight_grad(
     groups: int = 1,
     *,
     with_bias: bool = False,
+    c_out_major: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Gradient of :func:`correlate` with respect to ``w``: Σ over tiles, in order, of ``colsᵀ · dout``.
 
     ``x`` (N, *spatial, C_in), ``dout`` (N, *out, C_out), any memory layout -> ``(dw, db)``: dw (*kernel,
     C_in // groups, C_out), and, with ``with_bias``, db (C_out,) where a kernel gets it from the same product
-    (None otherwise: the caller sums ``dout`` itself, :func:`bias_grad`).
+    (None otherwise: the caller sums ``dout`` itself, :func:`bias_grad`). With ``c_out_major`` the column kernel
+    lays dw out output channel by output channel, ``(G, C_out_g, *kernel, C_in_g)`` in memory (its products
+    ``doutᵀ · cols``), for a caller that converts it to PyTorch's ``(C_out, C_in_g, *kernel)``: a copy that
+    then reads each output channel's weights together, not one element per weight row (a 3x3x512x512 dw:
+    9.5 ms -> 2 in float32).
     """
     c_in_g, c_out = x.shape[-1] // groups, dout.shape[-1]
     if groups > 1 and c_in_g == 1:
@@ -364,8 +369,8 @@ def weight_grad(
     blocks = planar.plan(x.shape, x.itemsize, geom, c_out, limit, groups)
     if blocks is not None:
         return planar.weight_grad(x, dout, geom, blocks, with_bias, limit)
-    k_g = geom.taps * c_in_g
-    dw = np.zeros((groups, k_g, c_out // groups), dtype=x.dtype)
+    k_g, c_out_g = geom.taps * c_in_g, c_out // groups
+    dw = np.zeros((groups, c_out_g, k_g) if c_out_major else (groups, k_g, c_out_g), dtype=x.dtype)
     tiles = tiles or column_tiles(x.shape, x.itemsize, geom, limit, c_out)
 
     def work(tile: Tile, bufs: Buffers) -> np.ndarray:
@@ -373,11 +378,14 @@ def weight_grad(
         d = tile_rows(dout, tile, bufs, "dout")  # (m, C_out)
         m = d.shape[0]
         partial = bufs.get("partial", dw.shape)
-        if groups == 1:
+        g_cols = cols.reshape(m, groups, k_g).transpose(1, 2, 0)  # (G, Kg, m)
+        g_d = d.reshape(m, groups, c_out_g).transpose(1, 0, 2)  # (G, m, C_out_g)
+        if c_out_major:  # (G, C_out_g, m) @ (G, m, Kg) -> (G, C_out_g, Kg)
+            np.matmul(g_d.transpose(0, 2, 1), g_cols.transpose(0, 2, 1), out=partial)
+        elif groups == 1:
             np.matmul(cols.T, d, out=partial[0])  # (K, m) @ (m, C_out)
         else:  # (G, Kg, m) @ (G, m, C_out_g) -> (G, Kg, C_out_g)
-            g_cols = cols.reshape(m, groups, k_g).transpose(1, 2, 0)
-            np.matmul(g_cols, d.reshape(m, groups, c_out // groups).transpose(1, 0, 2), out=partial)
+            np.matmul(g_cols, g_d, out=partial)
         return partial
 
     threads = tile_threads(x.shape, x.itemsize, geom, tiles, limit, c_out, more=dw.nbytes)
@@ -385,8 +393,8 @@ def weight_grad(
     map_tiles(
         work, tiles, lambda: Buffers(x.dtype), max_threads=threads, then=lambda _, part, __: np.add(dw, part, out=dw)
     )
-    # (G, Kg, C_out_g) -> (Kg, G, C_out_g) -> (*kernel, C_in_g, C_out)
-    return dw.transpose(1, 0, 2).reshape(*geom.kernel, c_in_g, c_out), None
+    # (G, Kg, C_out_g) -> (Kg, G, C_out_g), or (G, C_out_g, Kg) -> (Kg, G, C_out_g); -> (*kernel, C_in_g, C_out)
+    return dw.transpose(*((2, 0, 1) if c_out_major else (1, 0, 2))).reshape(*geom.kernel, c_in_g, c_out), None
 
 
 SUM_BLOCK_BYTES = 2**21

@@ -131,7 +131,7 @@ def conv_backward(
     x, w, b_shape, geom, groups, data_format, _ = cache
     channels_first = data_format[1] == "C"
     d = channels_last_dout(dout, x.shape[0], geom.out_shape, w.shape[-1], x.dtype, channels_first)
-    dw, db = weight_grad(x, d, geom, limit, groups, with_bias=True)
+    dw, db = weight_grad(x, d, geom, limit, groups, with_bias=True, c_out_major=channels_first)
     db = bias_grad(d, b_shape) if db is None else db.reshape(b_shape or (w.shape[-1],))
     dx = None
     if need_dx:

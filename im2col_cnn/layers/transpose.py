@@ -146,7 +146,7 @@ def transpose_backward(
     if need_dx:
         dx, dx_last = new_result(x.shape, x.dtype, channels_first)
         correlate(d, w, geom, limit, groups=groups, out=dx_last)  # the transposed convolution's forward pass
-    dw, _ = weight_grad(d, x, geom, limit, groups)
+    dw, _ = weight_grad(d, x, geom, limit, groups, c_out_major=channels_first)
     return dx, weight_from_last(dw, channels_first), db
 
 
