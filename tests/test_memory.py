@@ -178,3 +178,21 @@ def test_bias_gradient_of_a_large_image_is_summed_in_blocks():
     # dout (1, 600, 600, 16) is a broadcast view: an NHWC copy of its one image would be 44 MiB.
     _, backward = conv_calls(ones((1, 600, 600, 3)), np.full((1, 1, 3, 16), 0.1))
     assert_within_limit(backward)
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_a_lone_tile_in_groups_of_kernel_offsets_stays_within_the_limit(direction):
+    # One image of 128 positions over 1024 channels (9.4 MiB of columns): one tile, its products made by groups
+    # of kernel offsets on the engine's threads, each thread with its own group's columns.
+    from im2col_cnn.kernels import tap_groups
+    from im2col_cnn.kernels.conv import column_tiles
+
+    x, w = ones((1, 8, 16, 1024)), np.full((3, 3, 1024, 8), 0.01)
+    forward, backward = conv_calls(x, w, padding=1)
+    geom = ic.conv2d_forward(x, w, padding=1)[1].geom
+    assert tap_groups.plan(geom, 1024, column_tiles(x.shape, 8, geom, LIMIT, 8), 1) is not None
+    ic.set_num_threads(2)
+    try:
+        assert_within_limit(forward if direction == "forward" else backward)
+    finally:
+        ic.set_num_threads(None)

@@ -31,6 +31,7 @@ __all__ = [
     "Tile",
     "Scratch",
     "conv_tiles",
+    "even_blocks",
     "image_by_image",
     "image_of",
     "opens_image",
@@ -172,7 +173,7 @@ def _split(n: int, out_shape: tuple[int, ...], fits: Callable[[Sequence[int]], b
         # As even as possible (no block larger than `step`): tiles of unequal size stall the threads, which hand
         # on their parts in tile order (a 1-D float64 signal of 1024 split as 910 + 114: the large tiles all went
         # to one thread, the weight gradient 1.1 times faster on 2 threads than on 1)
-        blocks = _blocks(out_shape[axis], step)
+        blocks = even_blocks(out_shape[axis], step)
         rest = full[axis + 1 :]
         return [
             Tile(slice(i, i + 1), (*(slice(j, j + 1) for j in outer), slice(b0, b1), *rest))
@@ -230,7 +231,7 @@ def tile_key(tile: PoolTile) -> tuple[int, ...]:
     return tile.key
 
 
-def _blocks(total: int, step: int) -> list[tuple[int, int]]:
+def even_blocks(total: int, step: int) -> list[tuple[int, int]]:
     """``[0, total)`` in blocks of at most ``step``, as even as possible, the larger ones first (the kernels size
     each thread's scratch by the first block)."""
     count = -(-total // max(1, step))
@@ -279,9 +280,9 @@ def _output_tiles(x_shape: tuple[int, ...], axes: tuple[Axis, ...], itemsize: in
         a.out if step >= max(size, a.out) else step if a.out > size else max(1, (step - a.extent) // a.s + 1)
         for a, step, size in zip(axes, steps, spatial, strict=True)
     ]
-    blocks = [_blocks(a.out, p) for a, p in zip(axes, per_axis, strict=True)]
+    blocks = [even_blocks(a.out, p) for a, p in zip(axes, per_axis, strict=True)]
     tiles = []
-    for (n0, n1), *ranges, (c0, c1) in product(_blocks(n, n_step), *blocks, _blocks(c, c_step)):
+    for (n0, n1), *ranges, (c0, c1) in product(even_blocks(n, n_step), *blocks, even_blocks(c, c_step)):
         pairs = tuple((slice(o0, o1), slice(*a.in_range(o0, o1))) for a, (o0, o1) in zip(axes, ranges, strict=True))
         tiles.append(PoolTile(slice(n0, n1), pairs, slice(c0, c1)))
     return tuple(tiles)
@@ -300,11 +301,11 @@ def _input_tiles(x_shape: tuple[int, ...], axes: tuple[Axis, ...], itemsize: int
     n, *spatial, c = x_shape
     n_step, *steps, c_step = _steps(*_sized(x_shape, axes), itemsize, budget)
     blocks = [
-        _blocks(size, step if a.out <= size else max(1, step * size // a.out))
+        even_blocks(size, step if a.out <= size else max(1, step * size // a.out))
         for a, size, step in zip(axes, spatial, steps, strict=True)
     ]
     tiles = []
-    for (n0, n1), *ranges, (c0, c1) in product(_blocks(n, n_step), *blocks, _blocks(c, c_step)):
+    for (n0, n1), *ranges, (c0, c1) in product(even_blocks(n, n_step), *blocks, even_blocks(c, c_step)):
         pairs = tuple((slice(*a.out_range(i0, i1)), slice(i0, i1)) for a, (i0, i1) in zip(axes, ranges, strict=True))
         tiles.append(PoolTile(slice(n0, n1), pairs, slice(c0, c1)))
     return tuple(tiles)

@@ -28,6 +28,7 @@ __all__ = [
     "stage",
     "contiguous",
     "tile_columns",
+    "tile_source",
     "scatter_tile",
     "shift",
     "gather_taps",
@@ -144,16 +145,8 @@ def tile_columns(
         src = x[(tile.images, *tile.box)]  # (n_b, *sizes, C)
         if src.flags.c_contiguous:
             return src.reshape(m, c)  # (n_b, *sizes, C) -> (m, C), no copy
-    extent = geom.span(tile.box)
-    inside = all(lo >= 0 and hi <= size for (lo, hi), size in zip(extent, geom.in_shape, strict=True))
-    last = x.strides[-1] == x.itemsize or c == 1
     n0, sizes0 = tile_sizes(largest)
-    if inside and (last or geom.taps == 1):
-        src = x[(tile.images, *(slice(lo, hi) for lo, hi in extent))]
-    else:
-        room = n0 * math.prod(hi - lo for lo, hi in geom.span(largest.box)) * c
-        src = stage(x, tile.images, extent, bufs.get("slab", (room,), room))
-    view = window_view(src, geom, sizes)  # (n_b, *sizes, *kernel, C)
+    view = window_view(tile_source(x, geom, tile, largest, bufs), geom, sizes)  # (n_b, *sizes, *kernel, C)
     cols = bufs.get("cols", (m, k), n0 * math.prod(sizes0) * k)
     if groups == 1:
         np.copyto(cols.reshape(view.shape), view)
@@ -164,6 +157,21 @@ def tile_columns(
         grouped = grouped.transpose(order)
         np.copyto(cols.reshape(grouped.shape), grouped)
     return cols  # (n_b*prod(sizes), prod(kernel)*C)
+
+
+def tile_source(x: np.ndarray, geom: WindowGeometry, tile: Tile, largest: Tile, bufs: Buffers) -> np.ndarray:
+    """What the windows of ``tile`` read: ``(n_b, *span, C)``, its ``[:, 0, ..., 0]`` the first window's first
+    input -- a view of ``x`` where the windows lie inside it and ``x`` is channels-last in memory, else a
+    zero-padded channels-last copy of just that slab (:func:`stage`, in buffer 'slab', sized for ``largest``)."""
+    c = x.shape[-1]
+    extent = geom.span(tile.box)
+    inside = all(lo >= 0 and hi <= size for (lo, hi), size in zip(extent, geom.in_shape, strict=True))
+    last = x.strides[-1] == x.itemsize or c == 1
+    if inside and (last or geom.taps == 1):
+        return x[(tile.images, *(slice(lo, hi) for lo, hi in extent))]
+    n0 = tile_sizes(largest)[0]
+    room = n0 * math.prod(hi - lo for lo, hi in geom.span(largest.box)) * c
+    return stage(x, tile.images, extent, bufs.get("slab", (room,), room))
 
 
 def scatter_tile(

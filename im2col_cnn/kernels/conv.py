@@ -32,7 +32,7 @@ from ..geometry.windows import WindowGeometry
 from ..runtime.layout import add_planes, caller_layout
 from ..runtime.parallel import get_num_threads, map_blocks, map_tiles
 from ..runtime.workspace import Buffers
-from . import depthwise, planar, wide
+from . import depthwise, planar, tap_groups, wide
 from .columns import ALL, contiguous, grouped_weights, scatter_tile, tile_columns
 
 __all__ = ["correlate", "input_grad", "weight_grad", "bias_grad", "flipped_correlation_pays", "tile_rows"]
@@ -153,6 +153,9 @@ def correlate(
     if blocks is not None:
         return planar.correlate(x, w, geom, blocks, bias, out, limit)
     tiles = tiles or column_tiles(x.shape, x.itemsize, geom, limit, c_out)
+    offsets = tap_groups.plan(geom, x.shape[-1], tiles, groups)
+    if offsets is not None:  # a batch of one tile: its product split by kernel offsets
+        return tap_groups.correlate(x, w, geom, tiles[0], offsets, bias, out, limit)
     wg = grouped_weights(w, groups)  # (G, Kg, C_out_g)
 
     def work(tile: Tile, bufs: Buffers) -> None:
@@ -370,8 +373,12 @@ def weight_grad(
     if blocks is not None:
         return planar.weight_grad(x, dout, geom, blocks, with_bias, limit)
     k_g, c_out_g = geom.taps * c_in_g, c_out // groups
-    dw = np.zeros((groups, c_out_g, k_g) if c_out_major else (groups, k_g, c_out_g), dtype=x.dtype)
     tiles = tiles or column_tiles(x.shape, x.itemsize, geom, limit, c_out)
+    offsets = tap_groups.plan(geom, c_in_g, tiles, groups)
+    if offsets is not None:  # a batch of one tile: its rows of dw made by groups of kernel offsets
+        d = tile_rows(dout, tiles[0], Buffers(x.dtype), "dout")  # (m, C_out)
+        return tap_groups.weight_grad(x, d, geom, tiles[0], offsets, limit, c_out_major), None
+    dw = np.zeros((groups, c_out_g, k_g) if c_out_major else (groups, k_g, c_out_g), dtype=x.dtype)
 
     def work(tile: Tile, bufs: Buffers) -> np.ndarray:
         cols = tile_columns(x, geom, tile, tiles[0], bufs, groups)  # (m, K)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..geometry.tiles import TILE_BYTES, _blocks
+from ..geometry.tiles import TILE_BYTES, even_blocks
 from ..runtime.layout import new_result
 from ..runtime.parallel import get_num_threads, map_blocks
 from .pool_plan import max_workers
@@ -92,7 +92,7 @@ def image_blocks(shape: tuple[int, ...], itemsize: int, scratch: int = 0) -> lis
     if count > 1:
         count = min(count, get_num_threads())
     count = max(count, min(n, -(-n * scratch // TILE_BYTES)))
-    return _blocks(n, -(-n // count)) if count > 1 else [(0, n)]
+    return even_blocks(n, -(-n // count)) if count > 1 else [(0, n)]
 
 
 def _merged(x: np.ndarray) -> np.ndarray | None:

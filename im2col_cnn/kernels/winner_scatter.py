@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..geometry.tiles import TILE_BYTES, _blocks
+from ..geometry.tiles import TILE_BYTES, even_blocks
 from ..runtime.layout import empty_channels_last
 from ..runtime.parallel import map_blocks
 from .pool_plan import WORKER_SCRATCH_BYTES, max_workers
@@ -70,7 +70,7 @@ def scatter_winners(
     s_image, s_last, s_channel = (dx.strides[a] // itemsize for a in (0, dx.ndim - 2, dx.ndim - 1))
     out_shape = dout.shape[1:-1]
     step = max(1, 2 * TILE_BYTES // _scratch_per_image(per_image, math.prod(dout.shape[1:])))
-    blocks = _blocks(n, step)
+    blocks = even_blocks(n, step)
     # (images of the largest block, *out, C): the part of each winner's offset within a block that does not
     # depend on the winner -- its image, its channel and its window's start -- shared by every block
     images = np.arange(max(b - a for a, b in blocks), dtype=np.int64) * s_image
