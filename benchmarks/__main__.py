@@ -1,5 +1,5 @@
 """``python -m benchmarks``: the performance report of im2col_cnn on the benchmark cases (``benchmarks/cases.py``:
-convolution C1-C8 in 1, 2 and 3 dimensions, pooling P1-P3, adaptive pooling A1-A2).
+convolution C1-C9 in 1, 2 and 3 dimensions, pooling P1-P3, adaptive pooling A1-A2).
 
 For every op (conv1d/2d/3d, max/avg pooling, adaptive pooling; forward and backward), case and dtype it prints the
 engine's median time, GFLOP/s and the ratio to the bare matrix product (conv) or to one NumPy copy of the input
@@ -49,6 +49,7 @@ from .report import (
 from .sysinfo import collect_system_info
 from .timing import (
     MIB,
+    SETTLE_S,
     default_workspace_limit,
     interleaved_medians,
     matmul_limit_call,
@@ -61,6 +62,7 @@ from .timing import (
 
 QUICK_CASES = "C1,C2,C3,C6,P1,P2"
 QUICK_BATCH = 8  # images per case in --quick
+ROUND_BLOCK_S = 0.06  # each round times the engine and its floor for this long in a row, after SETTLE_S
 LOOP_BUDGET = 20_000  # innermost reference-loop bodies per measurement: decides the reduced batch (>= 1 image)
 SMALL_WORKSPACE = 32 * MIB
 MEMORY_CASE = "C4"
@@ -139,7 +141,11 @@ def measure_row(
         calls["matmul"] = (matmul_limit_call(case, dtype, batch, backward), None)
     else:
         calls["copy"] = (inputs.x.copy, None)
-    medians = interleaved_medians(calls, repeats=settings.repeats, min_total_s=settings.min_total_s)
+    # The bare product runs on the BLAS's threads, which spin a while after it: each call settles before timing.
+    settle_s, block_s = (SETTLE_S, ROUND_BLOCK_S) if "matmul" in calls else (0.0, 0.0)
+    medians = interleaved_medians(
+        calls, repeats=settings.repeats, min_total_s=settings.min_total_s, settle_s=settle_s, block_s=block_s
+    )
     del calls
     engine_s = medians["engine"]
     row_extra: dict[str, float | str | None] = {}

@@ -1,6 +1,7 @@
 """The benchmark cases and deterministic inputs for them, shared by the pytest suite and the report.
 
-Convolution C1-C6 (2-D), C7 (1-D: a long signal) and C8 (3-D: a volume); pooling P1-P2 (2-D) and P3 (3-D),
+Convolution C1-C6 (2-D), C7 (1-D: a long signal), C8 (3-D: a volume) and C9 (2-D: a deep layer on one image, few
+positions and large weights); pooling P1-P2 (2-D) and P3 (3-D),
 each as max and average pooling; adaptive pooling A1 (global average) and A2 (adaptive max to 5x5).
 
 Layout is channels-last: ``x`` (N, *spatial, C_in), ``w`` (*k, C_in, C_out). Every case runs in float32 and
@@ -171,6 +172,8 @@ CONV_CASES: tuple[ConvCase, ...] = (
     ConvCase("C6", (32, 28, 28, 256), k=1, c_out=64, padding=0, stride=1),
     ConvCase("C7", (64, 1024, 64), k=9, c_out=64, padding=4, stride=1),  # 1-D: a signal
     ConvCase("C8", (8, 16, 32, 32, 32), k=3, c_out=64, padding=1, stride=1),  # 3-D: a volume
+    # a network's last stage on one image (ResNet's 7x7x512, inference): 2.4 M weights, 49 positions, one tile
+    ConvCase("C9", (1, 7, 7, 512), k=3, c_out=512, padding=1, stride=1),
 )
 POOL_CASES: tuple[PoolCase, ...] = (
     PoolCase("P1", (64, 32, 32, 64), k=2, stride=2, padding=0),

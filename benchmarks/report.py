@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .timing import SETTLE_S
+
 __all__ = [
     "Row",
     "MemoryRow",
@@ -114,7 +116,9 @@ def table_notes(torch_line: str, quick_note: str | None) -> list[str]:
     """Footnotes explaining the columns of every op table."""
     notes = [
         "N: images in the timed run. engine ms: median of the im2col_cnn call (time.perf_counter, after a warm-up;",
-        "  timed in rounds alternating with the bare matmul, so a slow spell of the machine hits both alike);",
+        "  timed in rounds alternating with the bare matmul, so a slow spell of the machine hits both alike; in",
+        f"  each round a call runs {SETTLE_S} s untimed first: the BLAS's threads spin a while after a threaded",
+        "  product and would take the engine's cores);",
         "  backward rows time the backward call only (the cache comes from a forward pass made in setup).",
         "GFLOP/s: 2*N*prod(out)*prod(k)*C_in*C_out per forward, twice that per backward.",
         "matmul ms: the bare matrix product on preallocated random matrices of the same shapes, no window copying:",

@@ -20,6 +20,7 @@ __all__ = [
     "MIB",
     "median_time",
     "interleaved_medians",
+    "SETTLE_S",
     "peak_memory_mib",
     "bare_products",
     "matmul_limit_call",
@@ -58,6 +59,13 @@ def median_time(
     return statistics.median(times)
 
 
+SETTLE_S = 0.1
+"""How long each call of :func:`interleaved_medians` runs untimed before its timed runs, when asked to settle.
+A threaded BLAS product leaves OpenBLAS's worker threads spinning for up to about 0.1 s, which takes the cores
+the engine's threads need; and on a virtual machine a core left idle (a pause) is slow to wake. On 2 cores, the C3
+case's forward right after the bare product took 17-19 ms, after a 0.15 s sleep 12-17 ms, run back to back 8.5."""
+
+
 def interleaved_medians(
     calls: dict[str, tuple[Callable[..., object], Callable[[], Any] | None]],
     *,
@@ -65,11 +73,16 @@ def interleaved_medians(
     warmup: int = 1,
     min_total_s: float = 0.0,
     max_repeats: int = 200,
+    settle_s: float = 0.0,
+    block_s: float = 0.0,
 ) -> dict[str, float]:
     """Median seconds of each of ``calls`` (name -> ``(fn, setup)``, as in :func:`median_time`), timed in rounds.
 
-    Every round runs each call once, so slow spells of a noisy machine hit all of them alike and their ratios
-    stay fair. At least ``repeats`` rounds, more (up to ``max_repeats``) until ``min_total_s`` per call was timed.
+    Every round runs each call -- once, or with ``block_s`` for about that long in a row --, so slow spells of a
+    noisy machine hit all of them alike and their ratios stay fair. With ``settle_s``, each call first runs
+    untimed for that long in every round (see ``SETTLE_S``), so that it is timed in the steady state the call
+    before it left. At least ``repeats`` rounds, more (up to ``max_repeats``) until ``min_total_s`` per call was
+    timed.
     """
 
     def run(fn: Callable[..., object], setup: Callable[[], Any] | None) -> float:
@@ -77,6 +90,12 @@ def interleaved_medians(
         t0 = time.perf_counter()
         fn() if setup is None else fn(arg)
         return time.perf_counter() - t0
+
+    def for_about(seconds: float, fn: Callable[..., object], setup: Callable[[], Any] | None) -> list[float]:
+        done = [run(fn, setup)]
+        while sum(done) < seconds:
+            done.append(run(fn, setup))
+        return done
 
     for fn, setup in calls.values():
         for _ in range(warmup):
@@ -87,7 +106,9 @@ def interleaved_medians(
         sum(map(sum, times.values())) < min_total_s * len(calls) and rounds < max_repeats
     ):
         for name, (fn, setup) in calls.items():
-            times[name].append(run(fn, setup))
+            if settle_s:
+                for_about(settle_s, fn, setup)
+            times[name].extend(for_about(block_s, fn, setup))
         rounds += 1
     return {name: statistics.median(values) for name, values in times.items()}
 
