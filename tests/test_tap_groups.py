@@ -15,10 +15,11 @@ from im2col_cnn.kernels.conv import column_tiles
 from im2col_cnn.runtime.workspace import DEFAULT_WORKSPACE, MIN_WORKSPACE
 
 
-def _plan(x_shape, kernel, c_out, groups=1, padding=1):
+def _plan(x_shape, kernel, c_out, groups=1, padding=1, by_channel=False):
     geom = make_geometry(x_shape, kernel, (1,) * len(kernel), ((padding, padding),) * len(kernel))
     tiles = column_tiles(x_shape, 4, geom, DEFAULT_WORKSPACE, c_out)
-    return tap_groups.plan(geom, x_shape[-1] // groups, tiles, groups), geom
+    cut = tap_groups.plan(geom, x_shape[-1] // groups, tiles, groups, by_channel=by_channel)
+    return (None if cut is None else cut.blocks), geom
 
 
 def test_a_lone_tile_is_cut_into_groups_of_kernel_offsets_of_enough_columns():
@@ -28,6 +29,9 @@ def test_a_lone_tile_is_cut_into_groups_of_kernel_offsets_of_enough_columns():
     assert offsets == [(0, 5), (5, 9)]  # at least 512 columns: 4 offsets of 160 channels, nearly equal groups
     offsets, _ = _plan((1, 40, 300), (5,), 32)
     assert offsets == [(0, 3), (3, 5)]
+    # channels-first: groups of input channels, at least 512 columns (57 channels of 9 offsets) each
+    channels, _ = _plan((1, 7, 7, 512), (3, 3), 512, by_channel=True)
+    assert channels == [(c, c + 64) for c in range(0, 512, 64)]
 
 
 @pytest.mark.parametrize(
@@ -59,7 +63,7 @@ def _layer_all(fmt, x, w, b, dout, **kw):
 )
 def test_a_lone_tile_matches_the_loops_and_is_identical_on_every_thread_count_and_limit(x_shape, w_shape, fmt, dtype):
     nd = len(x_shape) - 2
-    assert _plan(x_shape, w_shape[:nd], w_shape[-1])[0] is not None  # the groups run
+    assert _plan(x_shape, w_shape[:nd], w_shape[-1], by_channel=fmt == "first")[0] is not None  # the groups run
     rng = np.random.default_rng(8)
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
@@ -92,16 +96,18 @@ def test_a_lone_tile_matches_the_loops_and_is_identical_on_every_thread_count_an
             np.testing.assert_array_equal(a, c)
 
 
-def test_the_transposed_convolution_of_a_lone_tile_matches_the_loops():
+@pytest.mark.parametrize("fmt", ["NHWC", "NCHW"])
+def test_the_transposed_convolution_of_a_lone_tile_matches_the_loops(fmt):
     rng = np.random.default_rng(9)
     x = rng.standard_normal((1, 6, 5, 40))  # the transposed convolution's input: 40 channels in
     w = rng.standard_normal((3, 3, 256, 40))  # (kh, kw, C_out, C_in): its forward correlates with 256 channels
+    if fmt == "NCHW":  # PyTorch's (C_in, C_out, kh, kw)
+        x, w = np.ascontiguousarray(x.transpose(0, 3, 1, 2)), np.ascontiguousarray(w.transpose(3, 2, 0, 1))
     b = rng.standard_normal(256)
-    out, cache = ic.conv_transpose2d_forward(x, w, b, padding=1)
-    expected, ref_cache = ref.conv_transpose2d_forward(x, w, b, padding=1)
+    out, cache = ic.conv_transpose2d_forward(x, w, b, padding=1, data_format=fmt)
+    expected, ref_cache = ref.conv_transpose2d_forward(x, w, b, padding=1, data_format=fmt)
     assert_close(out, expected, np.float64)
     dout = rng.standard_normal(out.shape)  # its backward's dx: a forward correlation over 256 channels, in groups
-    for got, want in zip(
-        ic.conv_transpose2d_backward(dout, cache), ref.conv_transpose2d_backward(dout, ref_cache), strict=True
-    ):
+    got_all = ic.conv_transpose2d_backward(dout, cache)
+    for got, want in zip(got_all, ref.conv_transpose2d_backward(dout, ref_cache), strict=True):
         assert_close(got, want, np.float64)

@@ -33,9 +33,9 @@ from ..runtime.layout import add_planes, caller_layout
 from ..runtime.parallel import get_num_threads, map_blocks, map_tiles
 from ..runtime.workspace import Buffers
 from . import depthwise, planar, tap_groups, wide
-from .columns import ALL, contiguous, grouped_weights, scatter_tile, tile_columns
+from .columns import ALL, contiguous, grouped_weights, scatter_tile, tile_columns, tile_rows
 
-__all__ = ["correlate", "input_grad", "weight_grad", "bias_grad", "flipped_correlation_pays", "tile_rows"]
+__all__ = ["correlate", "input_grad", "weight_grad", "bias_grad", "flipped_correlation_pays"]
 
 COPY_FLOPS = 35
 """Time of copying one element into a column matrix, in flops of an efficient matrix product (measured: 30-45)."""
@@ -59,12 +59,6 @@ def _product_flops(m: int, k: int, n: int) -> float:
     """Time of an (m, k) @ (k, n) product in flops of an efficient one: narrow products run slower per flop
     (measured with OpenBLAS: about 1.8x at n = 32, 1.4x at n = 64; 1.25x at k = 32)."""
     return 2 * m * k * n * (1 + 8 / k) * (1 + 24 / n)
-
-
-def tile_rows(a: np.ndarray, tile: Tile, bufs: Buffers, name: str) -> np.ndarray:
-    """``a[tile]`` (n_b, *sizes, C) as an (n_b*prod(sizes), C) matrix: a view where ``a`` allows, else a copy."""
-    block = contiguous(a[(tile.images, *tile.box)], bufs, name)
-    return block.reshape(-1, block.shape[-1])  # (n_b, *sizes, C) -> (m, C)
 
 
 def _tile_scratch(x_shape: tuple[int, ...], itemsize: int, geom: WindowGeometry, extra: int, always_slab: bool):
@@ -153,9 +147,10 @@ def correlate(
     if blocks is not None:
         return planar.correlate(x, w, geom, blocks, bias, out, limit)
     tiles = tiles or column_tiles(x.shape, x.itemsize, geom, limit, c_out)
-    offsets = tap_groups.plan(geom, x.shape[-1], tiles, groups)
-    if offsets is not None:  # a batch of one tile: its product split by kernel offsets
-        return tap_groups.correlate(x, w, geom, tiles[0], offsets, bias, out, limit)
+    by_channel = wide.is_channels_first(x, out) and tap_groups.rows_by_channel(w)
+    cut = tap_groups.plan(geom, x.shape[-1], tiles, groups, by_channel=by_channel)
+    if cut is not None:  # a batch of one tile: its product cut by kernel offsets or input channels
+        return tap_groups.correlate(x, w, geom, tiles[0], cut, bias, out, limit)
     wg = grouped_weights(w, groups)  # (G, Kg, C_out_g)
 
     def work(tile: Tile, bufs: Buffers) -> None:
@@ -374,10 +369,10 @@ def weight_grad(
         return planar.weight_grad(x, dout, geom, blocks, with_bias, limit)
     k_g, c_out_g = geom.taps * c_in_g, c_out // groups
     tiles = tiles or column_tiles(x.shape, x.itemsize, geom, limit, c_out)
-    offsets = tap_groups.plan(geom, c_in_g, tiles, groups)
-    if offsets is not None:  # a batch of one tile: its rows of dw made by groups of kernel offsets
-        d = tile_rows(dout, tiles[0], Buffers(x.dtype), "dout")  # (m, C_out)
-        return tap_groups.weight_grad(x, d, geom, tiles[0], offsets, limit, c_out_major), None
+    by_channel = c_out_major and wide.is_channels_first(x, dout)
+    cut = tap_groups.plan(geom, c_in_g, tiles, groups, by_channel=by_channel)
+    if cut is not None:  # a batch of one tile: its rows of dw made by groups of kernel offsets or input channels
+        return tap_groups.weight_grad(x, dout, geom, tiles[0], cut, limit, c_out_major), None
     dw = np.zeros((groups, c_out_g, k_g) if c_out_major else (groups, k_g, c_out_g), dtype=x.dtype)
 
     def work(tile: Tile, bufs: Buffers) -> np.ndarray:
