@@ -237,7 +237,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"under ~30 s: cases {QUICK_CASES} (unless --cases), "
+        help=f"about a minute on 2 cores: cases {QUICK_CASES} (unless --cases), "
         f"at most {QUICK_BATCH} images per case, fewer timed runs; for CI and a first look",
     )
     all_cases = ",".join(c.name for c in CASES)
