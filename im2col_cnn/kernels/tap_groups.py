@@ -39,7 +39,8 @@ from .columns import ALL, gather_taps, grouped_weights, tile_rows, tile_source
 __all__ = ["MIN_GROUP_COLUMNS", "Groups", "plan", "rows_by_channel", "correlate", "weight_grad"]
 
 MIN_GROUP_COLUMNS = 512
-"""Each group of kernel offsets spans at least this many columns: narrower products cost more per flop."""
+"""Each group (of kernel offsets or of input channels) spans at least this many columns: narrower products cost
+more per flop."""
 
 
 class Groups(NamedTuple):
