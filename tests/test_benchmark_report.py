@@ -151,3 +151,29 @@ def test_scaling_section_times_each_row_on_one_core_and_on_all(monkeypatch):
         assert line.split()[-1] in ("met", "MISSED")
     assert not [line for line in out.splitlines() if line.startswith("step")]  # --cases: no training step
     assert scaling.THREAD_VARIABLES[-1] == "IM2COL_CNN_NUM_THREADS"
+
+
+def test_interleaved_rounds_settle_each_call_untimed_then_time_a_block():
+    """The report's conv rows: in every round each call runs ``settle_s`` untimed, then ``block_s`` timed."""
+    import itertools
+    import time
+
+    from benchmarks.timing import interleaved_medians
+
+    log = []
+
+    def call(name, seconds):
+        def fn():
+            log.append(name)
+            time.sleep(seconds)
+
+        return fn
+
+    calls = {"engine": (call("engine", 0.002), None), "floor": (call("floor", 0.001), None)}
+    medians = interleaved_medians(calls, repeats=2, warmup=1, settle_s=0.01, block_s=0.004)
+    assert 0.002 <= medians["engine"] < 0.02 and 0.001 <= medians["floor"] < 0.02
+    runs = [(name, len(list(group))) for name, group in itertools.groupby(log[2:])]  # after warm-ups
+    assert [name for name, _ in runs] == ["engine", "floor"] * 2  # rounds alternate the calls
+    assert all(n >= (8 if name == "floor" else 5) for name, n in runs)  # settled 10 ms and timed 4 ms each time
+    plain = interleaved_medians(calls, repeats=3, warmup=0)  # by default once per round, no settling
+    assert plain.keys() == medians.keys()
