@@ -33,6 +33,7 @@ __all__ = [
     "scatter_tile",
     "shift",
     "gather_taps",
+    "plane_columns",
     "scatter_taps",
 ]
 
@@ -292,6 +293,20 @@ def gather_taps(
         out_box, in_box = reads[taps]
         fill_outside(dst, [(s.start, s.stop) for s in out_box], value, first_axis)
         dst[(*lead, *out_box)] = x[(*lead, *in_box)]
+
+
+def plane_columns(planes: np.ndarray, geom: WindowGeometry, cols: np.ndarray, *, channel_major: bool) -> np.ndarray:
+    """``colsᵀ`` of channel planes: ``planes`` (n_b, C, *spatial) -> ``cols`` (prod(kernel)*C, n_b, P), written in
+    place and returned, rows ``(*taps, c)`` -- or ``(c, *taps)`` with ``channel_major`` (the row order of PyTorch's
+    weights). One strided copy of the planes per kernel offset (:func:`gather_taps`); padding reads as 0."""
+    n_b, c = planes.shape[:2]
+    if channel_major:  # offset `taps`: (C, n_b, *out), seen as (n_b, C, *out) like the planes
+        rows = cols.reshape(c, *geom.kernel, n_b, *geom.out_shape)
+        gather_taps(planes, geom, lambda taps: rows[(ALL, *taps)].swapaxes(0, 1), 2, 0.0)
+    else:
+        rows = cols.reshape(*geom.kernel, c, n_b, *geom.out_shape)
+        gather_taps(planes, geom, lambda taps: rows[taps].swapaxes(0, 1), 2, 0.0)
+    return cols
 
 
 def scatter_taps(

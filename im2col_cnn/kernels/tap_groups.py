@@ -34,7 +34,7 @@ from ..geometry.windows import WindowGeometry, window_view
 from ..runtime.layout import caller_layout
 from ..runtime.parallel import map_tiles
 from ..runtime.workspace import Buffers
-from .columns import ALL, gather_taps, grouped_weights, tile_rows, tile_source
+from .columns import ALL, grouped_weights, plane_columns, tile_rows, tile_source
 
 __all__ = ["MIN_GROUP_COLUMNS", "Groups", "plan", "rows_by_channel", "correlate", "weight_grad"]
 
@@ -93,11 +93,8 @@ def _channel_columns(
     """``colsᵀ`` of input channels ``group`` of ``planes`` (n_b, C, *spatial): ``(len(group)*taps, n_b, P)``, rows
     ``(c, *taps)``, one strided copy of the group's planes per kernel offset, in buffer 'cols'."""
     c0, c1 = group
-    n_b = planes.shape[0]
-    cols = bufs.get("cols", (c1 - c0, *geom.kernel, n_b, *geom.out_shape), room)
-    # offset `taps`' entries: (C_g, n_b, *out), seen as (n_b, C_g, *out) like the planes they are read from
-    gather_taps(planes[:, c0:c1], geom, lambda taps: cols[(ALL, *taps)].swapaxes(0, 1), 2, 0.0)
-    return cols.reshape((c1 - c0) * geom.taps, n_b, -1)  # (C_g*taps, n_b, P)
+    cols = bufs.get("cols", ((c1 - c0) * geom.taps, planes.shape[0], math.prod(geom.out_shape)), room)
+    return plane_columns(planes[:, c0:c1], geom, cols, channel_major=True)  # (C_g*taps, n_b, P)
 
 
 def _threads(x: np.ndarray, src: np.ndarray | None, per_thread: int, shared: int, limit: int) -> int:

@@ -33,7 +33,7 @@ from ..geometry.windows import WindowGeometry
 from ..runtime.layout import caller_layout
 from ..runtime.parallel import get_num_threads, map_tiles
 from ..runtime.workspace import Buffers
-from .columns import ALL, gather_taps, grouped_weights, scatter_taps
+from .columns import ALL, grouped_weights, plane_columns, scatter_taps
 from .planar import SMALL_CHANNELS
 
 __all__ = [
@@ -169,9 +169,7 @@ def _columns_t(x: np.ndarray, images: slice, geom: WindowGeometry, bufs: Buffers
     n_b, c = block.shape[:2]
     k, p = geom.taps * c, math.prod(geom.out_shape)
     cols = bufs.get("cols_t", (k + ones, n_b, p))
-    per_tap = cols[:k].reshape(*geom.kernel, c, n_b, *geom.out_shape)
-    order = (1, 0, *range(2, 2 + geom.ndim))  # (C, n_b, *out) -> (n_b, C, *out)
-    gather_taps(block, geom, lambda taps: per_tap[taps].transpose(order), 2, 0.0)
+    plane_columns(block, geom, cols[:k], channel_major=False)  # (K, n_b, P)
     if ones:
         cols[k] = 1
     return cols
