@@ -192,7 +192,7 @@ def test_global_average_pooling_is_identical_for_every_thread_count(shape, dtype
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(expected[0], x.mean(axis=spatial, keepdims=True), rtol=rtol)
     # one image per block, as many blocks as images (a machine with more cores than this one)
-    monkeypatch.setattr(global_mean, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(global_mean, "MIN_BLOCK_BYTES", 1)
     monkeypatch.setattr(global_mean, "get_num_threads", lambda: 64)
     assert global_mean.image_blocks(shape, 8) == [(i, i + 1) for i in range(shape[0])]
     ic.set_num_threads(2)

@@ -15,7 +15,6 @@ depends on the number of threads.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 
@@ -54,7 +53,8 @@ def global_mean(x: np.ndarray, channels_first: bool) -> np.ndarray:
         np.divide(sums[n0:n1], size, out=sums[n0:n1])
 
     grouped = flat is not None and size >= GROUPED
-    _run(work, image_blocks(x.shape, dtype.itemsize, math.isqrt(size) * c * dtype.itemsize if grouped else 0))
+    blocks = image_blocks(x.shape, dtype.itemsize, math.isqrt(size) * c * dtype.itemsize if grouped else 0)
+    map_blocks(work, blocks, lambda: None, max_threads=max_workers())
     return out
 
 
@@ -66,29 +66,20 @@ def spread_mean_grad(dout: np.ndarray, dx: np.ndarray, size: int) -> None:
         n0, n1 = block
         np.divide(dout[n0:n1], size, out=dx[n0:n1], casting="unsafe")
 
-    _run(work, image_blocks(dx.shape, dx.itemsize))
+    map_blocks(work, image_blocks(dx.shape, dx.itemsize), lambda: None, max_threads=max_workers())
 
 
-def _run(work: Callable[[tuple[int, int], None], None], blocks: list[tuple[int, int]]) -> None:
-    """``work`` for every block: on the engine's threads, or directly where there is one block (the pool's
-    bookkeeping costs a few microseconds, a few percent of a small global average)."""
-    if len(blocks) == 1:
-        work(blocks[0], None)
-    else:
-        map_blocks(work, blocks, lambda: None, max_threads=max_workers())
-
-
-BLOCK_BYTES = 2**18
+MIN_BLOCK_BYTES = 2**18
 """The least input a block of :func:`image_blocks` holds (256 KiB): a block costs a few microseconds."""
 
 
 def image_blocks(shape: tuple[int, ...], itemsize: int, scratch: int = 0) -> list[tuple[int, int]]:
     """Blocks of whole images of an (N, *spatial, C) array: one per thread of the engine, but none smaller than
-    ``BLOCK_BYTES`` (one block on one thread), and more where a block's scratch (``scratch`` bytes per image)
+    ``MIN_BLOCK_BYTES`` (one block on one thread), and more where a block's scratch (``scratch`` bytes per image)
     would exceed ``TILE_BYTES``. Each image's sum is the same whichever block holds it, so the result does not
     depend on them."""
     n = shape[0]
-    count = min(n, n * math.prod(shape[1:]) * itemsize // BLOCK_BYTES)
+    count = min(n, n * math.prod(shape[1:]) * itemsize // MIN_BLOCK_BYTES)
     if count > 1:
         count = min(count, get_num_threads())
     count = max(count, min(n, -(-n * scratch // TILE_BYTES)))
