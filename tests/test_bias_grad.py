@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 import im2col_cnn as ic
-from im2col_cnn.kernels import conv
+from im2col_cnn.kernels import bias
 
 
 @pytest.mark.parametrize("m, c", [(1, 1), (7, 3), (1000, 32), (1001, 32), (333, 1500), (64, 1024)])
 def test_channel_sums_are_the_sum_over_rows(m, c):
     # Runs of ROW_RUN // C rows, with a remainder where m is not a multiple; C above ROW_RUN takes one row a run.
     rows = np.random.default_rng(0).standard_normal((m, c))
-    np.testing.assert_allclose(conv._channel_sums(rows), rows.sum(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bias._channel_sums(rows), rows.sum(axis=0), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("layout", ["last", "first", "strided"])
@@ -28,9 +28,9 @@ def test_bias_gradient_is_the_sum_and_the_same_for_every_thread_count(layout, dt
     expected = d.astype(np.float64).sum(axis=(0, 1, 2))
     ic.set_num_threads(1)
     try:
-        one = conv.bias_grad(d, None)
+        one = bias.bias_grad(d, None)
         ic.set_num_threads(3)
-        three = conv.bias_grad(d, (1, 48, 1))
+        three = bias.bias_grad(d, (1, 48, 1))
     finally:
         ic.set_num_threads(None)
     assert one.dtype == dtype and three.shape == (1, 48, 1)
@@ -39,4 +39,4 @@ def test_bias_gradient_is_the_sum_and_the_same_for_every_thread_count(layout, dt
 
 
 def test_bias_gradient_of_an_empty_batch_is_zero():
-    np.testing.assert_array_equal(conv.bias_grad(np.ones((0, 4, 4, 5)), None), np.zeros(5))
+    np.testing.assert_array_equal(bias.bias_grad(np.ones((0, 4, 4, 5)), None), np.zeros(5))

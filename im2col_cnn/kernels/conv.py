@@ -6,7 +6,6 @@
   (:mod:`~im2col_cnn.geometry.phases`; no scatter at all), or the columns' gradient ``dout · wᵀ`` scattered back
   by col2im, whichever :func:`flipped_correlation_pays` estimates to be cheaper.
 * :func:`weight_grad` -- the gradient with respect to the weights: ``colsᵀ · dout`` summed tile by tile.
-* :func:`bias_grad` -- ``dout`` summed over all but its channels.
 
 Weights are ``(*kernel, C_in // groups, C_out)``. With groups, every product is a stack of one matrix product per
 group over the group-major columns of :func:`~im2col_cnn.kernels.columns.tile_columns`. Which kernel runs is
@@ -29,13 +28,13 @@ import numpy as np
 from ..geometry.phases import Phase, column_entries, phases
 from ..geometry.tiles import MIN_TILES, Tile, conv_tiles, image_by_image, image_of, opens_image, tile_sizes
 from ..geometry.windows import WindowGeometry
-from ..runtime.layout import add_planes, caller_layout
-from ..runtime.parallel import get_num_threads, map_blocks, map_tiles
+from ..runtime.layout import add_planes
+from ..runtime.parallel import get_num_threads, map_tiles
 from ..runtime.workspace import Buffers
 from . import depthwise, planar, tap_groups, wide
-from .columns import ALL, contiguous, grouped_weights, scatter_tile, tile_columns, tile_rows
+from .columns import ALL, grouped_weights, scatter_tile, tile_columns, tile_rows
 
-__all__ = ["correlate", "input_grad", "weight_grad", "bias_grad", "flipped_correlation_pays"]
+__all__ = ["correlate", "input_grad", "weight_grad", "flipped_correlation_pays"]
 
 COPY_FLOPS = 35
 """Time of copying one element into a column matrix, in flops of an efficient matrix product (measured: 30-45)."""
@@ -346,11 +345,11 @@ def weight_grad(
 
     ``x`` (N, *spatial, C_in), ``dout`` (N, *out, C_out), any memory layout -> ``(dw, db)``: dw (*kernel,
     C_in // groups, C_out), and, with ``with_bias``, db (C_out,) where a kernel gets it from the same product
-    (None otherwise: the caller sums ``dout`` itself, :func:`bias_grad`). With ``c_out_major`` the column kernel
-    lays dw out output channel by output channel, ``(G, C_out_g, *kernel, C_in_g)`` in memory (its products
-    ``doutᵀ · cols``), for a caller that converts it to PyTorch's ``(C_out, C_in_g, *kernel)``: a copy that
-    then reads each output channel's weights together, not one element per weight row (a 3x3x512x512 dw:
-    9.5 ms -> 2 in float32).
+    (None otherwise: the caller sums ``dout`` itself, :func:`~im2col_cnn.kernels.bias.bias_grad`). With
+    ``c_out_major`` the column kernel lays dw out output channel by output channel, ``(G, C_out_g, *kernel,
+    C_in_g)`` in memory (its products ``doutᵀ · cols``), for a caller that converts it to PyTorch's ``(C_out,
+    C_in_g, *kernel)``: a copy that then reads each output channel's weights together, not one element per
+    weight row (a 3x3x512x512 dw: 9.5 ms -> 2 in float32).
     """
     c_in_g, c_out = x.shape[-1] // groups, dout.shape[-1]
     if groups > 1 and c_in_g == 1:
@@ -397,60 +396,3 @@ def weight_grad(
     )
     # (G, Kg, C_out_g) -> (Kg, G, C_out_g), or (G, C_out_g, Kg) -> (Kg, G, C_out_g); -> (*kernel, C_in_g, C_out)
     return dw.transpose(*((2, 0, 1) if c_out_major else (1, 0, 2))).reshape(*geom.kernel, c_in_g, c_out), None
-
-
-SUM_BLOCK_BYTES = 2**21
-"""Size of the blocks of ``dout`` that :func:`bias_grad` sums on the engine's threads (2 MiB: on 2 cores of this
-bandwidth-bound sum, 512 KiB blocks were 2x slower on two threads than on one, 2 MiB ones as fast)."""
-
-ROW_RUN = 1024
-"""Elements per row of the matrix a channels-last block is summed as (see :func:`_channel_sums`)."""
-
-
-def _channel_sums(rows: np.ndarray) -> np.ndarray:
-    """(m, C) C-contiguous -> (C,): the sum over rows, taken as runs of ``ROW_RUN // C`` rows (each a row of a
-    ``(m // r, r*C)`` view) -- the sum over the first axis of a matrix with few columns adds one short row at a
-    time, five times slower."""
-    m, c = rows.shape
-    r = max(1, ROW_RUN // max(c, 1))
-    whole = m // r * r
-    # (whole, C) -> (whole / r, r*C) -> (r*C,) -> (r, C) -> (C,)
-    total = rows[:whole].reshape(-1, r * c).sum(axis=0).reshape(r, c).sum(axis=0)
-    if whole < m:
-        total += rows[whole:].sum(axis=0)
-    return total
-
-
-def bias_grad(dout: np.ndarray, b_shape: tuple[int, ...] | None) -> np.ndarray:
-    """``db``: ``dout`` (N, *out, C_out), any memory layout, summed over all but the channels, in ``b``'s shape.
-
-    Summed in blocks of about ``SUM_BLOCK_BYTES`` (whole images, or parts of one image where an image is larger)
-    on the engine's threads, the blocks' sums added in block order -- in the planes for a channels-first
-    ``dout``, else as channels-last rows (copied where ``dout`` is not channels-last in memory). The blocks depend
-    on the shape alone: the same sum, bit for bit, for every limit and thread count.
-    """
-    n, *out_shape, c_out = dout.shape
-    size = dout.itemsize * c_out
-    blocks = conv_tiles(
-        n,
-        tuple(out_shape),
-        math.prod(out_shape) * size,
-        lambda n_b, s: n_b * math.prod(s) * size,
-        SUM_BLOCK_BYTES,
-        block_bytes=SUM_BLOCK_BYTES,
-        min_tiles=1,  # a bandwidth-bound sum: blocks smaller than SUM_BLOCK_BYTES cost more than they spread
-    )
-    db = np.zeros(c_out, dtype=dout.dtype)
-    room = tile_sizes(blocks[0])[0] * math.prod(tile_sizes(blocks[0])[1]) * c_out if blocks else 0
-    first = wide.is_channels_first(dout)
-
-    def work(tile: Tile, bufs: Buffers) -> np.ndarray:
-        block = dout[(tile.images, *tile.box)]  # (n_b, *sizes, C_out)
-        if first:  # summed in the channels' planes: (n_b, C_out, *sizes) -> (n_b, C_out) -> (C_out,)
-            planes = caller_layout(block, True)
-            return planes.sum(axis=tuple(range(2, planes.ndim))).sum(axis=0)
-        block = contiguous(block, bufs, "dout", room)
-        return _channel_sums(block.reshape(-1, c_out))  # (n_b, *sizes, C_out) -> (m, C_out) -> (C_out,)
-
-    map_blocks(work, blocks, lambda: Buffers(dout.dtype), then=lambda _, part, __: np.add(db, part, out=db))
-    return db.reshape(b_shape or (c_out,))

@@ -206,7 +206,7 @@ def weight_grad(
     x: np.ndarray, dout: np.ndarray, geom: WindowGeometry, blocks: list[slice], threads: int = 1
 ) -> np.ndarray:
     """Σ over images, in order, of ``colsᵀ_i · dout_iᵀ`` -> dw (*kernel, C_in, C_out); ``x`` and ``dout`` are
-    channels-first in memory. (The bias gradient is :func:`~im2col_cnn.kernels.conv.bias_grad`'s.)"""
+    channels-first in memory. (The bias gradient is :func:`~im2col_cnn.kernels.bias.bias_grad`'s.)"""
     c_out = dout.shape[-1]
     dw = np.zeros((1, geom.taps * x.shape[-1], c_out), dtype=x.dtype)
     ds = _stacked(dout, 1)

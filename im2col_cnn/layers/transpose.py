@@ -19,7 +19,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..geometry.windows import MAX_ELEMENTS, Axis, WindowGeometry, geometry_of
-from ..kernels.conv import bias_grad, correlate, input_grad, weight_grad
+from ..kernels.bias import bias_grad
+from ..kernels.conv import correlate, input_grad, weight_grad
 from ..runtime.batch_chunks import batch_chunked
 from ..runtime.checks import as_flag, as_int, as_tuple, check_bias, check_groups
 from ..runtime.half_precision import float16_io
