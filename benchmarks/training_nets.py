@@ -182,7 +182,10 @@ def engine_step(
             a, cache = eng.max_pool2d_forward(a, 2)
             saved.append(cache)
         lap(f"{label} fwd")
-    loss = float(np.vdot(a, inputs.g))  # sum(out * g): d loss / d out = g
+    # sum(out * g): d loss / d out = g. Not np.vdot: a threaded BLAS dot leaves OpenBLAS's threads spinning for
+    # about 0.1 s, and the engine layers run next would share the cores with them (net B's conv4 backward, float64,
+    # 2 cores: 59 ms after np.vdot, 36 ms after this sum; README, "Threads").
+    loss = float(np.multiply(a, inputs.g).sum())
     d = inputs.g
     lap("loss")
     grads: dict[str, Any] = {}
