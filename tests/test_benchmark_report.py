@@ -177,3 +177,22 @@ def test_interleaved_rounds_settle_each_call_untimed_then_time_a_block():
     assert all(n >= (8 if name == "floor" else 5) for name, n in runs)  # settled 10 ms and timed 4 ms each time
     plain = interleaved_medians(calls, repeats=3, warmup=0)  # by default once per round, no settling
     assert plain.keys() == medians.keys()
+
+
+def test_scaling_times_the_step_with_freed_memory_kept_last_in_each_process(monkeypatch):
+    import benchmarks.scaling as scaling
+
+    jobs = scaling.jobs_for([], step=True)
+    kept = [j for j in jobs if j.endswith(":kept")]
+    can = scaling.keep_freed_memory(check_only=True)
+    assert kept == (["step:B:float32:kept", "step:B:float64:kept"] if can else [])
+    order = []
+    monkeypatch.setattr(scaling, "_step_times", lambda job, *_: order.append(job) or {"op": 2.0, "layers": 1.0})
+    scaling.run_child(["step:B:float32:kept", "step:B:float32", "step:B:float64:kept", "step:B:float64"], 1, 0.0)
+    assert order == ["step:B:float32", "step:B:float64", "step:B:float32:kept", "step:B:float64:kept"]
+    times = {"op": 2.0, "layers": 1.0, "floor": 0.5}
+    result = {"cores": 2, "jobs": ["step:B:float32", "step:B:float32:kept"], "one": {}, "all": {}}
+    for job in result["jobs"]:
+        result["one"][job], result["all"][job] = times, {k: v / 1.6 for k, v in times.items()}
+    labels = [r["row"] for r in scaling.rows(result)]
+    assert labels == ["step:B:float32", "step layers:B:float32", "step layers:B:float32:kept"]  # no whole-step kept row
