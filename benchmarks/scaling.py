@@ -15,7 +15,7 @@ least 1.7 (on 2 cores), the training step's engine layers (the step without the 
 least 0.95x its GEMM floor's speedup.
 
 The step is timed twice: as a user's process runs it, and with the C library told to keep the memory a step frees
-(``step kept``, glibc's ``mallopt``; run last in each process, as it holds for the rest of the process). By default
+(the ``:kept`` rows, glibc's ``mallopt``; run last in each process, as it holds for the rest of it). By default
 glibc hands large freed blocks back to the system, so each step's fresh activations are mapped and zeroed again,
 page by page (about 9,000 page faults a step for net B in float32, on this kind of host about a tenth of the
 step); the GEMM floor, timed in a loop of products of one size, pays none. The second row shows the step without
@@ -91,7 +91,10 @@ def keep_freed_memory(*, check_only: bool = False) -> bool:
     from the heap, not from mappings of their own), so that later allocations reuse pages already mapped. Whether
     this C library can (glibc on Linux); with ``check_only``, nothing is changed."""
     import ctypes
+    import platform
 
+    if platform.libc_ver()[0] != "glibc":  # musl has a mallopt that does nothing; macOS and Windows none
+        return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):

@@ -14,7 +14,7 @@ from _helpers import FLOAT_DTYPES, assert_close
 
 import im2col_cnn as ic
 import reference as ref
-from im2col_cnn.kernels.conv import flipped_correlation_pays, input_grad
+from im2col_cnn.kernels.input_grad import flipped_correlation_pays, input_grad
 from im2col_cnn.layers.conv import prepare_conv
 
 

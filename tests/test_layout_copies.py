@@ -99,7 +99,7 @@ def test_a_flipped_pytorch_kernel_read_by_input_channel_is_copied_block_by_block
 def test_phase_weights_are_the_flipped_taps_and_ungrouped_a_view(stride, dilation, groups):
     from im2col_cnn.geometry.phases import phases
     from im2col_cnn.geometry.windows import Axis, geometry_of
-    from im2col_cnn.kernels.conv import _phase_weights
+    from im2col_cnn.kernels.input_grad import _phase_weights
 
     geom = geometry_of((Axis(11, 4, stride, dilation, 2, 1), Axis(9, 3, stride, 1, 1, 1)))
     w = np.random.default_rng(3).standard_normal((4, 3, 6, 8))  # (*kernel, C_in_g, C_out)

@@ -59,7 +59,7 @@ def test_stride_1_input_gradient_never_pads_the_whole_dout():
     out, cache = ic.conv2d_forward(x, w, padding=1)
     dout = np.ones_like(out)  # 16 MiB: padded whole, it alone would exceed the limit
     assert_within_limit(lambda: ic.conv2d_backward(dout, cache, workspace=LIMIT))
-    from im2col_cnn.kernels.conv import flipped_correlation_pays
+    from im2col_cnn.kernels.input_grad import flipped_correlation_pays
 
     assert flipped_correlation_pays(cache.geom, w.shape)  # the path measured is the correlation of the padded dout
 
@@ -148,7 +148,7 @@ def test_the_memory_benchmark_counts_scratch_but_not_results():
 @pytest.mark.parametrize("path", ["correlate", "scatter"])
 @pytest.mark.parametrize("fmt", ["NHWC", "NCHW"])
 def test_strided_input_gradient_paths_stay_within_the_limit(path, fmt):
-    from im2col_cnn.kernels.conv import input_grad
+    from im2col_cnn.kernels.input_grad import input_grad
 
     # x (1, 1024, 1024, 8) at stride 2: dx is 64 MiB; each phase's correlation and the scatter work in tiles.
     x, w = ones((1, 1024, 1024, 8)), np.full((4, 4, 8, 8), 0.1)

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..geometry.windows import WindowGeometry, make_geometry
 from ..kernels.bias import bias_grad
-from ..kernels.conv import correlate, input_grad, weight_grad
+from ..kernels.conv import correlate, weight_grad
+from ..kernels.input_grad import input_grad
 from ..runtime.batch_chunks import batch_chunked
 from ..runtime.checks import as_flag, as_int, as_padding, as_tuple, axes_tuple, check_bias, check_groups
 from ..runtime.half_precision import float16_io

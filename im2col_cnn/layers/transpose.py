@@ -3,7 +3,7 @@ layer, in 1, 2 or 3 spatial dimensions.
 
 A transposed convolution with weights ``w`` is exactly the gradient, with respect to its input, of the ordinary
 convolution with the same ``w``, stride, padding, dilation and groups -- so it is computed by the same kernels
-with their roles swapped: its forward pass is that convolution's :func:`~im2col_cnn.kernels.conv.input_grad`,
+with their roles swapped: its forward pass is that convolution's :func:`~im2col_cnn.kernels.input_grad.input_grad`,
 its input gradient is that convolution's forward pass, and its weight gradient that convolution's weight
 gradient with input and output exchanged.
 
@@ -20,7 +20,9 @@ import numpy as np
 
 from ..geometry.windows import MAX_ELEMENTS, Axis, WindowGeometry, geometry_of
 from ..kernels.bias import bias_grad
-from ..kernels.conv import correlate, input_grad, weight_grad
+from ..kernels.conv import correlate, weight_grad
+from ..kernels.input_grad import input_grad
+from ..kernels.shared_columns import correlate_and_weight_grad
 from ..runtime.batch_chunks import batch_chunked
 from ..runtime.checks import as_flag, as_int, as_tuple, check_bias, check_groups
 from ..runtime.half_precision import float16_io
@@ -143,11 +145,15 @@ def transpose_backward(
     c_out = w.shape[-2] * groups
     d = channels_last_dout(dout, x.shape[0], geom.in_shape, c_out, x.dtype, channels_first)
     db = bias_grad(d, b_shape)
-    dx = None
+    dx = dw = None
     if need_dx:
         dx, dx_last = new_result(x.shape, x.dtype, channels_first)
-        correlate(d, w, geom, limit, groups=groups, out=dx_last)  # the transposed convolution's forward pass
-    dw, _ = weight_grad(d, x, geom, limit, groups, c_out_major=channels_first)
+        # the convolution's forward pass and its weight gradient, on one set of columns of d where they can be
+        dw = correlate_and_weight_grad(d, w, x, geom, limit, groups, dx_last, c_out_major=channels_first)
+        if dw is None:
+            correlate(d, w, geom, limit, groups=groups, out=dx_last)
+    if dw is None:
+        dw, _ = weight_grad(d, x, geom, limit, groups, c_out_major=channels_first)
     return dx, weight_from_last(dw, channels_first), db
 
 
