@@ -47,7 +47,7 @@ def correlate_and_weight_grad(
         return None
     if wide.kernel(d, dx, geom, groups) or wide.kernel(d, x, geom, groups):
         return None
-    if planar.plan(d.shape, d.itemsize, geom, c_out, limit, groups) is not None:
+    if groups == 1 and d.shape[-1] <= planar.SMALL_CHANNELS:  # the few-channel kernels, where one image fits
         return None
     tiles = column_tiles(d.shape, d.itemsize, geom, limit, c_out)
     by_channel = wide.is_channels_first(d, dx) and tap_groups.rows_by_channel(w)
