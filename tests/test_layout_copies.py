@@ -135,3 +135,44 @@ def test_weight_gradient_for_a_channels_first_caller_is_laid_out_output_channel_
     assert by_out.strides[-1] == 6 * c_in_g * item  # one output channel's taps apart
     pytorch = layout.weight_from_last(by_out, True)  # (C_out, C_in_g, *kernel), as conv2d_backward returns it
     np.testing.assert_array_equal(pytorch, np.moveaxis(np.moveaxis(by_out, -1, 0), -1, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_channel_rows_are_the_transposed_rows_of_a_tile(shape, dtype):
+    from im2col_cnn.geometry.tiles import Tile
+    from im2col_cnn.kernels.columns import tile_channel_rows, tile_rows
+    from im2col_cnn.runtime.workspace import Buffers
+
+    first, view = channels_last_view(shape, dtype)  # a channels-first array seen channels-last
+    full = tuple(slice(0, s) for s in view.shape[1:-1])
+    part = (slice(1, view.shape[1]), *full[1:])  # a tile of a split image: not the whole planes
+    for tile in (Tile(slice(0, 1), full), Tile(slice(0, view.shape[0]), full), Tile(slice(0, 1), part)):
+        rows = tile_rows(view, tile, Buffers(np.dtype(dtype)), "dout")  # (m, C)
+        planes = tile_channel_rows(view, tile, Buffers(np.dtype(dtype)), "dout")  # (C, m)
+        np.testing.assert_array_equal(planes, rows.T)
+        assert planes.flags.c_contiguous
+        whole_image = tile.images == slice(0, 1) and tile.box == full
+        assert np.shares_memory(planes, first) == whole_image  # one whole image's planes: a view, else a copy
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_weight_gradient_of_channels_first_dout_reads_it_by_planes(groups, monkeypatch):
+    from im2col_cnn.geometry.windows import make_geometry
+    from im2col_cnn.kernels import conv
+    from im2col_cnn.kernels.conv import weight_grad
+
+    read = []
+    by_planes = conv.tile_channel_rows
+    monkeypatch.setattr(conv, "tile_channel_rows", lambda *a: read.append(1) or by_planes(*a))
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 9, 8, 24))
+    geom = make_geometry(x.shape, (3, 2), (2, 1), ((1, 1), (0, 1)))
+    dout = rng.standard_normal((3, *geom.out_shape, 8))
+    dout_first = np.ascontiguousarray(np.moveaxis(dout, -1, 1))  # (N, C_out, *out): read by planes
+    expected, _ = weight_grad(x, dout, geom, 2**20, groups, c_out_major=True)
+    assert not read  # channels-last dout: its rows as they are
+    got, _ = weight_grad(x, np.moveaxis(dout_first, 1, -1), geom, 2**20, groups, c_out_major=True)
+    assert read
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..geometry.tiles import Tile, tile_sizes
 from ..geometry.windows import Tap, WindowGeometry, window_view
-from ..runtime.layout import copy_rows
+from ..runtime.layout import caller_layout, copy_rows
 from ..runtime.workspace import Buffers
 
 __all__ = [
@@ -147,6 +147,20 @@ def tile_rows(a: np.ndarray, tile: Tile, bufs: Buffers, name: str) -> np.ndarray
     """``a[tile]`` (n_b, *sizes, C) as an (n_b*prod(sizes), C) matrix: a view where ``a`` allows, else a copy."""
     block = contiguous(a[(tile.images, *tile.box)], bufs, name)
     return block.reshape(-1, block.shape[-1])  # (n_b, *sizes, C) -> (m, C)
+
+
+def tile_channel_rows(a: np.ndarray, tile: Tile, bufs: Buffers, name: str) -> np.ndarray:
+    """``a[tile]`` of a channels-first array ``a`` seen channels-last (N, *spatial, C) as a (C, n_b*prod(sizes))
+    matrix -- the transpose of :func:`tile_rows` -- copied along the channels' planes, in runs of the last axis
+    (about a plain copy's cost, where :func:`tile_rows` reads one element per plane at a time: several times
+    it); one whole image's planes are a view."""
+    block = caller_layout(a[(tile.images, *tile.box)], True)  # (n_b, C, *sizes)
+    c = block.shape[1]
+    if block.shape[0] == 1 and block.flags.c_contiguous:
+        return block.reshape(c, -1)  # (1, C, *sizes) -> (C, m), no copy
+    rows = bufs.get(name, (c, block.shape[0], *block.shape[2:]))
+    np.copyto(rows, block.swapaxes(0, 1))  # (n_b, C, *sizes) -> (C, n_b, *sizes)
+    return rows.reshape(c, -1)  # -> (C, m)
 
 
 def tile_columns(

@@ -31,13 +31,14 @@ from ..geometry.windows import WindowGeometry
 from ..runtime.parallel import map_tiles
 from ..runtime.workspace import Buffers
 from . import depthwise, planar, tap_groups, wide
-from .columns import grouped_weights, tile_columns, tile_rows
+from .columns import grouped_weights, tile_channel_rows, tile_columns, tile_rows
 
 __all__ = [
     "correlate",
     "weight_grad",
     "correlate_tile",
     "weight_tile",
+    "dout_rows",
     "weight_from_tiles",
 ]
 
@@ -222,9 +223,11 @@ def weight_grad(
         return tap_groups.weight_grad(x, dout, geom, tiles[0], cut, limit, c_out_major), None
     dw = np.zeros((groups, c_out_g, k_g) if c_out_major else (groups, k_g, c_out_g), dtype=x.dtype)
 
+    by_plane = c_out_major and wide.is_channels_first(dout)
+
     def work(tile: Tile, bufs: Buffers) -> np.ndarray:
         cols = tile_columns(x, geom, tile, tiles[0], bufs, groups)  # (m, K)
-        return weight_tile(cols, tile_rows(dout, tile, bufs, "dout"), dw.shape, c_out_major, bufs)
+        return weight_tile(cols, dout_rows(dout, tile, bufs, by_plane), dw.shape, c_out_major, bufs, by_plane)
 
     threads = tile_threads(x.shape, x.itemsize, geom, tiles, limit, c_out, more=dw.nbytes)
     # The tiles' partial products are added up in tile order, whichever thread made them.
@@ -234,23 +237,35 @@ def weight_grad(
     return weight_from_tiles(dw, geom, c_out_major), None
 
 
+def dout_rows(dout: np.ndarray, tile: Tile, bufs: Buffers, by_plane: bool) -> np.ndarray:
+    """A tile of ``dout`` for :func:`weight_tile`: (m, C_out) rows, or with ``by_plane`` (a channels-first
+    ``dout``, for a ``c_out_major`` weight gradient) its transpose (C_out, m) copied along the planes."""
+    if by_plane:
+        return tile_channel_rows(dout, tile, bufs, "dout")
+    return tile_rows(dout, tile, bufs, "dout")
+
+
 def weight_tile(
-    cols: np.ndarray, d: np.ndarray, shape: tuple[int, ...], c_out_major: bool, bufs: Buffers
+    cols: np.ndarray, d: np.ndarray, shape: tuple[int, ...], c_out_major: bool, bufs: Buffers, by_plane: bool = False
 ) -> np.ndarray:
-    """One tile's part of :func:`weight_grad`: ``colsᵀ · d`` for ``cols`` (m, K) and ``d`` (m, C_out), in buffer
-    'partial' of ``shape`` -- (G, Kg, C_out_g), or (G, C_out_g, Kg) with ``c_out_major``."""
+    """One tile's part of :func:`weight_grad`: ``colsᵀ · d`` for ``cols`` (m, K) and ``d`` (m, C_out) -- with
+    ``by_plane``, ``d`` is its transpose (C_out, m) (:func:`dout_rows`; with ``c_out_major`` only) -- in buffer
+    'partial' of ``shape``: (G, Kg, C_out_g), or (G, C_out_g, Kg) with ``c_out_major`` (then ``dᵀ · cols``)."""
     groups = shape[0]
     k_g, c_out_g = (shape[2], shape[1]) if c_out_major else shape[1:]
-    m = d.shape[0]
+    m = cols.shape[0]
     partial = bufs.get("partial", shape)
     g_cols = cols.reshape(m, groups, k_g).transpose(1, 2, 0)  # (G, Kg, m)
-    g_d = d.reshape(m, groups, c_out_g).transpose(1, 0, 2)  # (G, m, C_out_g)
     if c_out_major:  # (G, C_out_g, m) @ (G, m, Kg) -> (G, C_out_g, Kg)
-        np.matmul(g_d.transpose(0, 2, 1), g_cols.transpose(0, 2, 1), out=partial)
+        if by_plane:  # (C_out, m) -> (G, C_out_g, m)
+            g_dt = d.reshape(groups, c_out_g, m)
+        else:  # (m, C_out) -> (m, G, C_out_g) -> (G, C_out_g, m)
+            g_dt = d.reshape(m, groups, c_out_g).transpose(1, 2, 0)
+        np.matmul(g_dt, g_cols.transpose(0, 2, 1), out=partial)
     elif groups == 1:
         np.matmul(cols.T, d, out=partial[0])  # (K, m) @ (m, C_out)
     else:  # (G, Kg, m) @ (G, m, C_out_g) -> (G, Kg, C_out_g)
-        np.matmul(g_cols, g_d, out=partial)
+        np.matmul(g_cols, d.reshape(m, groups, c_out_g).transpose(1, 0, 2), out=partial)
     return partial
 
 

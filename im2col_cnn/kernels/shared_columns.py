@@ -18,8 +18,8 @@ from ..geometry.windows import WindowGeometry
 from ..runtime.parallel import map_tiles
 from ..runtime.workspace import Buffers
 from . import planar, tap_groups, wide
-from .columns import grouped_weights, tile_columns, tile_rows
-from .conv import column_tiles, correlate_tile, thread_scratch, weight_from_tiles, weight_tile
+from .columns import grouped_weights, tile_columns
+from .conv import column_tiles, correlate_tile, dout_rows, thread_scratch, weight_from_tiles, weight_tile
 
 __all__ = ["correlate_and_weight_grad"]
 
@@ -63,11 +63,12 @@ def correlate_and_weight_grad(
     if per_thread > limit:
         return None
     wg = grouped_weights(w, groups)  # (G, Kg, C_out_g)
+    by_plane = c_out_major and wide.is_channels_first(x)
 
     def work(tile: Tile, bufs: Buffers) -> np.ndarray:
         cols = tile_columns(d, geom, tile, tiles[0], bufs, groups)  # (m, K), built once for both products
         correlate_tile(cols, wg, None, dx[(tile.images, *tile.box)], bufs)
-        return weight_tile(cols, tile_rows(x, tile, bufs, "dout"), dw.shape, c_out_major, bufs)
+        return weight_tile(cols, dout_rows(x, tile, bufs, by_plane), dw.shape, c_out_major, bufs, by_plane)
 
     # The tiles' partial products are added up in tile order, whichever thread made them.
     map_tiles(
