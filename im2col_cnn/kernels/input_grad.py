@@ -19,7 +19,7 @@ from ..runtime.layout import add_planes
 from ..runtime.parallel import get_num_threads, map_tiles
 from ..runtime.workspace import Buffers
 from . import depthwise, planar, wide
-from .columns import ALL, grouped_weights, scatter_tile, tile_rows
+from .columns import ALL, grouped_weights, scatter_tile, tile_channel_rows, tile_rows
 from .conv import column_tiles, correlate, tile_threads
 
 __all__ = ["input_grad", "flipped_correlation_pays"]
@@ -184,8 +184,11 @@ def _scatter_input_grad(
         else:
             add_planes(dx[(tile.images, *(slice(a, b) for a, b in reach))], slab)
 
+    by_plane = groups == 1 and wide.is_channels_first(dout)
+
     def work(tile: Tile, bufs: Buffers) -> np.ndarray:
-        d = tile_rows(dout, tile, bufs, "dout")  # (m, C_out)
+        # (m, C_out); a channels-first dout read along its planes, (C_out, m), and multiplied as its transpose
+        d = tile_channel_rows(dout, tile, bufs, "dout").T if by_plane else tile_rows(dout, tile, bufs, "dout")
         m = d.shape[0]
         dcols = bufs.get("dcols", (m, groups, k // groups))  # (m, G, Kg): group-major columns
         if groups == 1:
