@@ -16,6 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..geometry import tiles as tiling
 from ..geometry.tiles import PoolTile, output_tiles, tile_key
 from ..geometry.windows import Axis, WindowGeometry, geometry_of
 from ..runtime.layout import empty_channels_last
@@ -33,7 +34,7 @@ from .pool_plan import (
     tile_plan,
 )
 
-__all__ = ["pool_geometry", "avg_divisor", "pool_windows", "argmax_indices", "winner_offsets"]
+__all__ = ["pool_geometry", "avg_divisor", "pool_windows", "forward_tile_bytes", "argmax_indices", "winner_offsets"]
 
 
 def _out_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
@@ -153,9 +154,26 @@ def pool_windows(
         with short_ufunc_chunks():  # the first stage reads runs of a whole row of elements
             _forward_tile(x, out, win, tile, plan, disjoint, kind, divisor, scratch)
 
-    tiles = output_tiles(x.shape, geom.axes, dtype.itemsize)
+    tiles = output_tiles(x.shape, geom.axes, dtype.itemsize, forward_tile_bytes(geom, winners))
     map_blocks(work, tiles, lambda: Scratch(channels_first), max_threads=max_workers())
     return out, win
+
+
+def forward_tile_bytes(geom: WindowGeometry, winners: bool) -> int:
+    """The input one forward tile reads: ``TILE_BYTES``, and twice that for max pooling with winners whose first
+    axis strides by 2 or more.
+
+    Recording winners takes about four ufunc calls per tap, many of them over output-sized arrays, and each call
+    takes the GIL to start. On several threads a call that finds the GIL held waits for a wake-up (about 30 us on
+    the 2-core test host, against 5-40 us of work per call in 2 MiB tiles), so that tiles of short calls run no
+    faster on two threads than on one: the A2 case (adaptive max pooling of (64, 14, 14, 256) to 5x5, float32)
+    took 2.9-4.1 ms on 2 threads in tiles of 2 MiB (the same on 1 thread), 2.1-2.2 ms in tiles of 3-6 MiB; two
+    processes, each pooling half the batch on one thread, took as long as one. A stride of 2 or more keeps the
+    first axis' intermediates (input / stride) within one thread's ``WORKER_SCRATCH_BYTES`` at twice the size.
+    """
+    if winners and geom.axes[0].s >= 2:
+        return 2 * tiling.TILE_BYTES
+    return tiling.TILE_BYTES
 
 
 def _stage_shape(xt: np.ndarray, ot: np.ndarray, axis: int) -> tuple[int, ...]:
