@@ -13,7 +13,7 @@ inputs and the windows covering each input are worked out in closed form, for th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -130,10 +130,12 @@ def clipped_axis(axis: Axis) -> AdaptiveAxis:
     return AdaptiveAxis(axis.size, axis.out, axis.k, axis.s, axis.lo)
 
 
+@lru_cache(maxsize=256)
 def strided_axis(axis: AdaptiveAxis) -> Axis | None:
     """The ordinary pooling axis (kernel, stride, padding before and after) whose windows, cut to the input, are
     exactly ``axis``'s, or None. Adaptive windows often are: 14 inputs to 5 outputs are a kernel of 4 at stride 3
-    with a padding of 1, and sizes that divide evenly a kernel of ``L/O`` at that stride."""
+    with a padding of 1, and sizes that divide evenly a kernel of ``L/O`` at that stride. Memoized: its search
+    takes about 35 us an axis, a fifth of a small call."""
     size, out = axis.size, axis.out
     starts, ends = axis.bounds(0, out)  # transient
     if out == 1:
