@@ -14,6 +14,9 @@ import pytest
 
 import im2col_cnn as ic
 from benchmarks.memory import peak_scratch, returned_bytes
+from im2col_cnn.geometry.tiles import TILE_BYTES
+from im2col_cnn.kernels.pool_forward import forward_tile_bytes, pool_geometry
+from im2col_cnn.kernels.pool_plan import WORKER_SCRATCH_BYTES
 from im2col_cnn.runtime.workspace import SCRATCH_SLACK
 
 MiB = 2**20
@@ -99,3 +102,36 @@ def test_adaptive_kernels_scratch_stays_within_the_limit_on_real_arrays(layer, a
         ic.set_num_threads(None)
     assert cache.long if layer == "max_pool2d" else cache.pool is None  # the adaptive kernels ran
     assert dx.shape == x.shape and np.isclose(dx.sum(dtype=np.float64), dout.size)  # each window spreads 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "shape, fmt, window",
+    [
+        ((4, 128, 128, 64), "NHWC", (3, 2, 1)),
+        ((4, 64, 128, 128), "NCHW", (3, 2, 1)),
+        ((4, 128, 128, 64), "NHWC", (4, 2, 1)),
+        ((4, 128, 128, 64), "NHWC", (2, 2, 0)),
+        ((2, 32, 64, 64, 64), "NCDHW", (3, 2, 1)),
+    ],
+    ids=str,
+)
+def test_max_pool_forward_in_double_tiles_keeps_one_threads_scratch(shape, fmt, window, dtype):
+    """Max pooling's forward pass at a stride of 2 or more reads tiles of twice ``TILE_BYTES`` (fewer, longer ufunc
+    calls on several threads); one thread's scratch stays within ``WORKER_SCRATCH_BYTES``, on which the workspace
+    limit's thread cap rests."""
+    k, s, p = window
+    nd = len(shape) - 2
+    x = np.broadcast_to(np.asarray(1.5, dtype=dtype), shape)
+    last = (shape[0], *shape[2:], shape[1]) if fmt[1] == "C" else shape
+    geom = pool_geometry(last, (k,) * nd, (s,) * nd, (p,) * nd, (1,) * nd, False)
+    assert forward_tile_bytes(geom, True) == 2 * TILE_BYTES and forward_tile_bytes(geom, False) == TILE_BYTES
+    assert np.dtype(dtype).itemsize * x.size >= 4 * forward_tile_bytes(geom, True)  # several tiles
+    fwd = getattr(ic, f"max_pool{nd}d_forward")
+    ic.set_num_threads(1)
+    try:
+        scratch, _, (out, _) = _scratch(lambda: fwd(x, k, stride=s, padding=p, data_format=fmt), (x,))
+    finally:
+        ic.set_num_threads(None)
+    assert scratch <= WORKER_SCRATCH_BYTES, f"one thread's scratch {scratch / MiB:.2f} MiB"
+    assert np.all(out == 1.5)

@@ -164,12 +164,14 @@ def forward_tile_bytes(geom: WindowGeometry, winners: bool) -> int:
     axis strides by 2 or more.
 
     Recording winners takes about four ufunc calls per tap, many of them over output-sized arrays, and each call
-    takes the GIL to start. On several threads a call that finds the GIL held waits for a wake-up (about 30 us on
-    the 2-core test host, against 5-40 us of work per call in 2 MiB tiles), so that tiles of short calls run no
-    faster on two threads than on one: the A2 case (adaptive max pooling of (64, 14, 14, 256) to 5x5, float32)
-    took 2.9-4.1 ms on 2 threads in tiles of 2 MiB (the same on 1 thread), 2.1-2.2 ms in tiles of 3-6 MiB; two
-    processes, each pooling half the batch on one thread, took as long as one. A stride of 2 or more keeps the
-    first axis' intermediates (input / stride) within one thread's ``WORKER_SCRATCH_BYTES`` at twice the size.
+    takes the GIL to start. On several threads a call that finds the GIL held sleeps until woken (on the 2-core
+    test host a wake-up takes about 30 us: two threads passing an Event back and forth, 62-66 us a round trip),
+    so that tiles of short calls ran no faster on two threads than on one. The A2 case (adaptive max pooling of
+    (64, 14, 14, 256) to 5x5, float32) took 2.9-4.1 ms on 2 threads in tiles of 2 MiB, about its time on one;
+    2.1-2.2 ms in tiles of 3-6 MiB. Two processes at once, each pooling half the batch on one thread, each took
+    as long as one alone. A stride of 2 or more keeps the first axis' intermediates (input / stride) small
+    enough that one thread's scratch stays within ``WORKER_SCRATCH_BYTES`` (8 MiB) at twice the size: 6.7 MiB
+    at most over the 2-D and 3-D windows of 2 to 4 taps measured (12.5 MiB at four times the size).
     """
     if winners and geom.axes[0].s >= 2:
         return 2 * tiling.TILE_BYTES
