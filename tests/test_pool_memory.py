@@ -15,8 +15,9 @@ import pytest
 import im2col_cnn as ic
 from benchmarks.memory import peak_scratch, returned_bytes
 from im2col_cnn.geometry.tiles import TILE_BYTES
-from im2col_cnn.kernels.pool_forward import forward_tile_bytes, pool_geometry
-from im2col_cnn.kernels.pool_plan import WORKER_SCRATCH_BYTES
+from im2col_cnn.kernels.pool_forward import pool_geometry
+from im2col_cnn.kernels.pool_plan import WORKER_SCRATCH_BYTES, converts_tiles, forward_tile_bytes
+from im2col_cnn.runtime.layout import copies_whole_positions
 from im2col_cnn.runtime.workspace import SCRATCH_SLACK
 
 MiB = 2**20
@@ -106,27 +107,35 @@ def test_adaptive_kernels_scratch_stays_within_the_limit_on_real_arrays(layer, a
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
-    "shape, fmt, window",
+    "shape, fmt, window, converted",
     [
-        ((4, 128, 128, 64), "NHWC", (3, 2, 1)),
-        ((4, 64, 128, 128), "NCHW", (3, 2, 1)),
-        ((4, 128, 128, 64), "NHWC", (4, 2, 1)),
-        ((4, 128, 128, 64), "NHWC", (2, 2, 0)),
-        ((2, 32, 64, 64, 64), "NCDHW", (3, 2, 1)),
+        ((4, 128, 128, 64), "NHWC", (3, 2, 1), False),
+        ((4, 128, 128, 64), "NHWC", (4, 2, 1), False),
+        ((4, 128, 128, 64), "NHWC", (2, 2, 0), False),
+        ((4, 64, 128, 128), "NCHW", (3, 2, 1), False),  # long rows: pooled in place
+        ((4, 64, 128, 128), "NCHW", (2, 2, 0), False),
+        ((64, 64, 60, 60), "NCHW", (3, 2, 1), True),  # short rows: copied channels-last, tile by tile
+        ((64, 64, 30, 30), "NCHW", (3, 1, 1), True),  # likewise, at stride 1: half tiles
+        ((2, 32, 64, 64, 64), "NCDHW", (3, 2, 1), False),  # volumes: in place
+        ((2048, 64, 60), "NCW", (3, 2, 1), False),  # signals: in place
     ],
     ids=str,
 )
-def test_max_pool_forward_in_double_tiles_keeps_one_threads_scratch(shape, fmt, window, dtype):
+def test_max_pool_forward_tiles_keep_one_threads_scratch(shape, fmt, window, converted, dtype):
     """Max pooling's forward pass at a stride of 2 or more reads tiles of twice ``TILE_BYTES`` (fewer, longer ufunc
-    calls on several threads); one thread's scratch stays within ``WORKER_SCRATCH_BYTES``, on which the workspace
-    limit's thread cap rests."""
+    calls on several threads), and tiles copied channels-last ``TILE_BYTES`` (half that at stride 1); one thread's
+    scratch stays within ``WORKER_SCRATCH_BYTES``, on which the workspace limit's thread cap rests."""
     k, s, p = window
     nd = len(shape) - 2
     x = np.broadcast_to(np.asarray(1.5, dtype=dtype), shape)
-    last = (shape[0], *shape[2:], shape[1]) if fmt[1] == "C" else shape
+    first = fmt[1] == "C"
+    last = (shape[0], *shape[2:], shape[1]) if first else shape
     geom = pool_geometry(last, (k,) * nd, (s,) * nd, (p,) * nd, (1,) * nd, False)
-    assert forward_tile_bytes(geom, True) == 2 * TILE_BYTES and forward_tile_bytes(geom, False) == TILE_BYTES
-    assert np.dtype(dtype).itemsize * x.size >= 4 * forward_tile_bytes(geom, True)  # several tiles
+    x_last = x.transpose(0, *range(2, nd + 2), 1) if first else x  # what the kernel sees
+    assert (converts_tiles(geom, True, first) and copies_whole_positions(x_last)) is converted
+    budget = forward_tile_bytes(geom, True, converted)
+    assert budget == (TILE_BYTES // (1 if s >= 2 else 2) if converted else 2 * TILE_BYTES if s >= 2 else TILE_BYTES)
+    assert np.dtype(dtype).itemsize * x.size >= 4 * budget  # several tiles
     fwd = getattr(ic, f"max_pool{nd}d_forward")
     ic.set_num_threads(1)
     try:

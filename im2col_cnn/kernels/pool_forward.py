@@ -16,10 +16,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..geometry import tiles as tiling
 from ..geometry.tiles import PoolTile, output_tiles, tile_key
 from ..geometry.windows import Axis, WindowGeometry, geometry_of
-from ..runtime.layout import empty_channels_last
+from ..runtime.layout import copies_whole_positions, copy_rows, empty_channels_last
 from ..runtime.parallel import map_blocks
 from .pool_plan import (
     ALL,
@@ -29,12 +28,14 @@ from .pool_plan import (
     as_code,
     code_dtype,
     code_steps,
+    converts_tiles,
+    forward_tile_bytes,
     max_workers,
     short_ufunc_chunks,
     tile_plan,
 )
 
-__all__ = ["pool_geometry", "avg_divisor", "pool_windows", "forward_tile_bytes", "argmax_indices", "winner_offsets"]
+__all__ = ["pool_geometry", "avg_divisor", "pool_windows", "argmax_indices", "winner_offsets"]
 
 
 def _out_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
@@ -146,36 +147,47 @@ def pool_windows(
     win = empty_channels_last(shape, code, channels_first) if winners else None
     disjoint = all(a.disjoint for a in geom.axes)
 
+    # channels-first max pooling of short rows, where the tile's copy reads every channel of a position at once
+    convert = converts_tiles(geom, winners, channels_first) and copies_whole_positions(x)
+
     def work(tile: PoolTile, scratch: Scratch) -> None:
         plan = tile_plan(geom.axes, tile_key(tile), code)
-        if disjoint:  # runs of C elements: NumPy's default chunks are faster here
-            _forward_tile(x, out, win, tile, plan, disjoint, kind, divisor, scratch)
+        xt, ot = x[tile.inp()], out[tile.out()]
+        wt = None if win is None else win[tile.out()]
+        div = divisor if np.ndim(divisor) == 0 else divisor[tile.out_box()]  # type: ignore[index]
+        if convert:  # the tile channels-last, its results copied back into the caller's layout
+            xc = scratch.get("input", xt.shape, dtype)
+            copy_rows(xc, xt)
+            oc = scratch.get("output", ot.shape, dtype)
+            wc = None if wt is None else scratch.get("winners", wt.shape, wt.dtype)
+            _forward_tile_any(xc, oc, wc, plan, disjoint, kind, div, scratch)
+            np.copyto(ot, oc)
+            if wt is not None:
+                np.copyto(wt, wc)
             return
-        with short_ufunc_chunks():  # the first stage reads runs of a whole row of elements
-            _forward_tile(x, out, win, tile, plan, disjoint, kind, divisor, scratch)
+        _forward_tile_any(xt, ot, wt, plan, disjoint, kind, div, scratch)
 
-    tiles = output_tiles(x.shape, geom.axes, dtype.itemsize, forward_tile_bytes(geom, winners))
-    map_blocks(work, tiles, lambda: Scratch(channels_first), max_threads=max_workers())
+    tiles = output_tiles(x.shape, geom.axes, dtype.itemsize, forward_tile_bytes(geom, winners, convert))
+    map_blocks(work, tiles, lambda: Scratch(channels_first and not convert), max_threads=max_workers())
     return out, win
 
 
-def forward_tile_bytes(geom: WindowGeometry, winners: bool) -> int:
-    """The input one forward tile reads: ``TILE_BYTES``, and twice that for max pooling with winners whose first
-    axis strides by 2 or more.
-
-    Recording winners takes about four ufunc calls per tap, many of them over output-sized arrays, and each call
-    takes the GIL to start. On several threads a call that finds the GIL held sleeps until woken (on the 2-core
-    test host a wake-up takes about 30 us: two threads passing an Event back and forth, 62-66 us a round trip),
-    so that tiles of short calls ran no faster on two threads than on one. The A2 case (adaptive max pooling of
-    (64, 14, 14, 256) to 5x5, float32) took 2.9-4.1 ms on 2 threads in tiles of 2 MiB, about its time on one;
-    2.1-2.2 ms in tiles of 3-6 MiB. Two processes at once, each pooling half the batch on one thread, each took
-    as long as one alone. A stride of 2 or more keeps the first axis' intermediates (input / stride) small
-    enough that one thread's scratch stays within ``WORKER_SCRATCH_BYTES`` (8 MiB) at twice the size: 6.7 MiB
-    at most over the 2-D and 3-D windows of 2 to 4 taps measured (12.5 MiB at four times the size).
-    """
-    if winners and geom.axes[0].s >= 2:
-        return 2 * tiling.TILE_BYTES
-    return tiling.TILE_BYTES
+def _forward_tile_any(
+    xt: np.ndarray,
+    ot: np.ndarray,
+    wt: np.ndarray | None,
+    plan: TilePlan,
+    disjoint: bool,
+    kind: str,
+    divisor: float | np.ndarray,
+    scratch: Scratch,
+) -> None:
+    """:func:`_forward_tile` within the iteration that suits the windows."""
+    if disjoint:  # runs of C elements: NumPy's default chunks are faster here
+        _forward_tile(xt, ot, wt, plan, disjoint, kind, divisor, scratch)
+        return
+    with short_ufunc_chunks():  # the first stage reads runs of a whole row of elements
+        _forward_tile(xt, ot, wt, plan, disjoint, kind, divisor, scratch)
 
 
 def _stage_shape(xt: np.ndarray, ot: np.ndarray, axis: int) -> tuple[int, ...]:
@@ -184,21 +196,20 @@ def _stage_shape(xt: np.ndarray, ot: np.ndarray, axis: int) -> tuple[int, ...]:
 
 
 def _forward_tile(
-    x: np.ndarray,
-    out: np.ndarray,
-    win: np.ndarray | None,
-    tile: PoolTile,
+    xt: np.ndarray,
+    ot: np.ndarray,
+    wt: np.ndarray | None,
     plan: TilePlan,
     disjoint: bool,
     kind: str,
     divisor: float | np.ndarray,
     scratch: Scratch,
 ) -> None:
-    """One output tile: reduce over the taps of the first spatial axis into scratch, then over those of each later
-    axis (or, for the maximum over disjoint windows, over the kernel offsets at once)."""
-    xt, ot = x[tile.inp()], out[tile.out()]
+    """One output tile ``ot`` (and ``wt``) of the input tile ``xt``: reduce over the taps of the first spatial axis
+    into scratch, then over those of each later axis (or, for the maximum over disjoint windows, over the kernel
+    offsets at once). ``divisor`` is the tile's: a number or its part of the (*out, 1) array."""
     nd = len(plan.axis_taps)
-    if kind == "avg" or win is None:
+    if kind == "avg" or wt is None:
         op, fill = (np.add, 0.0) if kind == "avg" else (np.maximum, -np.inf)
         src = xt
         for axis in range(nd):
@@ -206,9 +217,8 @@ def _forward_tile(
             _reduce(src, dst, plan.axis_taps[axis], axis + 1, op, fill, plan.rests[axis])
             src = dst
         if kind == "avg":
-            np.divide(ot, divisor if np.ndim(divisor) == 0 else divisor[tile.out_box()], out=ot)
+            np.divide(ot, divisor, out=ot)
         return
-    wt = win[tile.out()]
     if disjoint or nd == 1:  # no two windows share an input (or one axis): one pass over the kernel offsets
         _running_max(xt, ot, wt, plan.offsets, plan.first, scratch)
         with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum only costs the exact slow path
@@ -218,12 +228,12 @@ def _forward_tile(
         return
     steps = code_steps([len(t) for t in plan.axis_taps])
     vals = scratch.get("vals0", _stage_shape(xt, ot, 0), ot.dtype)
-    wins = scratch.get("wins0", vals.shape, win.dtype)
+    wins = scratch.get("wins0", vals.shape, wt.dtype)
     _running_max(xt, vals, wins, plan.lead_offsets, plan.first_lead, scratch)
     for axis in range(1, nd):
         last = axis == nd - 1
         dst = ot if last else scratch.get(f"vals{axis}", _stage_shape(xt, ot, axis), ot.dtype)
-        dst_win = wt if last else scratch.get(f"wins{axis}", dst.shape, win.dtype)
+        dst_win = wt if last else scratch.get(f"wins{axis}", dst.shape, wt.dtype)
         _reduce(vals, dst, plan.axis_taps[axis], axis + 1, np.maximum, -np.inf, plan.rests[axis])
         _axis_winners(vals, wins, dst, dst_win, plan.axis_taps[axis], axis + 1, steps[axis], plan.rests[axis], scratch)
         vals, wins = dst, dst_win

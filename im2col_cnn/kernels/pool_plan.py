@@ -1,5 +1,6 @@
-"""What the pooling kernels share: each thread's scratch, the plan of a tile's taps, the winners' codes, and the
-ufunc settings they run under.
+"""What the pooling kernels share: each thread's scratch, the plan of a tile's taps, the winners' codes, the
+ufunc settings they run under, and the forward pass's tile size and layout (:func:`forward_tile_bytes`,
+:func:`converts_tiles`).
 
 Pooling is separable: a window's maximum (or sum) is the maximum over its taps along the first spatial axis of
 the maximum over the next axis, and so on. Each tile's taps are worked out once (:func:`tile_plan`, memoized) for
@@ -21,8 +22,9 @@ from itertools import product
 
 import numpy as np
 
+from ..geometry import tiles as tiling
 from ..geometry.tiles import TILE_BYTES
-from ..geometry.windows import Axis, Tap
+from ..geometry.windows import Axis, Tap, WindowGeometry
 from ..runtime.layout import empty_channels_last
 from ..runtime.workspace import get_workspace_limit
 
@@ -41,6 +43,8 @@ __all__ = [
     "as_code",
     "UFUNC_BUFSIZE",
     "short_ufunc_chunks",
+    "converts_tiles",
+    "forward_tile_bytes",
 ]
 
 ALL = slice(None)
@@ -187,3 +191,53 @@ def tile_plan(axes: tuple[Axis, ...], key: tuple[int, ...], code: np.dtype) -> T
 
 def _codes(first: np.ndarray, code: np.dtype) -> Codes:
     return int(first.flat[0]) if first.min() == first.max() else first.astype(code)
+
+
+def converts_tiles(geom: WindowGeometry, winners: bool, channels_first: bool) -> bool:
+    """Whether a channels-first max pooling copies each input tile channels-last, runs there and copies its results
+    back: where it records winners over overlapping windows in 2 dimensions along short rows (at most
+    ``SHORT_ROW`` outputs along the last spatial axis). The kernel also keeps in place input whose planes alias
+    in the cache, which the copy would read a few channels at a time
+    (:func:`~im2col_cnn.runtime.layout.copies_whole_positions`).
+
+    In the caller's layout, that path's ufuncs run along rows of a plane -- 5 elements in the A2 case -- and its
+    many calls per tap each pay a loop setup per row. NCHW input, before -> after, minimum of 3 alternated runs,
+    float32, 2 cores (1 core): A2 9.7 -> 3.9 ms (18.1 -> 5.7); 3x3 windows at stride 2 on (64, 512, 7, 7) 12.1
+    -> 2.3 (23.8 -> 4.1), on (32, 64, 56, 56) (P2) 9.4 -> 8.2 (16.5 -> 13.0); float64 on 2 cores 13.3 -> 5.9,
+    13.3 -> 3.9, 14.5 -> 13.6. Where it lost, it stays off: on 3x3x3 windows over (8, 64, 16, 30, 30), float64,
+    2 cores, 16.5 -> 25.4 ms, and over (8, 64, 16, 32, 32) (planes 4 KiB apart) 20.1 -> 31.7; on a signal,
+    whose single axis takes one pass over the kernel offsets, (256, 256, 60) at stride 2, 2.6 -> 3.8 (float32,
+    2 cores); disjoint windows and average pooling, which make few calls per tap, 2x2 at stride 2 on (64, 128,
+    28, 28), max 4.0 -> 5.3-5.9 ms, average 1.9 -> 3.9.
+    """
+    short = geom.axes[-1].out <= SHORT_ROW
+    overlapping = not all(a.disjoint for a in geom.axes)
+    return channels_first and winners and short and overlapping and len(geom.axes) == 2
+
+
+SHORT_ROW = 32
+"""The most outputs along the last spatial axis for which :func:`converts_tiles` copies tiles channels-last."""
+
+
+def forward_tile_bytes(geom: WindowGeometry, winners: bool, converted: bool = False) -> int:
+    """The input one forward tile reads: ``TILE_BYTES``, and twice that for max pooling with winners whose first
+    axis strides by 2 or more. Tiles ``converted`` channels-last (:func:`converts_tiles`) keep ``TILE_BYTES`` where
+    every axis strides by 2 or more and take half of it otherwise, as the copies of the tile and of its results take
+    room too (one thread's scratch then measured at most 7.6 MiB, against 13.0 for a 3x3 stride-1 pooling of a
+    (1, 16, 1024, 1024) float32 image in whole ``TILE_BYTES`` tiles).
+
+    Recording winners takes about four ufunc calls per tap, many of them over output-sized arrays, and each call
+    takes the GIL to start. On several threads a call that finds the GIL held sleeps until woken (on the 2-core
+    test host a wake-up takes about 30 us: two threads passing an Event back and forth, 62-66 us a round trip),
+    so that tiles of short calls ran no faster on two threads than on one. The A2 case (adaptive max pooling of
+    (64, 14, 14, 256) to 5x5, float32) took 2.9-4.1 ms on 2 threads in tiles of 2 MiB, about its time on one;
+    2.1-2.2 ms in tiles of 3-6 MiB. Two processes at once, each pooling half the batch on one thread, each took
+    as long as one alone. A stride of 2 or more keeps the first axis' intermediates (input / stride) small
+    enough that one thread's scratch stays within ``WORKER_SCRATCH_BYTES`` (8 MiB) at twice the size: 6.7 MiB
+    at most over the 2-D and 3-D windows of 2 to 4 taps measured (12.5 MiB at four times the size).
+    """
+    if converted:
+        return tiling.TILE_BYTES if min(a.s for a in geom.axes) >= 2 else tiling.TILE_BYTES // 2
+    if winners and geom.axes[0].s >= 2:
+        return 2 * tiling.TILE_BYTES
+    return tiling.TILE_BYTES

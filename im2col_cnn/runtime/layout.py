@@ -97,6 +97,12 @@ def _channel_run(src: np.ndarray) -> int | None:
     return run if run and stride >= 1024 and c > run else None
 
 
+def copies_whole_positions(src: np.ndarray) -> bool:
+    """Whether :func:`copy_rows` copies ``src`` (..., C) in one call, every channel of a position at once: its
+    channel stride does not alias in the cache (:func:`_channel_run`)."""
+    return _channel_run(src) is None
+
+
 def copy_rows(dst: np.ndarray, src: np.ndarray) -> None:
     """``dst[...] = src``: ``dst`` a channels-last (..., C) buffer or a box of one, ``src`` a view of any layout,
     typically a block of a channels-first array seen channels-last (read a few channels at a time where its
