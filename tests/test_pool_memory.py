@@ -16,7 +16,7 @@ import im2col_cnn as ic
 from benchmarks.memory import peak_scratch, returned_bytes
 from im2col_cnn.geometry.tiles import TILE_BYTES
 from im2col_cnn.kernels.pool_forward import pool_geometry
-from im2col_cnn.kernels.pool_plan import WORKER_SCRATCH_BYTES, converts_tiles, forward_tile_bytes
+from im2col_cnn.kernels.pool_plan import WORKER_SCRATCH_BYTES, converts_tiles, forward_tile_bytes, tile_plan
 from im2col_cnn.runtime.layout import copies_whole_positions
 from im2col_cnn.runtime.workspace import SCRATCH_SLACK
 
@@ -143,4 +143,19 @@ def test_max_pool_forward_tiles_keep_one_threads_scratch(shape, fmt, window, con
     finally:
         ic.set_num_threads(None)
     assert scratch <= WORKER_SCRATCH_BYTES, f"one thread's scratch {scratch / MiB:.2f} MiB"
+    assert np.all(out == 1.5)
+
+
+def test_a_first_call_over_many_kernel_offsets_keeps_its_tile_plans_small():
+    """A tile's plan lists every kernel offset only where the kernel reads them (disjoint windows, one axis,
+    windows holding NaN): a 5x5x5 stride-1 max pooling's first call, the plans it builds included, stays within
+    one thread's scratch (with every offset listed up front: 15.7 MiB)."""
+    tile_plan.cache_clear()
+    x = np.broadcast_to(np.asarray(1.5), (2, 64, 64, 64, 32))
+    ic.set_num_threads(1)
+    try:
+        scratch, _, (out, _) = _scratch(lambda: ic.max_pool3d_forward(x, 5, stride=1, padding=2), (x,))
+    finally:
+        ic.set_num_threads(None)
+    assert scratch <= WORKER_SCRATCH_BYTES, f"first call's scratch {scratch / MiB:.2f} MiB"
     assert np.all(out == 1.5)
