@@ -6,7 +6,8 @@ engine's median time, GFLOP/s and the ratio to the bare matrix product (conv) or
 (pooling), the reference loops' time (reduced batch, scaled) and the speedup over them, the largest difference from
 the loops, the peak memory of the call, and PyTorch CPU's time when PyTorch is installed. Then the 1-D convolution
 against the same data through conv2d with a unit height, both layouts side by side (contiguous channels-first
-against channels-last on every conv case, and the CS231n drop-in's fast conv; ``--layouts``: that section alone;
+against channels-last on every conv and pooling case, and the CS231n drop-in's fast conv; ``--layouts``: that
+section alone;
 see ``benchmarks/layouts.py``), conv C4 at the default workspace limit and at a small one, and a training step
 of two small nets against PyTorch (``--step-only``: that section alone; see ``benchmarks/training_step.py``). A
 --quick run says so in the report's first line, in the JSON (meta.quick) and in the plot's title.
@@ -333,9 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.scaling:
         print("\n".join(_scaling(args.selected, args.cases is None, settings)))
         return 0
-    conv_cases = [case for case in args.selected if isinstance(case, ConvCase)]
     if args.layouts:
-        layout_rows = layouts.measure(conv_cases, settings.repeats, settings.min_total_s, settings.batch_cap, progress)
+        batch = settings.batch_cap
+        layout_rows = layouts.measure(args.selected, settings.repeats, settings.min_total_s, batch, progress)
         print("\n".join(layouts.format_table(layout_rows)))
         return 0
 
@@ -368,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     layout_rows: list[dict[str, object]] = []
     if not args.step_only and args.cases is None and not args.quick:
-        layout_rows = layouts.measure(conv_cases, settings.repeats, settings.min_total_s, None, progress)
+        layout_rows = layouts.measure(args.selected, settings.repeats, settings.min_total_s, None, progress)
         print("\n".join(layouts.format_table(layout_rows)) + "\n")
 
     memory: list[MemoryRow] = []

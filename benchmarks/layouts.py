@@ -4,8 +4,9 @@ The same data as contiguous channels-last and contiguous channels-first arrays (
 for every convolution case: the convolution and the transposed convolution (the transpose of the same weights,
 its input shaped like the convolution's output), forward and backward; and for the 2-D cases the CS231n drop-in's
 ``conv_forward_fast`` / ``conv_backward_fast`` (channels-first by definition) against the engine's channels-last
-call. Each pair is timed in interleaved rounds (the same library: alternating calls is fair), median per call.
-The target is channels-first within 1.15x of channels-last on every row.
+call. For every pooling case, max and average (adaptive: its kinds) pooling, forward and backward. Each pair is
+timed in interleaved rounds (the same library: alternating calls is fair), median per call. The target is
+channels-first within 1.15x of channels-last on every convolution row; the pooling rows show where it stands.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import im2col_cnn as engine
 from im2col_cnn import cs231n
 
-from .cases import DTYPES, ConvCase, make_inputs
+from .cases import DTYPES, AdaptiveCase, Case, ConvCase, make_inputs
 from .timing import interleaved_medians
 
 __all__ = ["measure", "format_table", "TARGET"]
@@ -40,8 +41,10 @@ def _weight_first(w: np.ndarray) -> np.ndarray:
 Calls = dict[str, tuple[Callable[[], object], None]]
 
 
-def _calls(case: ConvCase, dtype: type[np.floating], batch: int | None) -> dict[str, Calls]:
+def _calls(case: Case, dtype: type[np.floating], batch: int | None) -> dict[str, Calls]:
     """Per row name, the two calls (channels-last, channels-first) to time against each other."""
+    if not isinstance(case, ConvCase):
+        return _pool_calls(case, dtype, batch)
     nd = case.ndim
     last, first = FORMATS[nd]
     conv_f, conv_b = getattr(engine, f"conv{nd}d_forward"), getattr(engine, f"conv{nd}d_backward")
@@ -83,8 +86,36 @@ def _calls(case: ConvCase, dtype: type[np.floating], batch: int | None) -> dict[
     return rows
 
 
+def _pool_calls(case: Case, dtype: type[np.floating], batch: int | None) -> dict[str, Calls]:
+    """A pooling case's rows: each kind's forward and backward pass in both layouts."""
+    nd = case.ndim
+    last, first = FORMATS[nd]
+    inputs = make_inputs(case, dtype, batch)
+    x, dout = inputs.x, inputs.dout
+    xf, doutf = _first(x), _first(dout)
+    if isinstance(case, AdaptiveCase):
+        kinds = [(f"adaptive {kind}", f"adaptive_{kind}_pool{nd}d", (case.output_size,), {}) for kind in case.kinds]
+    else:
+        opts = {"stride": case.stride, "padding": case.padding}
+        kinds = [(kind, f"{kind}_pool{nd}d", (case.k,), opts) for kind in ("max", "avg")]
+    rows: dict[str, Calls] = {}
+    for name, family, args, opts in kinds:
+        fwd, bwd = getattr(engine, f"{family}_forward"), getattr(engine, f"{family}_backward")
+        _, cache = fwd(x, *args, **opts)
+        _, cache_f = fwd(xf, *args, data_format=first, **opts)
+        rows[f"{name} pool forward"] = {
+            last: (lambda fwd=fwd, args=args, opts=opts: fwd(x, *args, **opts), None),
+            first: (lambda fwd=fwd, args=args, opts=opts: fwd(xf, *args, data_format=first, **opts), None),
+        }
+        rows[f"{name} pool backward"] = {
+            last: (lambda bwd=bwd, cache=cache: bwd(dout, cache), None),
+            first: (lambda bwd=bwd, cache=cache_f: bwd(doutf, cache), None),
+        }
+    return rows
+
+
 def measure(
-    cases: Sequence[ConvCase], repeats: int, min_total_s: float, batch: int | None = None, progress=print
+    cases: Sequence[Case], repeats: int, min_total_s: float, batch: int | None = None, progress=print
 ) -> list[dict[str, object]]:
     """Per case, dtype and row: the channels-last and channels-first median seconds."""
     out: list[dict[str, object]] = []
@@ -122,6 +153,7 @@ def format_table(rows: Sequence[dict[str, object]]) -> list[str]:
         )
     lines.append(
         f"Median of interleaved rounds; ratio = channels-first / channels-last (target <= {TARGET}; * marks a row "
-        "above it). CS231n rows: the drop-in's fast conv (NCHW) against the engine's channels-last call."
+        "above it; the target is the convolutions', pooling rows are shown for where they stand). CS231n rows: the "
+        "drop-in's fast conv (NCHW) against the engine's channels-last call."
     )
     return lines

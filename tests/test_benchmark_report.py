@@ -98,19 +98,22 @@ def test_plot_draws_only_the_series_it_has():
 
 
 def test_layout_section_times_both_layouts_of_every_row():
-    status, out, _ = _run(["--layouts", "--cases", "C1", "--quick", "--repeats", "1"])
+    status, out, _ = _run(["--layouts", "--cases", "C1,P1,A1", "--quick", "--repeats", "1"])
     assert status == 0
-    lines = [line.replace(" *", "") for line in out.splitlines() if line.startswith("C1 ")]
-    rows = {" ".join(line.split()[2:-3]) for line in lines}
+    lines = [line.replace(" *", "") for line in out.splitlines() if line.startswith(("C1 ", "P1 ", "A1 "))]
+    rows = {(line.split()[0], " ".join(line.split()[2:-3])) for line in lines}
     assert rows == {
-        "conv forward",
-        "conv backward",
-        "transposed forward",
-        "transposed backward",
-        "CS231n conv_forward_fast",
-        "CS231n conv_backward_fast",
+        ("C1", "conv forward"),
+        ("C1", "conv backward"),
+        ("C1", "transposed forward"),
+        ("C1", "transposed backward"),
+        ("C1", "CS231n conv_forward_fast"),
+        ("C1", "CS231n conv_backward_fast"),
+        *(("P1", f"{kind} pool {way}") for kind in ("max", "avg") for way in ("forward", "backward")),
+        ("A1", "adaptive avg pool forward"),
+        ("A1", "adaptive avg pool backward"),
     }
-    assert len(lines) == 12  # both dtypes
+    assert len(lines) == 24  # both dtypes
     for line in lines:
         last, first, ratio = (float(v) for v in line.split()[-3:])
         assert last > 0 and first > 0
