@@ -1,7 +1,8 @@
 """Pooling forward kernels: geometry, the separable window maximum (with each window's winner) and sum.
 
 Arrays are (N, *spatial, C) views whatever their memory layout (channels-last, or channels-first seen through a
-transposed view: NumPy's ufuncs then run in memory order). Work goes tile by tile
+transposed view: NumPy's ufuncs then run in memory order; a channels-first 2-D max pooling along short rows pools
+channels-last copies of its tiles instead, :func:`~im2col_cnn.kernels.pool_plan.converts_tiles`). Work goes tile by tile
 (:func:`~im2col_cnn.geometry.tiles.output_tiles`); within a tile the loops run over the taps of the first spatial
 axis, then over those of the next axis, and so on: one strided slice per tap, the padding never read. Max pooling
 records each window's winner as it goes: over overlapping windows, the first tap holding each partial maximum
