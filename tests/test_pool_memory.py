@@ -14,9 +14,11 @@ import pytest
 
 import im2col_cnn as ic
 from benchmarks.memory import peak_scratch, returned_bytes
-from im2col_cnn.geometry.tiles import TILE_BYTES
+from im2col_cnn.geometry import tiles as pool_tiles
+from im2col_cnn.geometry.tiles import TILE_BYTES, output_tiles
+from im2col_cnn.kernels import pool_plan
 from im2col_cnn.kernels.pool_forward import pool_geometry
-from im2col_cnn.kernels.pool_plan import WORKER_SCRATCH_BYTES, converts_tiles, forward_tile_bytes, tile_plan
+from im2col_cnn.kernels.pool_plan import WORKER_SCRATCH_BYTES, converts_tiles, forward_tile_bytes
 from im2col_cnn.runtime.layout import copies_whole_positions
 from im2col_cnn.runtime.workspace import SCRATCH_SLACK
 
@@ -150,7 +152,8 @@ def test_a_first_call_over_many_kernel_offsets_keeps_its_tile_plans_small():
     """A tile's plan lists every kernel offset only where the kernel reads them (disjoint windows, one axis,
     windows holding NaN): a 5x5x5 stride-1 max pooling's first call, the plans it builds included, stays within
     one thread's scratch (with every offset listed up front: 15.7 MiB)."""
-    tile_plan.cache_clear()
+    pool_plan.tile_plan.cache_clear()  # the plans this call builds are part of its scratch
+    pool_plan._tile_plan.cache_clear()
     x = np.broadcast_to(np.asarray(1.5), (2, 64, 64, 64, 32))
     ic.set_num_threads(1)
     try:
@@ -159,3 +162,19 @@ def test_a_first_call_over_many_kernel_offsets_keeps_its_tile_plans_small():
         ic.set_num_threads(None)
     assert scratch <= WORKER_SCRATCH_BYTES, f"first call's scratch {scratch / MiB:.2f} MiB"
     assert np.all(out == 1.5)
+
+
+def test_interior_tiles_share_one_plan(monkeypatch):
+    """Plans are keyed by what they depend on relative to the tile, so a volume cut into many tiles builds a plan
+    for each kind of tile (at an edge or inside), not one per tile; results are the same as in one tile."""
+    x = np.random.default_rng(3).standard_normal((1, 24, 24, 24, 4))
+    whole, _ = ic.max_pool3d_forward(x, 3, stride=1, padding=1)
+    monkeypatch.setattr(pool_tiles, "TILE_BYTES", 2**13)  # tiles of a few rows of a few columns
+    pool_plan.tile_plan.cache_clear()
+    pool_plan._tile_plan.cache_clear()
+    out, _ = ic.max_pool3d_forward(x, 3, stride=1, padding=1)
+    geom = pool_geometry(x.shape, (3,) * 3, (1,) * 3, (1,) * 3, (1,) * 3, False)
+    tiles = output_tiles(x.shape, geom.axes, 8, forward_tile_bytes(geom, True))
+    assert len(tiles) >= 100
+    assert pool_plan._tile_plan.cache_info().currsize <= 27  # first, inner, last along each axis at most
+    np.testing.assert_array_equal(out, whole)
