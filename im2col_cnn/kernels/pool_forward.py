@@ -13,6 +13,7 @@ along the first axis, then, axis by axis, the first tap holding the window's; ov
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from functools import lru_cache
 
 import numpy as np
@@ -156,39 +157,24 @@ def pool_windows(
         xt, ot = x[tile.inp()], out[tile.out()]
         wt = None if win is None else win[tile.out()]
         div = divisor if np.ndim(divisor) == 0 else divisor[tile.out_box()]  # type: ignore[index]
-        if convert:  # the tile channels-last, its results copied back into the caller's layout
-            xc = scratch.get("input", xt.shape, dtype)
-            copy_rows(xc, xt)
-            oc = scratch.get("output", ot.shape, dtype)
-            wc = None if wt is None else scratch.get("winners", wt.shape, wt.dtype)
-            _forward_tile_any(xc, oc, wc, plan, disjoint, kind, div, scratch)
-            np.copyto(ot, oc)
+        src, dst, dst_win = xt, ot, wt
+        if convert:  # the tile channels-last, its results copied back into the caller's layout below
+            src = scratch.get("input", xt.shape, dtype)
+            copy_rows(src, xt)
+            dst = scratch.get("output", ot.shape, dtype)
+            dst_win = None if wt is None else scratch.get("winners", wt.shape, wt.dtype)
+        # disjoint windows read runs of C elements, where NumPy's default chunks are faster; overlapping ones' first
+        # stage reads runs of a whole row of elements
+        with nullcontext() if disjoint else short_ufunc_chunks():
+            _forward_tile(src, dst, dst_win, plan, disjoint, kind, div, scratch)
+        if convert:
+            np.copyto(ot, dst)
             if wt is not None:
-                np.copyto(wt, wc)
-            return
-        _forward_tile_any(xt, ot, wt, plan, disjoint, kind, div, scratch)
+                np.copyto(wt, dst_win)
 
     tiles = output_tiles(x.shape, geom.axes, dtype.itemsize, forward_tile_bytes(geom, winners, convert))
     map_blocks(work, tiles, lambda: Scratch(channels_first and not convert), max_threads=max_workers())
     return out, win
-
-
-def _forward_tile_any(
-    xt: np.ndarray,
-    ot: np.ndarray,
-    wt: np.ndarray | None,
-    plan: TilePlan,
-    disjoint: bool,
-    kind: str,
-    divisor: float | np.ndarray,
-    scratch: Scratch,
-) -> None:
-    """:func:`_forward_tile` within the iteration that suits the windows."""
-    if disjoint:  # runs of C elements: NumPy's default chunks are faster here
-        _forward_tile(xt, ot, wt, plan, disjoint, kind, divisor, scratch)
-        return
-    with short_ufunc_chunks():  # the first stage reads runs of a whole row of elements
-        _forward_tile(xt, ot, wt, plan, disjoint, kind, divisor, scratch)
 
 
 def _stage_shape(xt: np.ndarray, ot: np.ndarray, axis: int) -> tuple[int, ...]:
