@@ -9,6 +9,8 @@ in tiles, so scratch stays a few MiB even for one image larger than the limit.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -178,3 +180,53 @@ def test_interior_tiles_share_one_plan(monkeypatch):
     assert len(tiles) >= 100
     assert pool_plan._tile_plan.cache_info().currsize <= 27  # first, inner, last along each axis at most
     np.testing.assert_array_equal(out, whole)
+
+
+@pytest.mark.parametrize(
+    "kind, shape, k",
+    [
+        ("avg", (1, 6, 256, 256, 8), 3),  # one buffer regrown tile to tile: old and new at once took 9.6 MiB
+        ("avg", (1, 6, 128, 128, 64), 5),  # 2 MiB tiles reading outputs 4 deeper and wider: 10.7 MiB
+        ("max", (1, 6, 128, 128, 64), 5),
+        ("avg", (1, 1024, 1024, 16), 7),
+    ],
+    ids=str,
+)
+def test_pool_gradient_tiles_keep_one_threads_scratch(kind, shape, k):
+    """A gradient tile's outputs reach past its inputs by the windows' span, and the average pooling's separable
+    spread keeps output-sized buffers: tiles are sized so that one thread's scratch stays within
+    ``WORKER_SCRATCH_BYTES`` at stride 1 too, on which the workspace limit's thread cap rests."""
+    nd = len(shape) - 2
+    x = np.broadcast_to(np.asarray(1.5), shape)
+    fwd, bwd = getattr(ic, f"{kind}_pool{nd}d_forward"), getattr(ic, f"{kind}_pool{nd}d_backward")
+    out, cache = fwd(x, k, stride=1, padding=k // 2)
+    dout = np.broadcast_to(np.asarray(1.0), out.shape)
+    ic.set_num_threads(1)
+    try:
+        scratch, _, dx = _scratch(lambda: bwd(dout, cache), (dout,))
+    finally:
+        ic.set_num_threads(None)
+    assert scratch <= WORKER_SCRATCH_BYTES, f"one thread's scratch {scratch / MiB:.2f} MiB"
+    if kind == "avg":  # every window of the interior spreads 1 / k**nd onto each of its k**nd inputs
+        np.testing.assert_allclose(dx[(0, *(slice(k, -k),) * nd)], 1.0, rtol=1e-12)
+    else:  # all tied: each window's first input wins; along an axis the first wins k // 2 + 1 windows, the
+        # next ones one each and the last k // 2 none
+        wins = [np.r_[k // 2 + 1, np.ones(n - k // 2 - 1), np.zeros(k // 2)] for n in shape[1:-1]]
+        expected = np.multiply.outer(functools.reduce(np.multiply, np.ix_(*wins)), np.ones(shape[-1]))
+        np.testing.assert_array_equal(dx[0], expected)
+
+
+def test_pool_gradient_of_a_volume_stays_within_the_workspace_limit_on_every_thread():
+    """A 5x5x5 stride-1 average pooling's gradient of one 512 MiB volume on 4 threads at a 16 MiB limit: 27.7 MiB
+    of scratch in tiles of 2 MiB (39.1 MiB with a plan per tile)."""
+    x = np.broadcast_to(np.asarray(1.5), (1, 16, 256, 256, 64))
+    out, cache = ic.avg_pool3d_forward(x, 5, stride=1, padding=2)
+    dout = np.broadcast_to(np.asarray(1.0), out.shape)
+    ic.set_num_threads(4)
+    try:
+        with ic.workspace_limit(LIMIT):
+            scratch, _, dx = _scratch(lambda: ic.avg_pool3d_backward(dout, cache), (dout,))
+    finally:
+        ic.set_num_threads(None)
+    assert scratch <= LIMIT + POOL_SCRATCH_CONSTANT, f"backward scratch {scratch / MiB:.1f} MiB"
+    np.testing.assert_allclose(dx[0, 2:-2, 2:-2, 2:-2], 1.0, rtol=1e-12)

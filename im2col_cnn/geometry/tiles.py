@@ -289,11 +289,12 @@ def _output_tiles(x_shape: tuple[int, ...], axes: tuple[Axis, ...], itemsize: in
 
 
 def input_tiles(
-    x_shape: tuple[int, ...], axes: tuple[Axis, ...], itemsize: int, budget: int | None = None
+    x_shape: tuple[int, ...], axes: tuple[Axis, ...], itemsize: int, budget: int | None = None, *, memo: bool = True
 ) -> tuple[PoolTile, ...]:
     """Tiles of the (N, *spatial, C) input (about ``budget`` bytes each, default ``TILE_BYTES``), each with the
-    outputs whose windows span it per axis."""
-    return _input_tiles(x_shape, axes, itemsize, TILE_BYTES if budget is None else budget)
+    outputs whose windows span it per axis; memoized unless ``memo`` is False (a caller trying several budgets)."""
+    make = _input_tiles if memo else _input_tiles.__wrapped__
+    return make(x_shape, axes, itemsize, TILE_BYTES if budget is None else budget)
 
 
 @lru_cache(maxsize=256)

@@ -11,6 +11,7 @@ adds each window's gradient at its winner instead (:mod:`~im2col_cnn.kernels.win
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import lru_cache
 from itertools import product
@@ -18,12 +19,23 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..geometry import tiles as tiling
 from ..geometry.tiles import PoolTile, input_tiles, tile_key
 from ..geometry.windows import Axis, Tap, WindowGeometry
 from ..runtime.layout import empty_channels_last
 from ..runtime.parallel import map_blocks
 from .pool_forward import winner_offsets
-from .pool_plan import ALL, Index, Scratch, code_steps, max_workers
+from .pool_plan import (
+    ALL,
+    WORKER_SCRATCH_BYTES,
+    Index,
+    Scratch,
+    TapBounds,
+    code_steps,
+    max_workers,
+    tap_bounds,
+    taps_of,
+)
 from .winner_scatter import scatter_winners, winner_scatter_fits
 
 __all__ = ["scatter_windows"]
@@ -61,9 +73,55 @@ def scatter_windows(
         plan = _plan(geom.axes, tile_key(tile))
         _backward_tile(dout, dx, tile, plan, kind, winners, x, peak, divisor, scratch)
 
-    tiles = input_tiles(x_shape, geom.axes, dtype.itemsize)
+    cast = dout.dtype != dtype
+    bound = WORKER_SCRATCH_BYTES * 3 // 4  # the rest for what a call holds besides the buffers: tiles, plans
+    tiles = _tiles(x_shape, geom.axes, dtype.itemsize, kind, overlap, cast, tiling.TILE_BYTES, bound)
     map_blocks(work, tiles, lambda: Scratch(channels_first), max_threads=max_workers())
     return dx
+
+
+@lru_cache(maxsize=256)
+def _tiles(
+    x_shape: tuple[int, ...],
+    axes: tuple[Axis, ...],
+    itemsize: int,
+    kind: str,
+    overlap: bool,
+    cast: bool,
+    budget: int,
+    bound: int,
+) -> tuple[PoolTile, ...]:
+    """Input tiles of about ``budget`` bytes, made smaller until every tile's scratch (:func:`_tile_scratch`) fits one
+    thread's ``bound`` (memoized).
+
+    A tile's outputs reach past its inputs by the windows' span, and the average-pool gradient's separable spread
+    keeps output-sized buffers: a 3x3x3 stride-1 average pooling's gradient of one (1, 64, 512, 512, 8) float64
+    volume took 13.9 MiB of scratch on one thread in tiles of 2 MiB (a tile 3 inputs deep and 21 high reads
+    outputs 5 deep and 23 high), 23.7 MiB on 4 threads at a 16 MiB workspace limit; 5.3 and 12.4 MiB in tiles
+    sized by this rule.
+    """
+    while True:
+        tiles = input_tiles(x_shape, axes, itemsize, budget, memo=False)  # memoized here: the one that fits
+        worst = max((_tile_scratch(t, kind, overlap, itemsize, cast) for t in tiles), default=0)
+        if worst <= bound or budget <= bound // 256:
+            return tiles
+        budget = budget * 7 // 8
+
+
+def _tile_scratch(tile: PoolTile, kind: str, overlap: bool, itemsize: int, cast: bool) -> int:
+    """The bytes of the scratch buffers :func:`_backward_tile` takes for ``tile`` (at most)."""
+    n, c = tile.images.stop - tile.images.start, tile.channels.stop - tile.channels.start
+    outs = [o.stop - o.start for o, _ in tile.axes]
+    ins = [i.stop - i.start for _, i in tile.axes]
+    out_size = n * math.prod(outs) * c
+    total = out_size * itemsize * (1 + cast)  # 'scaled' or 'product'; 'dout' cast to dx's dtype
+    if kind == "avg" and overlap:  # 'spread{a}': outputs before axis a, inputs from it on
+        total += sum(n * math.prod(outs[:a]) * math.prod(ins[a:]) * c for a in range(1, len(outs))) * itemsize
+    else:
+        total += n * math.prod(ins) * c * itemsize  # 'phase'
+        if kind == "max":
+            total += out_size * (1 + itemsize)  # 'equal'; 'select' (gradients holding inf or NaN)
+    return total
 
 
 Part = tuple[int, Index, Index, Index]  # the offset's winner code, outputs, their inputs in the phase, in the tile
@@ -84,17 +142,40 @@ class _Plan(NamedTuple):
     gaps: bool  # some inputs lie in no phase's taps (a stride longer than the windows): they get 0
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=4096)
 def _plan(axes: tuple[Axis, ...], key: tuple[int, ...]) -> _Plan:
-    """The plan of an input tile with :func:`~im2col_cnn.geometry.tiles.tile_key` ``key`` (memoized)."""
+    """The plan of an input tile with :func:`~im2col_cnn.geometry.tiles.tile_key` ``key``.
+
+    Plans are memoized by what they depend on relative to the tile -- each axis' taps, strides and kernel, the
+    tile's size, which axes' windows spread over every input --, so that tiles alike share one plan: a large
+    image's interior tiles, which are most of them (a 3x3x3 stride-1 average pooling's gradient over one (1, 64,
+    512, 512, 8) float64 volume built a plan per tile, 550 of them, when keyed by each tile's absolute ranges).
+    This lookup is memoized too, by the tile's key (a small entry: the key and the shared plan).
+    """
     ranges = [key[4 * a : 4 * a + 4] for a in range(len(axes))]  # (o0, o1, i0, i1) per axis
     axis_taps = tuple(ax.taps(*r) for ax, r in zip(axes, ranges, strict=True))
-    steps = code_steps([ax.k for ax in axes])
-    per_axis = [_phases(taps, ax.s, i1 - i0) for taps, ax, (_, _, i0, i1) in zip(axis_taps, axes, ranges, strict=True)]
-    gaps = any(len(p) < min(ax.s, i1 - i0) for p, ax, (_, _, i0, i1) in zip(per_axis, axes, ranges, strict=True))
+    spread = None
+    if not all(ax.disjoint for ax in axes):
+        spread = tuple(ax.disjoint and ax.covers(*r) for ax, r in zip(axes, ranges, strict=True))
+    sizes = tuple(i1 - i0 for _, _, i0, i1 in ranges)
+    return _shared_plan(tap_bounds(axis_taps), tuple(ax.s for ax in axes), sizes, tuple(ax.k for ax in axes), spread)
+
+
+@lru_cache(maxsize=1024)
+def _shared_plan(
+    bounds: TapBounds,
+    strides: tuple[int, ...],
+    sizes: tuple[int, ...],
+    kernel: tuple[int, ...],
+    spread: tuple[bool, ...] | None,
+) -> _Plan:
+    axis_taps = taps_of(bounds)
+    steps = code_steps(kernel)
+    per_axis = [_phases(taps, s, size) for taps, s, size in zip(axis_taps, strides, sizes, strict=True)]
+    gaps = any(len(p) < min(s, size) for p, s, size in zip(per_axis, strides, sizes, strict=True))
     phases = []
     for combo in product(*(sorted(p.items()) for p in per_axis)):
-        index = (ALL, *(slice(ph, None, ax.s) for (ph, _), ax in zip(combo, axes, strict=True)))
+        index = (ALL, *(slice(ph, None, s) for (ph, _), s in zip(combo, strides, strict=True)))
         parts = [
             (
                 sum(t * step for (t, _), step in zip(chosen, steps, strict=True)),
@@ -105,9 +186,6 @@ def _plan(axes: tuple[Axis, ...], key: tuple[int, ...]) -> _Plan:
             for chosen in product(*(taps for _, taps in combo))
         ]
         phases.append((index, parts))
-    spread = None
-    if not all(ax.disjoint for ax in axes):
-        spread = tuple(ax.disjoint and ax.covers(*r) for ax, r in zip(axes, ranges, strict=True))
     return _Plan(axis_taps, any(not any(t) for t in axis_taps), phases, spread, gaps)
 
 

@@ -33,8 +33,11 @@ __all__ = [
     "Index",
     "Offset",
     "Scratch",
+    "TapBounds",
     "TilePlan",
     "tile_plan",
+    "tap_bounds",
+    "taps_of",
     "outside",
     "code_dtype",
     "code_steps",
@@ -96,6 +99,8 @@ class Scratch:
         size = math.prod(shape)
         buf = self._buffers.get(name)
         if buf is None or buf.size < size or buf.dtype != dtype:
+            del buf  # freed before its successor is allocated, not after: the two at once would double it
+            self._buffers.pop(name, None)
             buf = self._buffers[name] = np.empty(size, dtype=dtype)
         return empty_channels_last(shape, dtype, self.channels_first, buffer=buf)
 
@@ -192,23 +197,33 @@ def tile_plan(axes: tuple[Axis, ...], key: tuple[int, ...], code: np.dtype) -> T
         None if o0 * ax.s >= ax.lo else tuple(ax.first_taps(o0, o1).tolist())
         for ax, (o0, o1, _, _) in zip(axes, ranges, strict=True)
     )
-    return _tile_plan(tuple(_bounds(taps) for taps in axis_taps), firsts, sizes, tuple(ax.k for ax in axes), code)
+    return _tile_plan(tap_bounds(axis_taps), firsts, sizes, tuple(ax.k for ax in axes), code)
 
 
-def _bounds(taps: tuple[Tap | None, ...]) -> tuple[tuple[tuple[int, int, int], ...] | None, ...]:
-    """An axis' taps as plain numbers (a key: slices are not hashable before Python 3.12)."""
-    return tuple(None if t is None else tuple((s.start, s.stop, s.step) for s in t) for t in taps)
+TapBounds = tuple[tuple[tuple[tuple[int, int, int], ...] | None, ...], ...]
+
+
+def tap_bounds(axis_taps: tuple[tuple[Tap | None, ...], ...]) -> TapBounds:
+    """Each axis' taps as plain numbers (a key: slices are not hashable before Python 3.12)."""
+    return tuple(
+        tuple(None if t is None else tuple((s.start, s.stop, s.step) for s in t) for t in taps) for taps in axis_taps
+    )
+
+
+def taps_of(bounds: TapBounds) -> tuple[tuple[Tap | None, ...], ...]:
+    """Each axis' taps back from :func:`tap_bounds`."""
+    return tuple(tuple(None if t is None else tuple(slice(*b) for b in t) for t in taps) for taps in bounds)  # type: ignore[misc]
 
 
 @lru_cache(maxsize=1024)
 def _tile_plan(
-    tap_bounds: tuple[tuple[tuple[tuple[int, int, int], ...] | None, ...], ...],
+    bounds: TapBounds,
     first_taps: tuple[tuple[int, ...] | None, ...],
     sizes: tuple[int, ...],
     kernel: tuple[int, ...],
     code: np.dtype,
 ) -> TilePlan:
-    axis_taps = tuple(tuple(None if t is None else tuple(slice(*b) for b in t) for t in taps) for taps in tap_bounds)
+    axis_taps = taps_of(bounds)
     steps = code_steps(kernel)
     lead_offsets = [
         (t * steps[0], (ALL, tap[0]), (ALL, tap[1]), outside((tap[0],), sizes))
