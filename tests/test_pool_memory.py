@@ -230,3 +230,24 @@ def test_pool_gradient_of_a_volume_stays_within_the_workspace_limit_on_every_thr
         ic.set_num_threads(None)
     assert scratch <= LIMIT + POOL_SCRATCH_CONSTANT, f"backward scratch {scratch / MiB:.1f} MiB"
     np.testing.assert_allclose(dx[0, 2:-2, 2:-2, 2:-2], 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("way", ["forward", "backward"])
+def test_adaptive_average_pooling_to_a_larger_size_keeps_one_threads_scratch(way):
+    """Its divisors are taken a tile at a time: all of them, (*out, 1) float64, took 18 MiB for (1, 1000, 1000, 16)
+    to 1500x1500 (the forward pass's scratch 19.7 MiB, the backward's 20.5, over a 16 MiB limit on one thread)."""
+    x = np.broadcast_to(np.asarray(1.5), (1, 1000, 1000, 16))
+    ic.set_num_threads(1)
+    try:
+        call = lambda: ic.adaptive_avg_pool2d_forward(x, (1500, 1500))  # noqa: E731
+        if way == "forward":
+            scratch, _, (result, _) = _scratch(call, (x,))
+            np.testing.assert_allclose(result, 1.5, rtol=1e-15)
+        else:
+            out, cache = call()
+            dout = np.broadcast_to(np.asarray(1.0), out.shape)
+            scratch, _, result = _scratch(lambda: ic.adaptive_avg_pool2d_backward(dout, cache), (dout,))
+            assert np.isclose(result.sum(), dout.size, rtol=1e-12)  # each window spreads 1
+    finally:
+        ic.set_num_threads(None)
+    assert scratch <= WORKER_SCRATCH_BYTES, f"one thread's scratch {scratch / MiB:.2f} MiB"

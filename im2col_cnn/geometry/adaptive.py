@@ -12,6 +12,8 @@ inputs and the windows covering each input are worked out in closed form, for th
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -19,7 +21,7 @@ import numpy as np
 
 from .windows import Axis
 
-__all__ = ["AdaptiveAxis", "adaptive_axis", "clipped_axis", "strided_axis", "window_counts"]
+__all__ = ["AdaptiveAxis", "adaptive_axis", "clipped_axis", "strided_axis", "WindowCounts"]
 
 ALL = slice(None)
 
@@ -152,10 +154,24 @@ def strided_axis(axis: AdaptiveAxis) -> Axis | None:
     return None
 
 
-def window_counts(axes: tuple[AdaptiveAxis, ...]) -> np.ndarray:
-    """Each window's size, the average's divisor: ``(*out, 1)``, float64."""
-    counts = None
-    for a in axes:
-        starts, ends = a.bounds(0, a.out)
-        counts = ends - starts if counts is None else np.multiply.outer(counts, ends - starts)
-    return counts[..., None].astype(np.float64)  # type: ignore[index]
+class WindowCounts:
+    """Each window's size, the average's divisor, a part at a time: ``counts[box]`` is the ``(*box, 1)`` part of the
+    ``(*out, 1)`` sizes in ``dtype``. Tiles take their part, never the whole, which an adaptive pooling to a size
+    larger than its input would make larger than the input ((1, 1000, 1000, 16) float64 to 1500x1500: 18 MiB)."""
+
+    def __init__(self, axes: tuple[AdaptiveAxis, ...], dtype: np.dtype) -> None:
+        self.lengths = tuple(np.subtract(*a.bounds(0, a.out)[::-1]) for a in axes)  # per axis, int
+        self.dtype = dtype
+
+    def __getitem__(self, box: tuple[slice, ...]) -> np.ndarray:
+        part = functools.reduce(np.multiply.outer, (n[s] for n, s in zip(self.lengths, box, strict=True)))
+        return part[..., None].astype(np.float64).astype(self.dtype, copy=False)  # (*box, 1)
+
+    def whole(self) -> np.ndarray:
+        return self[(ALL,) * len(self.lengths)]
+
+    def uniform(self) -> float | None:
+        """The size every window has, as ``dtype`` rounds it, or None where sizes differ."""
+        if any(n.min() != n.max() for n in self.lengths):
+            return None
+        return float(np.float64(math.prod(int(n[0]) for n in self.lengths)).astype(self.dtype))

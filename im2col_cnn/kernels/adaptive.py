@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from ..geometry import tiles as tiling
-from ..geometry.adaptive import AdaptiveAxis
+from ..geometry.adaptive import AdaptiveAxis, WindowCounts
 from ..geometry.tiles import PoolTile, output_tiles
 from ..runtime.layout import empty_channels_last
 from ..runtime.parallel import map_blocks
@@ -63,11 +63,11 @@ def adaptive_windows(
     axes: tuple[AdaptiveAxis, ...],
     kind: str,
     *,
-    counts: float | np.ndarray | None,
+    counts: float | WindowCounts | None,
     channels_first: bool,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Adaptive max (``kind='max'``) or average (``'avg'``, divided by ``counts``, a number or (*out, 1)) pooling of
-    ``x``
+    """Adaptive max (``kind='max'``) or average (``'avg'``, divided by ``counts``, a number or
+    :class:`~im2col_cnn.geometry.adaptive.WindowCounts`) pooling of ``x``
     (N, *spatial, C) -> ``out`` (N, *out, C) and, for max, each window's winner: the flat index of its first
     maximum in the spatial input (its last NaN if it holds one), of :func:`winner_dtype`. Both are allocated in
     the caller's memory layout and returned as channels-last views."""
@@ -84,7 +84,7 @@ def adaptive_windows(
         xt, ot = x[tile.inp()], out[tile.out()]
         if kind == "avg":
             _sum_windows(xt, ot, tile, axes, scratch)
-            np.divide(ot, counts if np.ndim(counts) == 0 else counts[tile.out_box()], out=ot)  # type: ignore[index]
+            np.divide(ot, counts if isinstance(counts, float) else counts[tile.out_box()], out=ot)  # type: ignore[index]
         else:
             _max_windows(xt, ot, win[tile.out()], tile, axes, scratch)  # type: ignore[index]
 

@@ -17,7 +17,7 @@ from itertools import product
 
 import numpy as np
 
-from ..geometry.adaptive import AdaptiveAxis
+from ..geometry.adaptive import AdaptiveAxis, WindowCounts
 from ..geometry.tiles import PoolTile, input_tiles
 from ..runtime.layout import empty_channels_last
 from ..runtime.parallel import map_blocks
@@ -35,7 +35,7 @@ def adaptive_scatter(
     kind: str,
     *,
     winners: np.ndarray | None,
-    counts: float | np.ndarray | None,
+    counts: float | WindowCounts | None,
     dtype: np.dtype,
     channels_first: bool,
 ) -> np.ndarray:
@@ -65,7 +65,7 @@ def adaptive_scatter(
         owners = [axis.owners(i.start, i.stop, o.start) for axis, (o, i) in zip(axes, tile.axes, strict=True)]
         if kind == "avg":
             scaled = scratch.get("scaled", g.shape, dtype)
-            np.divide(g, counts if np.ndim(counts) == 0 else counts[tile.out_box()], out=scaled)  # type: ignore[index]
+            np.divide(g, counts if isinstance(counts, float) else counts[tile.out_box()], out=scaled)  # type: ignore[index]
             _spread(scaled, dxt, owners, scratch)
         else:
             _route(g, winners[tile.out()], dxt, owners, tile, axes, scratch)  # type: ignore[index]
