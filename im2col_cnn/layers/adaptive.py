@@ -114,7 +114,8 @@ def adaptive_forward(x: object, output_size: object, kind: str, data_format: obj
         # The windows of an ordinary pooling, cut to the input: its kernels, which the padding never reaches.
         geom = geometry_of(strided)  # type: ignore[arg-type]
         divisor = 1.0 if counts is None else _or_uniform(counts)
-        divisor = divisor if isinstance(divisor, float) else divisor.whole()  # kept by the cache, as pooling's
+        if isinstance(divisor, WindowCounts):  # the whole array, kept by the cache as an ordinary pooling's
+            divisor = divisor.whole()
         out, win = pool_windows(
             x_last, geom, kind, winners=kind == "max", divisor=divisor, channels_first=channels_first
         )
