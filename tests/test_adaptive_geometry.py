@@ -1,13 +1,18 @@
 """The windows of adaptive pooling and of long-window pooling, worked out in closed form per range of outputs or
-inputs, against the windows listed one by one."""
+inputs, against the windows listed one by one; and each window's size, the average's divisor, a tile's part at a
+time."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from im2col_cnn.geometry.adaptive import AdaptiveAxis, adaptive_axis, clipped_axis, strided_axis
+from im2col_cnn.geometry import adaptive
+from im2col_cnn.geometry.adaptive import AdaptiveAxis, WindowCounts, adaptive_axis, clipped_axis, strided_axis
 from im2col_cnn.geometry.windows import Axis
 
 
@@ -67,3 +72,30 @@ def test_an_axis_is_a_few_numbers_whatever_its_size() -> None:
     assert strided_axis(axis) == Axis(10_000_000, 2, 2, 1, 0, 0)
     assert strided_axis(adaptive_axis(14, 5)) == Axis(14, 4, 3, 1, 1, 1)
     assert strided_axis(adaptive_axis(10, 4)) is None  # windows [0,3) [2,5) [5,8) [7,10): no stride
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["built whole", "a part a tile"])
+@settings(max_examples=100, deadline=None)
+@given(st.lists(axes(), min_size=1, max_size=3), st.sampled_from([np.float16, np.float32, np.float64]), st.data())
+def test_window_counts_give_a_tile_its_part_of_every_windows_size(whole, per_axis, dtype, data) -> None:
+    """A box's part is the (*box, 1) product of the listed window sizes, rounded once to ``dtype``, or that one
+    number where the box's windows all have the same size; whether the whole is built once or each part on its
+    own."""
+    lengths = tuple(np.array([b - a for a, b in listed(axis)]) for axis in per_axis)
+    expected = functools.reduce(np.multiply.outer, lengths)[..., None].astype(np.float64).astype(dtype)  # (*out, 1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(adaptive, "SMALL_WHOLE", 2**40 if whole else 0)
+        counts = WindowCounts(lengths, np.dtype(dtype))
+    box = []
+    for n in lengths:
+        o0 = data.draw(st.integers(0, len(n) - 1))
+        box.append(slice(o0, data.draw(st.integers(o0 + 1, len(n)))))
+    part = counts[tuple(box)]
+    if isinstance(part, float):
+        assert np.all(expected[tuple(box)] == part) and np.asarray(part, dtype=dtype) == part
+    else:
+        assert part.dtype == dtype
+        np.testing.assert_array_equal(part, expected[tuple(box)])
+    uniform = counts.uniform()
+    assert (uniform is None) == (expected.min() != expected.max())
+    assert uniform is None or uniform == expected.flat[0]

@@ -251,3 +251,32 @@ def test_adaptive_average_pooling_to_a_larger_size_keeps_one_threads_scratch(way
     finally:
         ic.set_num_threads(None)
     assert scratch <= WORKER_SCRATCH_BYTES, f"one thread's scratch {scratch / MiB:.2f} MiB"
+
+
+@pytest.mark.parametrize("way", ["forward", "backward"])
+def test_average_pooling_that_leaves_out_the_padding_keeps_no_whole_divisor(way):
+    """Windows at the border count fewer positions: the divisor is one count per output along each axis,
+    multiplied a tile at a time. The whole (*out, 1) array of a (1, 128, 128, 128, 8) volume at stride 1 took
+    16 MiB (float64, memoized) plus 8 MiB in the cache: 18.7 MiB of scratch, over a 16 MiB limit."""
+    shape = (1, 128, 128, 128, 8)
+    x = np.broadcast_to(np.asarray(1.5, dtype=np.float32), shape)
+    ic.set_num_threads(1)
+    try:
+        call = lambda: ic.avg_pool3d_forward(x, 3, stride=1, padding=1, count_include_pad=False)  # noqa: E731
+        if way == "forward":
+            scratch, kept, (result, _) = _scratch(call, (x,))
+            np.testing.assert_array_equal(result, 1.5)  # each window averages only inputs
+            assert kept == result.nbytes, f"the results keep {kept / MiB:.2f} MiB, the output {result.nbytes / MiB:.2f}"
+        else:
+            out, cache = call()
+            dout = np.broadcast_to(np.asarray(1.0, dtype=np.float32), out.shape)
+            scratch, _, result = _scratch(lambda: ic.avg_pool3d_backward(dout, cache), (dout,))
+            # an input gets 1/count from each window covering it: along an axis the border one lies in a window
+            # of 2 and one of 3, the next in one of 2 and two of 3, the others in three of 3
+            edge = np.array([5 / 6, 7 / 6, *[1.0] * (shape[1] - 4), 7 / 6, 5 / 6])
+            expected = functools.reduce(np.multiply.outer, (edge, edge, edge))
+            np.testing.assert_allclose(result[0, ..., 0], expected, rtol=1e-6)
+            np.testing.assert_array_equal(result[0, ..., 7], result[0, ..., 0])
+    finally:
+        ic.set_num_threads(None)
+    assert scratch <= WORKER_SCRATCH_BYTES, f"one thread's scratch {scratch / MiB:.2f} MiB"

@@ -12,6 +12,7 @@ inputs and the windows covering each input are worked out in closed form, for th
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 from dataclasses import dataclass
@@ -21,9 +22,11 @@ import numpy as np
 
 from .windows import Axis
 
-__all__ = ["AdaptiveAxis", "adaptive_axis", "clipped_axis", "strided_axis", "WindowCounts"]
+__all__ = ["AdaptiveAxis", "adaptive_axis", "clipped_axis", "strided_axis", "WindowCounts", "window_counts"]
 
 ALL = slice(None)
+SMALL_WHOLE = 2**14
+"""Window counts of at most this many bytes in all are built whole, once; larger ones a tile's part at a time."""
 
 
 @dataclass(frozen=True)
@@ -156,22 +159,46 @@ def strided_axis(axis: AdaptiveAxis) -> Axis | None:
 
 class WindowCounts:
     """Each window's size, the average's divisor, a part at a time: ``counts[box]`` is the ``(*box, 1)`` part of the
-    ``(*out, 1)`` sizes in ``dtype``. Tiles take their part, never the whole, which an adaptive pooling to a size
-    larger than its input would make larger than the input ((1, 1000, 1000, 16) float64 to 1500x1500: 18 MiB)."""
+    ``(*out, 1)`` sizes in ``dtype`` (the product of one size per axis), or one number where the box's windows all
+    have the same size. The numbers are the integer sizes rounded once, as float64 then ``dtype`` rounds them.
 
-    def __init__(self, axes: tuple[AdaptiveAxis, ...], dtype: np.dtype) -> None:
-        self.lengths = tuple(np.subtract(*a.bounds(0, a.out)[::-1]) for a in axes)  # per axis, int
+    Tiles take their part, not the whole, which can be larger than the input: an adaptive pooling to a larger
+    size ((1, 1000, 1000, 16) float64 to 1500x1500: 18 MiB), or a stride-1 average pooling that does not count
+    its padding (a (1, 128, 128, 128, 8) volume: 16 MiB). A whole of at most ``SMALL_WHOLE`` bytes is built once
+    and sliced: building a part costs about 8 us a tile.
+    """
+
+    def __init__(self, lengths: tuple[np.ndarray, ...], dtype: np.dtype) -> None:
+        self.lengths = tuple(n.astype(np.float64) for n in lengths)  # per axis, (out,): whole numbers, exact
         self.dtype = dtype
+        # Most tiles lie where every window has the longest size along each axis (borders and uneven adaptive
+        # windows aside) and divide by one number. Per axis, the outputs whose windows are shorter:
+        self._shorter = tuple(np.flatnonzero(n != n.max()).tolist() for n in self.lengths)
+        self._common = float(np.float64(math.prod(n.max() for n in self.lengths)).astype(dtype))
+        self._whole = None
+        if math.prod(len(n) for n in self.lengths) * dtype.itemsize <= SMALL_WHOLE:
+            self._whole = self._part(tuple(ALL for _ in lengths))
+            self._whole.flags.writeable = False  # memoized, shared by every call's tiles
 
-    def __getitem__(self, box: tuple[slice, ...]) -> np.ndarray:
-        part = functools.reduce(np.multiply.outer, (n[s] for n, s in zip(self.lengths, box, strict=True)))
-        return part[..., None].astype(np.float64).astype(self.dtype, copy=False)  # (*box, 1)
-
-    def whole(self) -> np.ndarray:
-        return self[(ALL,) * len(self.lengths)]
+    def __getitem__(self, box: tuple[slice, ...]) -> float | np.ndarray:
+        shorter = zip(self._shorter, box, strict=True)
+        if not any(bisect.bisect_left(o, s.start) < bisect.bisect_left(o, s.stop) for o, s in shorter):
+            return self._common
+        return self._part(box) if self._whole is None else self._whole[box]
 
     def uniform(self) -> float | None:
         """The size every window has, as ``dtype`` rounds it, or None where sizes differ."""
-        if any(n.min() != n.max() for n in self.lengths):
-            return None
-        return float(np.float64(math.prod(int(n[0]) for n in self.lengths)).astype(self.dtype))
+        return None if any(self._shorter) else self._common
+
+    def _part(self, box: tuple[slice, ...]) -> np.ndarray:
+        part = functools.reduce(np.multiply.outer, (n[s] for n, s in zip(self.lengths, box, strict=True)))
+        return part[..., None].astype(self.dtype, copy=False)  # (*box, 1)
+
+
+@lru_cache(maxsize=256)
+def window_counts(axes: tuple[AdaptiveAxis, ...], dtype: np.dtype) -> float | WindowCounts:
+    """The sizes of ``axes``' windows as an average's divisor: one number where they all have the same size
+    (memoized: what it keeps is per axis, and a whole of at most ``SMALL_WHOLE`` bytes)."""
+    counts = WindowCounts(tuple(np.subtract(*a.bounds(0, a.out)[::-1]) for a in axes), dtype)
+    size = counts.uniform()
+    return counts if size is None else size

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..geometry import tiles as tiling
+from ..geometry.adaptive import WindowCounts
 from ..geometry.tiles import PoolTile, input_tiles, tile_key
 from ..geometry.windows import Axis, Tap, WindowGeometry
 from ..runtime.layout import empty_channels_last
@@ -50,7 +51,7 @@ def scatter_windows(
     winners: np.ndarray | None = None,
     x: np.ndarray | None = None,
     peak: np.ndarray | None = None,
-    divisor: float | np.ndarray = 1.0,
+    divisor: float | WindowCounts = 1.0,
     dtype: np.dtype,
     channels_first: bool,
 ) -> np.ndarray:
@@ -198,7 +199,7 @@ def _backward_tile(
     winners: np.ndarray | None,
     x: np.ndarray | None,
     peak: np.ndarray | None,
-    divisor: float | np.ndarray,
+    divisor: float | WindowCounts,
     scratch: Scratch,
 ) -> None:
     dxt = dx[tile.inp()]
@@ -209,7 +210,7 @@ def _backward_tile(
     if g.dtype != dxt.dtype:  # dout is cast to x's dtype, a tile at a time
         g = _copy(scratch, "dout", g, dxt.dtype)
     if kind == "avg":
-        div = divisor if np.ndim(divisor) == 0 else divisor[tile.out_box()]  # a number or (*o, 1)
+        div = divisor if isinstance(divisor, float) else divisor[tile.out_box()]  # a number or (*o, 1)
         scaled = scratch.get("scaled", g.shape, dxt.dtype)
         np.divide(g, div, out=scaled)  # once: a division costs more than the copies
         if plan.spread is not None:  # overlapping: spread over the last axis' taps, then each earlier axis'

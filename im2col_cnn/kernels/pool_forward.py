@@ -18,6 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..geometry.adaptive import WindowCounts
 from ..geometry.tiles import PoolTile, output_tiles, tile_key
 from ..geometry.windows import Axis, WindowGeometry, geometry_of
 from ..runtime.layout import copies_whole_positions, copy_rows, empty_channels_last
@@ -102,10 +103,15 @@ def _covered(axis: Axis) -> np.ndarray:
 
 @lru_cache(maxsize=256)
 def avg_divisor(
-    geom: WindowGeometry, padding: tuple[int, ...], count_include_pad: bool, divisor_override: int | None
-) -> float | np.ndarray:
-    """PyTorch's average-pool divisor: a number, or an (*out, 1) array where windows differ (memoized: callers
-    take a copy of the array in their dtype).
+    geom: WindowGeometry,
+    padding: tuple[int, ...],
+    count_include_pad: bool,
+    divisor_override: int | None,
+    dtype: np.dtype,
+) -> float | WindowCounts:
+    """PyTorch's average-pool divisor: a number, or, where windows differ, each window's count in ``dtype``
+    as :class:`~im2col_cnn.geometry.adaptive.WindowCounts` (one count per output along each axis, multiplied a
+    tile at a time).
 
     A window counts its positions inside the input plus, with ``count_include_pad``, inside the padding --
     but never beyond the padded input (where ceil_mode's last windows may reach).
@@ -119,10 +125,7 @@ def avg_divisor(
         per_axis.append(end - start if count_include_pad else np.minimum(end, a.size) - np.maximum(start, 0))
     if all(c.min() == c.max() for c in per_axis):
         return float(math.prod(int(c[0]) for c in per_axis))
-    counts = per_axis[0]
-    for c in per_axis[1:]:
-        counts = np.multiply.outer(counts, c)
-    return counts[..., None].astype(np.float64)  # (*out, 1)
+    return WindowCounts(tuple(per_axis), dtype)
 
 
 def pool_windows(
@@ -131,12 +134,12 @@ def pool_windows(
     kind: str,
     *,
     winners: bool,
-    divisor: float | np.ndarray,
+    divisor: float | WindowCounts,
     channels_first: bool,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Max pooling (``kind='max'``: the padding never wins) or average pooling (``'avg'``) of ``x`` (N, *spatial, C).
 
-    Returns ``out`` (N, *out, C) -- window sums divided by ``divisor`` (a number or an (*out, 1) array) for
+    Returns ``out`` (N, *out, C) -- window sums divided by ``divisor`` (a number, or each window's count) for
     ``'avg'`` -- and, when ``winners``, each max window's winner (N, *out, C) of
     :func:`~im2col_cnn.kernels.pool_plan.code_dtype`: the code of its first maximum in row-major window order, or
     of its last NaN (PyTorch's rules). Both are allocated in the memory layout the caller uses and returned as
@@ -156,7 +159,7 @@ def pool_windows(
         plan = tile_plan(geom.axes, tile_key(tile), code)
         xt, ot = x[tile.inp()], out[tile.out()]
         wt = None if win is None else win[tile.out()]
-        div = divisor if np.ndim(divisor) == 0 else divisor[tile.out_box()]  # type: ignore[index]
+        div = divisor if isinstance(divisor, float) else divisor[tile.out_box()]  # a number or (*o, 1)
         src, dst, dst_win = xt, ot, wt
         if convert:  # the tile channels-last, its results copied back into the caller's layout below
             src = scratch.get("input", xt.shape, dtype)
@@ -189,12 +192,12 @@ def _forward_tile(
     plan: TilePlan,
     disjoint: bool,
     kind: str,
-    divisor: float | np.ndarray,
+    divisor: float | np.ndarray,  # the tile's part
     scratch: Scratch,
 ) -> None:
     """One output tile ``ot`` (and ``wt``) of the input tile ``xt``: reduce over the taps of the first spatial axis
     into scratch, then over those of each later axis (or, for the maximum over disjoint windows, over the kernel
-    offsets at once). ``divisor`` is the tile's: a number or its part of the (*out, 1) array."""
+    offsets at once). ``divisor`` is the tile's: a number or its (*o, 1) part of the window counts."""
     nd = len(plan.axis_taps)
     if kind == "avg" or wt is None:
         op, fill = (np.add, 0.0) if kind == "avg" else (np.maximum, -np.inf)

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..geometry.adaptive import AdaptiveAxis, WindowCounts, adaptive_axis, strided_axis
+from ..geometry.adaptive import AdaptiveAxis, adaptive_axis, strided_axis, window_counts
 from ..geometry.windows import geometry_of
 from ..kernels.adaptive import adaptive_windows
 from ..kernels.adaptive_backward import adaptive_scatter
@@ -108,28 +108,19 @@ def adaptive_forward(x: object, output_size: object, kind: str, data_format: obj
     if kind == "avg" and all(o == 1 for o in sizes):  # global average pooling
         return global_mean(x_last, channels_first), AdaptivePoolCache(arr, kind, axes, fmt)
     dtype = x_last.dtype.newbyteorder("=")
-    counts = WindowCounts(axes, dtype) if kind == "avg" else None
+    counts = window_counts(axes, dtype) if kind == "avg" else None
     strided = tuple(strided_axis(a) for a in axes)
     if all(strided) and math.prod(a.k for a in strided) <= LONG_WINDOWS:  # type: ignore[union-attr]
         # The windows of an ordinary pooling, cut to the input: its kernels, which the padding never reaches.
         geom = geometry_of(strided)  # type: ignore[arg-type]
-        divisor = 1.0 if counts is None else _or_uniform(counts)
-        if isinstance(divisor, WindowCounts):  # the whole array, kept by the cache as an ordinary pooling's
-            divisor = divisor.whole()
+        divisor = 1.0 if counts is None else counts
         out, win = pool_windows(
             x_last, geom, kind, winners=kind == "max", divisor=divisor, channels_first=channels_first
         )
         pool = PoolCache(arr, win, geom, kind, "first", divisor, fmt)
         return caller_layout(out, channels_first), AdaptivePoolCache(arr, kind, axes, fmt, pool=pool)
-    divisor = None if counts is None else _or_uniform(counts)
-    out, win = adaptive_windows(x_last, axes, kind, counts=divisor, channels_first=channels_first)
+    out, win = adaptive_windows(x_last, axes, kind, counts=counts, channels_first=channels_first)
     return caller_layout(out, channels_first), AdaptivePoolCache(arr, kind, axes, fmt, winners=win)
-
-
-def _or_uniform(counts: WindowCounts) -> float | WindowCounts:
-    """Window sizes as the kernels' divisor: one number where they are all equal."""
-    size = counts.uniform()
-    return counts if size is None else size
 
 
 def adaptive_backward(dout: object, cache: AdaptivePoolCache, kind: str, ndim: int) -> np.ndarray:
@@ -154,7 +145,7 @@ def adaptive_backward(dout: object, cache: AdaptivePoolCache, kind: str, ndim: i
         dx, dx_last = new_result(x_last.shape, dtype, channels_first)
         spread_mean_grad(d_last, dx_last, math.prod(a.size for a in cache.axes))
         return dx
-    counts = _or_uniform(WindowCounts(cache.axes, dtype)) if kind == "avg" else None
+    counts = window_counts(cache.axes, dtype) if kind == "avg" else None
     dx = adaptive_scatter(
         d_last, x_last.shape, cache.axes, kind, winners=cache.winners, counts=counts, dtype=dtype,
         channels_first=channels_first,

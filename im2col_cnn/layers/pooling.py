@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..geometry.adaptive import clipped_axis
+from ..geometry.adaptive import WindowCounts, clipped_axis
 from ..geometry.windows import Axis, WindowGeometry
 from ..kernels.adaptive import adaptive_windows
 from ..kernels.adaptive_backward import adaptive_scatter
@@ -45,8 +45,9 @@ class PoolCache(NamedTuple):
     ``'max'`` or ``'avg'``; ``ties`` says where a max window's gradient goes when several positions hold its
     maximum: ``'first'`` (the first in row-major window order, PyTorch) or ``'all'`` (the drop-in API, which
     keeps a private copy of the window maxima in ``peak`` and reads ``x``). ``divisor`` is average pooling's
-    divisor, a number or an (*out, 1) array. ``long`` says that the windows (more than ``LONG_WINDOWS`` kernel
-    offsets, no dilation) ran through the adaptive kernels: ``winners`` then holds flat input indices.
+    divisor, a number or each window's count (:class:`~im2col_cnn.geometry.adaptive.WindowCounts`, one count per
+    output along each axis). ``long`` says that the windows (more than ``LONG_WINDOWS`` kernel offsets, no
+    dilation) ran through the adaptive kernels: ``winners`` then holds flat input indices.
     """
 
     x: np.ndarray  # (N, *spatial, C) or (N, C, *spatial): the caller's array
@@ -54,7 +55,7 @@ class PoolCache(NamedTuple):
     geom: WindowGeometry
     kind: str
     ties: str = "first"
-    divisor: float | np.ndarray = 1.0
+    divisor: float | WindowCounts = 1.0
     data_format: str = "NHWC"
     peak: np.ndarray | None = None  # (N, *out, C), ties='all' only: a private copy of the window maxima
     io_dtype: np.dtype | None = None  # float16 when the caller's arrays were (computed in float32)
@@ -112,15 +113,15 @@ def pool_forward(
         raise ValueError(f"padding must be at most half of kernel_size {kernel} on each axis, got {pads}")
     dilations = as_tuple(dilation, ndim, "dilation", minimum=1)
     geom = pool_geometry(x_last.shape, kernel, steps, pads, dilations, as_flag(ceil_mode, "ceil_mode"))
-    divisor: float | np.ndarray = 1.0
+    divisor: float | WindowCounts = 1.0
     if kind == "avg":
         if divisor_override is not None:
             divisor_override = as_int(divisor_override, "divisor_override", -(2**62), "a nonzero int or None")
             if divisor_override == 0:
                 raise ValueError("divisor_override must be a nonzero int or None, got 0")
-        divisor = avg_divisor(geom, pads, as_flag(count_include_pad, "count_include_pad"), divisor_override)
-        if isinstance(divisor, np.ndarray):
-            divisor = divisor.astype(x_last.dtype.newbyteorder("="))  # dtype never widens: float32 stays float32
+        include_pad = as_flag(count_include_pad, "count_include_pad")
+        # in x's dtype, which never widens: float32 stays float32
+        divisor = avg_divisor(geom, pads, include_pad, divisor_override, x_last.dtype.newbyteorder("="))
     first = kind == "max" and ties == "first"
     long = (first or kind == "avg") and geom.taps > LONG_WINDOWS and all(_few_overlaps(a) for a in geom.axes)
     if long:  # the same windows cut to the input: a gather and a reduction per axis, not a step per offset
