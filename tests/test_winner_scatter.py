@@ -1,6 +1,6 @@
 """Max pooling's gradient over overlapping windows, added at each window's winner (the winner-scatter kernel):
 against the reference loops, a position that wins several windows, non-finite gradients, both layouts, every
-thread count, and images too large for it (the pooling kernels then)."""
+thread count, and images too large for one histogram (then tile by tile)."""
 
 from __future__ import annotations
 
@@ -170,15 +170,91 @@ def test_identical_for_every_thread_count_and_layout(dtype, calls):
         np.testing.assert_array_equal(r, results[0])
 
 
-def test_images_too_large_for_it_take_the_pooling_kernels(monkeypatch, calls):
+POOL_CASES = [name for name in CASES if not name.startswith("adaptive")] + ["max_pool2d k(2, 4) s(3, 1)"]
+CASES["max_pool2d k(2, 4) s(3, 1)"] = (  # rows no window reads between windows that overlap along the columns
+    ic.max_pool2d_forward,
+    ref.max_pool2d_forward,
+    ref.max_pool2d_backward,
+    (2, 14, 11, 3),
+    dict(kernel_size=(2, 4), stride=(3, 1)),
+)
+
+
+@pytest.fixture
+def tiles_of(monkeypatch):
+    """``use(budget)`` sends every image through the tiled kernel from then on, in tiles of about ``budget`` bytes
+    of float64 input."""
+
+    def use(budget: int) -> None:
+        monkeypatch.setattr(pool_backward_module, "winner_scatter_fits", lambda *_: False)
+        monkeypatch.setattr(pool_backward_module, "TILED_SCATTER_TAPS", 0)  # windows of every size
+        monkeypatch.setattr(winner_scatter, "TILE_BYTES", budget)
+        winner_scatter._winner_tiles.cache_clear()
+
+    yield use
+    winner_scatter._winner_tiles.cache_clear()
+
+
+@pytest.mark.parametrize("name", POOL_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", [0, 1])
+def test_images_too_large_for_one_histogram_go_tile_by_tile(name, dtype, layout, tiles_of, calls):
+    """Each tile bins its windows' winners over the box they span and keeps its own part: every element gets
+    the sum the whole image's histogram gives, bit for bit, in tiles of every size."""
+    forward, ref_forward, ref_backward, shape, kw = CASES[name]
+    fmt = FORMATS[len(shape)][layout]
+    rng = np.random.default_rng(11)
+    x = rng.integers(-4, 5, shape).astype(dtype)  # many ties: the first maximum wins
+    x = _channels_first(x) if layout else x
+    out, cache = forward(x, data_format=fmt, **kw)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    whole = _backward(forward)(dout, cache)
+    assert len(calls) == 1
+    tiles = {}
+    for budget in (2**21, 2**10, 2**7):  # one tile an image, a few rows, a few positions
+        tiles_of(budget)
+        dx = _backward(forward)(dout, cache)
+        tiles[budget] = len(winner_scatter._winner_tiles(shape, cache.geom.axes))  # (the call's, memoized)
+        assert len(calls) == 1  # the whole-image kernel not taken again
+        np.testing.assert_array_equal(dx, whole)
+    assert tiles[2**7] > tiles[2**10] > tiles[2**21], tiles
+    expected = ref_backward(dout.astype(np.float64), ref_forward(x.astype(np.float64), data_format=fmt, **kw)[1])
+    np.testing.assert_allclose(whole, expected, rtol=1e-6 if dtype == np.float32 else 1e-14, atol=0)
+
+
+def test_tiles_are_identical_for_every_thread_count(tiles_of):
+    rng = np.random.default_rng(12)
+    x = rng.integers(-3, 4, (3, 9, 10, 11, 4)).astype(np.float32)
+    out, cache = ic.max_pool3d_forward(x, 3, stride=1, padding=1)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    tiles_of(2**10)
+    results = []
+    before = ic.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            ic.set_num_threads(threads)
+            results.append(ic.max_pool3d_backward(dout, cache))
+    finally:
+        ic.set_num_threads(before)
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+    _, ref_cache = ref.max_pool3d_forward(x.astype(np.float64), 3, stride=1, padding=1)
+    expected = ref.max_pool3d_backward(dout.astype(np.float64), ref_cache)
+    np.testing.assert_allclose(results[0], expected, rtol=1e-6)  # the float64 sum rounded once
+
+
+def test_images_too_large_for_one_histogram_with_small_windows_take_the_pooling_kernels(monkeypatch, calls):
+    """A window of 9 kernel offsets or fewer: the pooling kernels' passes per offset cost about what the tiles do."""
     x = np.random.default_rng(5).standard_normal((2, 9, 9, 3))
     out, cache = ic.max_pool2d_forward(x, 3, stride=2)
     dout = np.random.default_rng(6).standard_normal(out.shape)
     fast = ic.max_pool2d_backward(dout, cache)
     assert len(calls) == 1
     monkeypatch.setattr(winner_scatter, "WORKER_SCRATCH_BYTES", 64)
+    tiled = []
+    monkeypatch.setattr(pool_backward_module, "scatter_winner_tiles", lambda *a, **k: tiled.append(a))
     slow = ic.max_pool2d_backward(dout, cache)
-    assert len(calls) == 1  # not taken again
+    assert len(calls) == 1 and not tiled  # neither winner scatter taken
     np.testing.assert_allclose(slow, fast, rtol=1e-15)
     np.testing.assert_allclose(slow, ref.max_pool2d_backward(dout, ref.max_pool2d_forward(x, 3, stride=2)[1]))
 

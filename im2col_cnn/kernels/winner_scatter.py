@@ -6,24 +6,29 @@ costs one pass over the windows. The adds are a weighted histogram of the winner
 (``np.bincount``, not ``np.add.at``): it adds in float64, in the windows' row-major order, so every element gets
 the same sum for every block size and thread count (in float32, the float64 sum rounded once).
 
-Blocks of whole images write disjoint parts of ``dx`` and run on the engine's threads. One image's offsets, its
-float64 gradient and histogram must fit one thread's scratch (:func:`winner_scatter_fits`); larger images keep the
-pooling kernels, whose tiles split images.
+Blocks of whole images write disjoint parts of ``dx`` and run on the engine's threads, where one image's offsets,
+its float64 gradient and histogram fit one thread's scratch (:func:`winner_scatter_fits`). Larger images go tile by
+tile of the input (:func:`scatter_winner_tiles`): each tile's histogram spans the box its windows read, of which
+the tile keeps its own part. The windows covering a tile's inputs are all among its outputs, taken in the same
+row-major order, so every element gets the same sum either way.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-from ..geometry.tiles import TILE_BYTES, even_blocks
+from ..geometry.tiles import TILE_BYTES, PoolTile, even_blocks, input_tiles, tile_key
+from ..geometry.windows import Axis, WindowGeometry
 from ..runtime.layout import empty_channels_last
 from ..runtime.parallel import map_blocks
-from .pool_plan import WORKER_SCRATCH_BYTES, max_workers
+from .pool_plan import WORKER_SCRATCH_BYTES, Scratch, max_workers
 
-__all__ = ["winner_scatter_fits", "scatter_winners"]
+__all__ = ["winner_scatter_fits", "scatter_winners", "scatter_winner_tiles"]
 
 
 def _scratch_per_image(in_per_image: int, out_per_image: int) -> int:
@@ -95,3 +100,117 @@ def scatter_winners(
 
     map_blocks(work, blocks, lambda: None, max_threads=max_workers())
     return dx
+
+
+def scatter_winner_tiles(
+    dout: np.ndarray,
+    x_shape: tuple[int, ...],
+    winners: np.ndarray,
+    geom: WindowGeometry,
+    *,
+    dtype: np.dtype,
+    channels_first: bool,
+) -> np.ndarray:
+    """:func:`scatter_winners` for images too large for it, tile by tile of the input: ``dout`` (N, *out, C) and
+    the pooling kernels' winner codes ``winners`` (N, *out, C) -> ``dx`` (``x_shape`` (N, *spatial, C), ``dtype``,
+    allocated in the caller's layout and returned as a channels-last view).
+
+    A tile's outputs are the windows reading any of its inputs; their winners are binned over the box those
+    windows span (a 3x3x3 stride-1 window reaches one position past the tile on each side), of which the tile
+    keeps its own part. Each element's sum is the one :func:`scatter_winners` adds, in the same order.
+    """
+    dx = empty_channels_last(x_shape, dtype, channels_first)
+    axes = geom.axes
+
+    def work(tile: PoolTile, scratch: Scratch) -> None:
+        dxt = dx[tile.inp()]
+        n, c = tile.images.stop - tile.images.start, tile.channels.stop - tile.channels.start
+        frame = _frame(axes, tile_key(tile), n, c)
+        if frame is None:  # no window reads this tile
+            dxt.fill(0)
+            return
+        w = winners[tile.out()]
+        offsets = scratch.get("offsets", w.shape, np.dtype(np.int64))  # row-major (n, *o, c)
+        np.take(frame.shift, w, out=offsets, mode="clip")  # (prod(kernel),)[code] -> (n, *o, c)
+        offsets += functools.reduce(np.add.outer, frame.starts)[..., None]  # (*o, 1): each window's first position
+        offsets += frame.lanes  # (n, 1, ..., 1, c): the image and the channel
+        sums = np.bincount(offsets.reshape(-1), weights=dout[tile.out()].reshape(-1), minlength=frame.size)
+        np.copyto(dxt, sums.reshape(frame.box)[frame.inner], casting="unsafe")
+
+    tiles = _winner_tiles(x_shape, axes)
+    map_blocks(work, tiles, lambda: Scratch(False), max_threads=max_workers())
+    return dx
+
+
+class _Frame(NamedTuple):
+    """Where a tile's winners land in the box its windows span, (n, *box, c) row-major: a winner with code ``k``
+    of the window at the tile's output ``(o_0, o_1, ...)`` (image ``i``, channel ``j``) at ``shift[k] +
+    starts[0][o_0] + starts[1][o_1] + ... + lanes[i, j]``; the tile's inputs are ``inner`` of the box."""
+
+    shift: np.ndarray  # (prod(kernel),) int64
+    starts: tuple[np.ndarray, ...]  # per axis, (o,) int64
+    lanes: np.ndarray  # (n, 1, ..., 1, c) int64
+    box: tuple[int, ...]  # (n, *box, c)
+    size: int
+    inner: tuple[slice, ...]  # (:, *inputs in the box, :)
+
+
+def _relative(axis: Axis, o0: int, o1: int, i0: int, i1: int) -> tuple[int, int, int, int, int]:
+    """A tile's outputs ``[o0, o1)`` and inputs ``[i0, i1)`` along ``axis``, in the box they span: the outputs, where
+    the first window and the first input lie in the box, the inputs, and the box's size -- from the first of those
+    two to the last position a window or the tile reaches."""
+    first = o0 * axis.s - axis.lo  # where the tile's first window starts
+    begin = min(first, i0)
+    size = max(first + (o1 - o0 - 1) * axis.s + axis.extent, i1) - begin
+    return o1 - o0, first - begin, i0 - begin, i1 - i0, size
+
+
+def _frame(axes: tuple[Axis, ...], key: tuple[int, ...], n: int, c: int) -> _Frame | None:
+    """The frame of a tile with :func:`~im2col_cnn.geometry.tiles.tile_key` ``key`` (None if no window reads it),
+    from its ranges relative to its box, which tiles alike share."""
+    ranges = [key[4 * a : 4 * a + 4] for a in range(len(axes))]  # (o0, o1, i0, i1) per axis
+    if any(o1 <= o0 for o0, o1, _, _ in ranges):
+        return None
+    return _shared_frame(axes, tuple(_relative(ax, *r) for ax, r in zip(axes, ranges, strict=True)), n, c)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shared_frame(axes: tuple[Axis, ...], relative: tuple[tuple[int, ...], ...], n: int, c: int) -> _Frame:
+    sizes = tuple(r[4] for r in relative)
+    steps = [math.prod(sizes[a + 1 :]) * c for a in range(len(axes))]  # element strides of the box
+    shift = np.zeros((), dtype=np.int64)
+    for axis, step in zip(axes, steps, strict=True):
+        shift = np.add.outer(shift, np.arange(axis.k, dtype=np.int64) * (axis.d * step))
+    starts = tuple(
+        (w0 + np.arange(outs, dtype=np.int64) * axis.s) * step
+        for axis, (outs, w0, *_), step in zip(axes, relative, steps, strict=True)
+    )
+    image = math.prod(sizes) * c
+    lanes = np.add.outer(np.arange(n, dtype=np.int64) * image, np.arange(c, dtype=np.int64))
+    inner = (slice(None), *(slice(i0, i0 + ins) for _, _, i0, ins, _ in relative), slice(None))
+    return _Frame(
+        shift.reshape(-1), starts, lanes.reshape((n,) + (1,) * len(axes) + (c,)), (n, *sizes, c), n * image, inner
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _winner_tiles(x_shape: tuple[int, ...], axes: tuple[Axis, ...]) -> tuple[PoolTile, ...]:
+    """Input tiles whose scratch (:func:`_tile_bytes`) fits three quarters of one thread's (memoized); the rest is
+    for what a first call builds besides (the tiles, their frames)."""
+    bound = WORKER_SCRATCH_BYTES * 3 // 4
+    budget = TILE_BYTES
+    while True:
+        tiles = input_tiles(x_shape, axes, 8, budget, memo=False)
+        if max((_tile_bytes(t, axes) for t in tiles), default=0) <= bound or budget <= bound // 256:
+            return tiles
+        budget = budget * 7 // 8
+
+
+def _tile_bytes(tile: PoolTile, axes: tuple[Axis, ...]) -> int:
+    """A tile's scratch: 24 bytes per output (int64 offsets; the gradient gathered, then cast to float64) and 8 per
+    position of its box (the histogram)."""
+    if any(o.stop <= o.start for o, _ in tile.axes):
+        return 0
+    relative = [_relative(ax, o.start, o.stop, i.start, i.stop) for (o, i), ax in zip(tile.axes, axes, strict=True)]
+    lanes = (tile.images.stop - tile.images.start) * (tile.channels.stop - tile.channels.start)
+    return lanes * (24 * math.prod(r[0] for r in relative) + 8 * math.prod(r[4] for r in relative))
