@@ -9,8 +9,9 @@ import pytest
 
 import im2col_cnn as ic
 import reference as ref
+from benchmarks.memory import peak_scratch
+from im2col_cnn.kernels import adaptive_backward, winner_scatter
 from im2col_cnn.kernels import pool_backward as pool_backward_module
-from im2col_cnn.kernels import winner_scatter
 
 # (forward, reference forward, reference backward, x shape channels-last, hyperparameters)
 CASES = {
@@ -85,7 +86,6 @@ def calls(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(pool_backward_module, "scatter_winners", spy)
-    from im2col_cnn.kernels import adaptive_backward
 
     monkeypatch.setattr(adaptive_backward, "scatter_winners", spy)
     return seen
@@ -257,6 +257,70 @@ def test_images_too_large_for_one_histogram_with_small_windows_take_the_pooling_
     assert len(calls) == 1 and not tiled  # neither winner scatter taken
     np.testing.assert_allclose(slow, fast, rtol=1e-15)
     np.testing.assert_allclose(slow, ref.max_pool2d_backward(dout, ref.max_pool2d_forward(x, 3, stride=2)[1]))
+
+
+FEW_CASES = {  # windows the pooling kernels cannot run (10 inputs to 4 windows follow no stride), flat winners
+    f"adaptive_max_pool{nd}d 10 -> 4": (
+        getattr(ic, f"adaptive_max_pool{nd}d_forward"),
+        getattr(ref, f"adaptive_max_pool{nd}d_forward"),
+        getattr(ref, f"adaptive_max_pool{nd}d_backward"),
+        (2, *(10,) * nd, 3),
+        dict(output_size=4),
+    )
+    for nd in (1, 2, 3)
+}
+FEW_CASES["max_pool2d k(17, 16) long windows"] = (
+    ic.max_pool2d_forward,
+    ref.max_pool2d_forward,
+    ref.max_pool2d_backward,
+    (2, 41, 36, 3),
+    dict(kernel_size=(17, 16), stride=(12, 10)),  # more than 255 offsets, overlapping: the adaptive kernels
+)
+
+
+@pytest.mark.parametrize("name", list(FEW_CASES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", [0, 1])
+def test_images_too_large_for_one_histogram_with_few_windows_bin_their_distinct_winners(
+    name, dtype, layout, monkeypatch
+):
+    """Each window's gradient is added into the sum of its distinct winner: the histogram's sums, bit for bit."""
+    forward, ref_forward, ref_backward, shape, kw = FEW_CASES[name]
+    fmt = FORMATS[len(shape)][layout]
+    rng = np.random.default_rng(13)
+    x = rng.integers(-4, 5, shape).astype(dtype)
+    x = _channels_first(x) if layout else x
+    out, cache = forward(x, data_format=fmt, **kw)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    whole = _backward(forward)(dout, cache)
+    spied = []
+    monkeypatch.setattr(adaptive_backward, "winner_scatter_fits", lambda *_: False)
+    monkeypatch.setattr(adaptive_backward, "few_winners", lambda *_: True)
+    monkeypatch.setattr(winner_scatter, "WORKER_SCRATCH_BYTES", 200)  # blocks of one image-channel
+    real = winner_scatter.scatter_few_winners
+    monkeypatch.setattr(adaptive_backward, "scatter_few_winners", lambda *a, **k: spied.append(1) or real(*a, **k))
+    dx = _backward(forward)(dout, cache)
+    assert spied
+    np.testing.assert_array_equal(dx, whole)
+    expected = ref_backward(dout.astype(np.float64), ref_forward(x.astype(np.float64), data_format=fmt, **kw)[1])
+    np.testing.assert_allclose(dx, expected, rtol=1e-6 if dtype == np.float32 else 1e-14, atol=0)
+
+
+def test_global_max_pooling_of_large_images_sends_each_gradient_to_its_winner():
+    """(4, 512, 512, 32): every channel of an image one window, too large for one histogram. Gathering each
+    position's window and winner took 0.35 s and image-sized scratch; binning 128 windows takes under a ms."""
+    x = np.zeros((4, 512, 512, 32), dtype=np.float32)
+    rows, cols = np.arange(4 * 32) % 512, (np.arange(4 * 32) * 7) % 512
+    x[np.repeat(np.arange(4), 32), rows, cols, np.tile(np.arange(32), 4)] = 1.0  # one winner a channel
+    out, cache = ic.adaptive_max_pool2d_forward(x, 1)
+    dout = np.arange(1, 129, dtype=np.float32).reshape(4, 1, 1, 32)
+    with ic.workspace_limit(16 * 2**20):
+        scratch, _ = peak_scratch(lambda: ic.adaptive_max_pool2d_backward(dout, cache), (dout,))
+    dx = ic.adaptive_max_pool2d_backward(dout, cache)
+    assert scratch <= 2**20, f"scratch {scratch / 2**20:.2f} MiB"
+    expected = np.zeros_like(x)
+    expected[np.repeat(np.arange(4), 32), rows, cols, np.tile(np.arange(32), 4)] = dout.reshape(-1)
+    np.testing.assert_array_equal(dx, expected)
 
 
 def test_an_empty_batch(calls):

@@ -23,7 +23,7 @@ from ..runtime.layout import empty_channels_last
 from ..runtime.parallel import map_blocks
 from .adaptive import _planes, _shape_along, _take, adaptive_tile_bytes
 from .pool_plan import ALL, Scratch, max_workers
-from .winner_scatter import scatter_winners, winner_scatter_fits
+from .winner_scatter import few_winners, scatter_few_winners, scatter_winners, winner_scatter_fits
 
 __all__ = ["adaptive_scatter"]
 
@@ -45,9 +45,11 @@ def adaptive_scatter(
     # Gathering per covering window costs about one pass per combination of the windows covering a position;
     # routing from the windows' side, a few passes per combination of taps: the cheaper one.
     by_window = 2 * math.prod(a.extent for a in axes) < math.prod(a.mean_coverage for a in axes)
-    if kind == "max" and not by_window and winner_scatter_fits(x_shape, dout.shape):
-        # each window's gradient added at its winner
-        return scatter_winners(dout, x_shape, winners, dtype=dtype, channels_first=channels_first)  # type: ignore[arg-type]
+    if kind == "max" and not by_window:  # each window's gradient added at its winner
+        if winner_scatter_fits(x_shape, dout.shape):
+            return scatter_winners(dout, x_shape, winners, dtype=dtype, channels_first=channels_first)  # type: ignore[arg-type]
+        if few_winners(x_shape, dout.shape):  # a global max pooling of large images, say
+            return scatter_few_winners(dout, x_shape, winners, dtype=dtype, channels_first=channels_first)  # type: ignore[arg-type]
     dx = result = empty_channels_last(x_shape, dtype, channels_first)
     if channels_first:  # the same memory as (N*C, *spatial, 1) planes where every array is laid out so
         planes = [_planes(a) for a in (dx, dout, *([winners] if winners is not None else []))]

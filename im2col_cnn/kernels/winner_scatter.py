@@ -10,7 +10,8 @@ Blocks of whole images write disjoint parts of ``dx`` and run on the engine's th
 its float64 gradient and histogram fit one thread's scratch (:func:`winner_scatter_fits`). Larger images go tile by
 tile of the input (:func:`scatter_winner_tiles`): each tile's histogram spans the box its windows read, of which
 the tile keeps its own part. The windows covering a tile's inputs are all among its outputs, taken in the same
-row-major order, so every element gets the same sum either way.
+row-major order, so every element gets the same sum either way. Where such images have few windows (a global max
+pooling), a histogram of their distinct winners does instead (:func:`scatter_few_winners`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from ..runtime.layout import empty_channels_last
 from ..runtime.parallel import map_blocks
 from .pool_plan import WORKER_SCRATCH_BYTES, Scratch, max_workers
 
-__all__ = ["winner_scatter_fits", "scatter_winners", "scatter_winner_tiles"]
+__all__ = ["winner_scatter_fits", "scatter_winners", "scatter_winner_tiles", "few_winners", "scatter_few_winners"]
+
+FEW_WINDOWS = 16
+"""Windows are few against their input where an image has at most one a channel for this many input positions."""
 
 
 def _scratch_per_image(in_per_image: int, out_per_image: int) -> int:
@@ -97,6 +101,53 @@ def scatter_winners(
         part = flat[n0 * per_image : n1 * per_image]
         sums = np.bincount(offsets.reshape(-1), weights=dout[n0:n1].reshape(-1), minlength=part.size)
         np.copyto(part, sums, casting="unsafe")
+
+    map_blocks(work, blocks, lambda: None, max_threads=max_workers())
+    return dx
+
+
+def _few_bytes(windows: int) -> int:
+    """The scratch of binning ``windows`` windows' winners by the distinct ones: their offsets, those sorted, the
+    distinct ones, each window's place among them, and the sums (int64 and float64)."""
+    return 40 * windows
+
+
+def few_winners(x_shape: Sequence[int], out_shape: Sequence[int]) -> bool:
+    """Whether an input of ``x_shape`` (N, *spatial, C) has few windows (``out_shape`` (N, *out, C)) against its
+    positions (:data:`FEW_WINDOWS`), so that :func:`scatter_few_winners` costs little more than zeroing ``dx``,
+    and one channel of an image's windows fit one thread's scratch."""
+    windows = math.prod(out_shape[1:-1])
+    return windows * FEW_WINDOWS <= math.prod(x_shape[1:-1]) and _few_bytes(windows) <= WORKER_SCRATCH_BYTES * 3 // 4
+
+
+def scatter_few_winners(
+    dout: np.ndarray, x_shape: tuple[int, ...], winners: np.ndarray, *, dtype: np.dtype, channels_first: bool
+) -> np.ndarray:
+    """:func:`scatter_winners` (with flat ``winners``) for images too large for one histogram whose windows are few
+    (:func:`few_winners`), as a global max pooling's are: ``dx`` zeroed, then for blocks of images and channels,
+    each window's gradient added into the sum of its distinct winner (``np.unique``, then the histogram of each
+    window's place among them), written where it wins. Every element gets the histogram's sum, in the same order.
+    """
+    dx = empty_channels_last(x_shape, dtype, channels_first, buffer=np.zeros(math.prod(x_shape), dtype))
+    n, c = x_shape[0], x_shape[-1]
+    memory = dx.transpose(0, dx.ndim - 1, *range(1, dx.ndim - 1)) if channels_first else dx
+    flat = memory.reshape(-1)  # dx's memory, C-contiguous in the caller's layout: no copy
+    s_image, s_last, s_channel = (dx.strides[a] // dtype.itemsize for a in (0, dx.ndim - 2, dx.ndim - 1))
+    windows = math.prod(dout.shape[1:-1])
+    per_channel = max(1, WORKER_SCRATCH_BYTES * 3 // 4 // _few_bytes(windows))  # image-channels a block
+    c_step = min(c, per_channel)
+    blocks = [(b, ch) for b in even_blocks(n, max(1, per_channel // c)) for ch in even_blocks(c, c_step)]
+    lead = (1,) * (dx.ndim - 2)
+
+    def work(block: tuple[tuple[int, int], tuple[int, int]], _: None) -> None:
+        (n0, n1), (c0, c1) = block
+        w = winners[n0:n1, ..., c0:c1]
+        offsets = np.multiply(w, s_last, dtype=np.int64, casting="unsafe")  # (n, *out, c), row-major
+        offsets += (np.arange(n0, n1, dtype=np.int64) * s_image).reshape((-1, *lead, 1))
+        offsets += np.arange(c0, c1, dtype=np.int64) * s_channel
+        won, place = np.unique(offsets.reshape(-1), return_inverse=True)
+        sums = np.bincount(place.reshape(-1), weights=dout[n0:n1, ..., c0:c1].reshape(-1), minlength=won.size)
+        flat[won] = sums  # cast to dx's dtype
 
     map_blocks(work, blocks, lambda: None, max_threads=max_workers())
     return dx
