@@ -26,7 +26,7 @@ import pytest
 import im2col_cnn as ic
 from benchmarks.memory import peak_scratch, returned_bytes
 from im2col_cnn.geometry import tiles as pool_tiles
-from im2col_cnn.layers.pooling import LONG_WINDOWS
+from im2col_cnn.kernels.global_max import FEW_POSITIONS
 
 MiB = 2**20
 LIMIT = 16 * MiB
@@ -170,18 +170,18 @@ def ids(cases) -> list[str]:
 
 
 def adaptive_path(cache) -> str:
-    """Which of adaptive pooling's paths made ``cache``: 'global' (average), 'even' or 'general'."""
+    """Which of adaptive pooling's paths made ``cache``: 'global', 'even' or 'general'."""
     if cache.pool is not None:
         return "even"
-    return "global" if cache.kind == "avg" and all(a.out == 1 for a in cache.axes) else "general"
+    return "global" if all(a.out == 1 for a in cache.axes) else "general"
 
 
 @pytest.mark.parametrize("case", ADAPTIVE, ids=ids(ADAPTIVE))
 def test_adaptive_cases_cover_all_three_paths(case):
     _, cache = forward(case, make_inputs(case, False), False)
     path = case.kwargs["path"]
-    if path == "global" and "max" in case.name:  # global max: an ordinary pooling, unless its window is long
-        path = "even" if math.prod(case.x_shape[1:-1]) <= LONG_WINDOWS else "general"
+    if path == "global" and "max" in case.name and math.prod(case.x_shape[1:-1]) < FEW_POSITIONS:
+        path = "even"  # global max pooling of few positions: an ordinary pooling
     assert adaptive_path(cache) == path
 
 
@@ -315,8 +315,8 @@ def test_pool_scratch_stays_within_the_limit(ndim, kind, window, fmt, small_limi
         assert returned_bytes(cache, (x,)) <= out.size + MiB
 
 
-# (channels-last x shape, output size) per rank and path: 32 MiB images (float64). Global max pooling runs max
-# pooling's loop over the kernel offsets, one step per position of the image: few positions, many channels.
+# (channels-last x shape, output size) per rank and path: 32 MiB images (float64); global pooling of few positions
+# and many channels, whose partial results are sized by the channels.
 ADAPTIVE_MEMORY = {
     1: {"global": ((1, 64, 65536), 1), "even": ((1, 2**14, 256), 2**12), "general": ((1, 2**14, 256), 1000)},
     2: {"global": ((1, 8, 8, 65536), 1), "even": ((1, 256, 256, 64), (64, 32)),
@@ -332,12 +332,14 @@ ADAPTIVE_MEMORY = {
 def test_adaptive_pool_scratch_stays_within_the_limit(ndim, kind, path, small_limit):
     shape, size = ADAPTIVE_MEMORY[ndim][path]
     first = ndim == 2  # channels-first in 2-D: read through a view, never converted whole
-    x = ones((shape[0], shape[-1], *shape[1:-1]) if first else shape)
+    x = ones(shape)
+    if first:  # broadcast along the channels, so that each channel plane's positions are laid out in order
+        x = np.broadcast_to(np.ones((1, 1, *shape[1:-1])), (shape[0], shape[-1], *shape[1:-1]))
     fwd, bwd = getattr(ic, f"adaptive_{kind}_pool{ndim}d_forward"), getattr(ic, f"adaptive_{kind}_pool{ndim}d_backward")
     data_format = FORMATS[ndim][first]
     assert x[0].nbytes == 32 * MiB
     out, cache = assert_within_limit(lambda: fwd(x, size, data_format=data_format), (x,))
-    assert adaptive_path(cache) == ("even" if path == "global" and kind == "max" else path)
+    assert adaptive_path(cache) == path
     np.testing.assert_array_equal(out.reshape(-1)[:5], 1.0)
     dx = assert_within_limit(lambda: bwd(ones(out.shape), cache))
     assert dx.shape == x.shape and dx.flags.c_contiguous

@@ -23,7 +23,7 @@ from ..runtime.layout import new_result
 from ..runtime.parallel import get_num_threads, map_blocks
 from .pool_plan import max_workers
 
-__all__ = ["global_mean", "spread_mean_grad", "image_blocks", "GROUPED"]
+__all__ = ["global_mean", "spread_mean_grad", "image_blocks", "merged_positions", "GROUPED"]
 
 GROUPED = 64
 """Fewer spatial positions than this are summed one after another (an error of at most that many roundings)."""
@@ -40,7 +40,7 @@ def global_mean(x: np.ndarray, channels_first: bool) -> np.ndarray:
     sums = out.reshape(n, c)  # a view: every spatial axis of out is 1
     first = x.transpose(0, x.ndim - 1, *range(1, x.ndim - 1))  # (N, C, *spatial)
     planes = channels_first and first.flags.c_contiguous
-    flat = None if planes else _merged(x)
+    flat = None if planes else merged_positions(x)
 
     def work(block: tuple[int, int], _: None) -> None:
         n0, n1 = block
@@ -86,7 +86,7 @@ def image_blocks(shape: tuple[int, ...], itemsize: int, scratch: int = 0) -> lis
     return even_blocks(n, -(-n // count)) if count > 1 else [(0, n)]
 
 
-def _merged(x: np.ndarray) -> np.ndarray | None:
+def merged_positions(x: np.ndarray) -> np.ndarray | None:
     """(N, *spatial, C) as an (N, S, C) view, or None where the spatial axes do not merge without a copy."""
     n, *spatial, c = x.shape
     axes = [(size, stride) for size, stride in zip(spatial, x.strides[1:-1], strict=True) if size > 1]

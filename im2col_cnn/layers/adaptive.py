@@ -22,8 +22,9 @@ import numpy as np
 
 from ..geometry.adaptive import AdaptiveAxis, adaptive_axis, strided_axis, window_counts
 from ..geometry.windows import geometry_of
-from ..kernels.adaptive import adaptive_windows
+from ..kernels.adaptive import adaptive_windows, winner_dtype
 from ..kernels.adaptive_backward import adaptive_scatter
+from ..kernels.global_max import global_max
 from ..kernels.global_mean import global_mean, spread_mean_grad
 from ..kernels.pool_forward import pool_windows
 from ..runtime.batch_chunks import batch_chunked
@@ -107,6 +108,11 @@ def adaptive_forward(x: object, output_size: object, kind: str, data_format: obj
     x_last = to_channels_last(arr, channels_first)
     if kind == "avg" and all(o == 1 for o in sizes):  # global average pooling
         return global_mean(x_last, channels_first), AdaptivePoolCache(arr, kind, axes, fmt)
+    if kind == "max" and all(o == 1 for o in sizes):  # global max pooling
+        pooled = global_max(x_last, channels_first, winner_dtype(axes))
+        if pooled is not None:
+            out, win = pooled
+            return caller_layout(out, channels_first), AdaptivePoolCache(arr, kind, axes, fmt, winners=win)
     dtype = x_last.dtype.newbyteorder("=")
     counts = window_counts(axes, dtype) if kind == "avg" else None
     strided = tuple(strided_axis(a) for a in axes)
