@@ -1,7 +1,8 @@
-"""Channels-first max pooling over overlapping windows along short rows copies each input tile channels-last,
-pools it there and copies its results back (its ufuncs would otherwise run along a plane's short rows), in 2-D,
-unless its planes alias in the cache (the copy would read a few channels at a time): either way the same bits as
-on channels-last input, winners included, with ties and NaN, 1-D to 3-D, in one tile or many."""
+"""Channels-first max pooling over overlapping windows along short rows (average pooling along the shortest)
+copies each input tile channels-last, pools it there and copies its results back (its ufuncs would otherwise run
+along a plane's short rows), in 2-D, unless its planes alias in the cache (the copy would read a few channels at a
+time): either way the same bits as on channels-last input, winners included, with ties and NaN, 1-D to 3-D, in one
+tile or many."""
 
 from __future__ import annotations
 
@@ -66,6 +67,39 @@ def test_adaptive_max_pooling_in_nchw_matches_nhwc_bit_for_bit():
     np.testing.assert_array_equal(_last(cache.indices), ref_cache.indices)
 
 
+AVG_CASES = {  # (x shape, kernel, stride, padding, keywords, whether its tiles are copied channels-last)
+    "7x7 planes, rows of 4": ((3, 12, 7, 7), 3, 2, 1, {}, True),
+    "14x14 planes, rows of 7, padding left out": ((2, 8, 14, 14), 3, 2, 1, {"count_include_pad": False}, True),
+    "8x8 planes, stride 1, ceil_mode": ((2, 6, 8, 8), 3, 1, 1, {"ceil_mode": True}, True),
+    "18x18 planes, rows of 9 (pooled in place)": ((2, 6, 18, 18), 3, 2, 1, {}, False),
+}
+
+
+@pytest.mark.parametrize("tile", [None, 2**12], ids=["one tile", "many tiles"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", list(AVG_CASES))
+def test_channels_first_average_pooling_matches_channels_last_bit_for_bit(case, dtype, tile, monkeypatch):
+    """Average pooling copies its tiles channels-last along rows of at most 8 outputs: the same sums, divided by
+    the same counts."""
+    shape, k, s, p, kw, converted = AVG_CASES[case]
+    if tile is not None:
+        monkeypatch.setattr(pool_tiles, "TILE_BYTES", tile)
+    x = _input(shape, dtype)
+    x_last = np.ascontiguousarray(_last(x))
+    geom = pool_geometry(x_last.shape, (k, k), (s, s), (p, p), (1, 1), kw.get("ceil_mode", False))
+    assert converts_tiles(geom, False, True) is converted
+    out, cache = ic.avg_pool2d_forward(x, k, s, p, data_format="NCHW", **kw)
+    ref, ref_cache = ic.avg_pool2d_forward(x_last, k, s, p, **kw)
+    assert out.flags.c_contiguous and out.dtype == x.dtype
+    np.testing.assert_array_equal(_last(out), ref)
+    dout = np.random.default_rng(2).standard_normal(out.shape).astype(dtype)
+    np.testing.assert_array_equal(
+        _last(ic.avg_pool2d_backward(dout, cache)), ic.avg_pool2d_backward(_last(dout), ref_cache)
+    )
+    adaptive, _ = ic.adaptive_avg_pool2d_forward(x, 5, data_format="NCHW")  # 14 to 5: a kernel of 4 at stride 3
+    np.testing.assert_array_equal(_last(adaptive), ic.adaptive_avg_pool2d_forward(x_last, 5)[0])
+
+
 @pytest.mark.parametrize(
     "x_shape, k, s, p, winners, channels_first, expected",
     [
@@ -76,7 +110,8 @@ def test_adaptive_max_pooling_in_nchw_matches_nhwc_bit_for_bit():
         ((2, 6, 7, 9, 8), 3, 2, 1, True, True, False),  # a volume
         ((2, 20, 8), 3, 2, 1, True, True, False),  # a signal: one pass over the kernel offsets
         ((2, 14, 14, 8), 3, 2, 1, True, False, False),  # channels-last input is already in the kernels' layout
-        ((2, 14, 14, 8), 3, 2, 1, False, True, False),  # average pooling: few calls per tap, the copies cost more
+        ((2, 14, 14, 8), 3, 2, 1, False, True, True),  # average pooling: few calls per tap; along rows of 7
+        ((2, 18, 18, 8), 3, 2, 1, False, True, False),  # ... but not of 9, where the copies cost more
         ((2, 14, 14, 8), 2, 2, 0, True, True, False),  # disjoint windows: likewise
     ],
 )

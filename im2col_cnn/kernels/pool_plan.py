@@ -249,10 +249,10 @@ def _codes(first: np.ndarray, code: np.dtype) -> Codes:
 
 
 def converts_tiles(geom: WindowGeometry, winners: bool, channels_first: bool) -> bool:
-    """Whether a channels-first max pooling copies each input tile channels-last, runs there and copies its results
-    back: where it records winners over overlapping windows in 2 dimensions along short rows (at most
-    ``SHORT_ROW`` outputs along the last spatial axis). The kernel also keeps in place input whose planes alias
-    in the cache, which the copy would read a few channels at a time
+    """Whether a channels-first pooling copies each input tile channels-last, runs there and copies its results
+    back: over overlapping windows in 2 dimensions along short rows (at most ``SHORT_ROW`` outputs along the last
+    spatial axis where it records winners, ``SHORT_ROW_PLAIN`` otherwise). The kernel also keeps in place input
+    whose planes alias in the cache, which the copy would read a few channels at a time
     (:func:`~im2col_cnn.runtime.layout.copies_whole_positions`).
 
     In the caller's layout, that path's ufuncs run along rows of a plane -- 5 elements in the A2 case -- and its
@@ -262,16 +262,23 @@ def converts_tiles(geom: WindowGeometry, winners: bool, channels_first: bool) ->
     13.3 -> 3.9, 14.5 -> 13.6. Where it lost, it stays off: on 3x3x3 windows over (8, 64, 16, 30, 30), float64,
     2 cores, 16.5 -> 25.4 ms, and over (8, 64, 16, 32, 32) (planes 4 KiB apart) 20.1 -> 31.7; on a signal,
     whose single axis takes one pass over the kernel offsets, (256, 256, 60) at stride 2, 2.6 -> 3.8 (float32,
-    2 cores); disjoint windows and average pooling, which make few calls per tap, 2x2 at stride 2 on (64, 128,
-    28, 28), max 4.0 -> 5.3-5.9 ms, average 1.9 -> 3.9.
+    2 cores); disjoint windows, 2x2 at stride 2 on (64, 128, 28, 28), max 4.0 -> 5.3-5.9 ms, average 1.9 -> 3.9;
+    and poolings without winners, which make few calls per tap, on rows longer than ``SHORT_ROW_PLAIN``.
     """
-    short = geom.axes[-1].out <= SHORT_ROW
+    short = geom.axes[-1].out <= (SHORT_ROW if winners else SHORT_ROW_PLAIN)
     overlapping = not all(a.disjoint for a in geom.axes)
-    return channels_first and winners and short and overlapping and len(geom.axes) == 2
+    return channels_first and short and overlapping and len(geom.axes) == 2
 
 
 SHORT_ROW = 32
 """The most outputs along the last spatial axis for which :func:`converts_tiles` copies tiles channels-last."""
+
+SHORT_ROW_PLAIN = 8
+"""The same for poolings that record no winners (average pooling; max pooling with every tie winning), whose few
+calls a tap pay less for rows of a plane: the copies win only on the shortest rows. NCHW, float32, 2 cores,
+minimum of 15 calls, before -> after: 3x3 windows at stride 2 on (64, 512, 7, 7) (4 outputs a row) 3.07 -> 1.10
+ms, adaptive average pooling of (64, 256, 14, 14) to 5x5 3.18 -> 2.10, 3x3 at stride 2 on (64, 256, 14, 14) (7)
+2.24 -> 2.02; but on (32, 64, 56, 56) (28) 3.8 -> 4.4 and 3x3 at stride 1 on (32, 128, 28, 28) 3.3 -> 4.2."""
 
 
 def forward_tile_bytes(geom: WindowGeometry, winners: bool, converted: bool = False) -> int:
