@@ -13,6 +13,7 @@ import im2col_cnn as ic
 from im2col_cnn.geometry import tiles as pool_tiles
 from im2col_cnn.kernels.pool_forward import pool_geometry
 from im2col_cnn.kernels.pool_plan import converts_tiles
+from im2col_cnn.layers.pooling import pool_backward, pool_forward
 from im2col_cnn.runtime.layout import copies_whole_positions
 
 CASES = {  # (x shape, kernel, stride, padding, whether its tiles are copied channels-last)
@@ -98,6 +99,20 @@ def test_channels_first_average_pooling_matches_channels_last_bit_for_bit(case, 
     )
     adaptive, _ = ic.adaptive_avg_pool2d_forward(x, 5, data_format="NCHW")  # 14 to 5: a kernel of 4 at stride 3
     np.testing.assert_array_equal(_last(adaptive), ic.adaptive_avg_pool2d_forward(x_last, 5)[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channels_first_max_pooling_with_every_tie_winning_matches_channels_last(dtype):
+    """The drop-in APIs' max pooling (every tied maximum gets the gradient) records no winners: along rows of at
+    most 8 outputs its tiles are copied channels-last, the input and the window maxima with them."""
+    x = _input((3, 12, 7, 7), dtype)
+    x_last = np.ascontiguousarray(_last(x))
+    out, cache = pool_forward(x, 3, 2, 1, "max", ties="all", data_format="NCHW")
+    ref, ref_cache = pool_forward(x_last, 3, 2, 1, "max", ties="all")
+    np.testing.assert_array_equal(_last(out), ref)
+    dout = np.random.default_rng(3).standard_normal(out.shape).astype(dtype)
+    dx = pool_backward(dout, cache, "max")
+    np.testing.assert_array_equal(_last(dx), pool_backward(np.ascontiguousarray(_last(dout)), ref_cache, "max"))
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from ..geometry import tiles as tiling
 from ..geometry.adaptive import WindowCounts
 from ..geometry.tiles import PoolTile, input_tiles, tile_key
 from ..geometry.windows import Axis, Tap, WindowGeometry
-from ..runtime.layout import empty_channels_last
+from ..runtime.layout import copies_whole_positions, empty_channels_last
 from ..runtime.parallel import map_blocks
 from .pool_forward import winner_offsets
 from .pool_plan import (
@@ -34,6 +34,7 @@ from .pool_plan import (
     Scratch,
     TapBounds,
     code_steps,
+    converts_tiles,
     max_workers,
     tap_bounds,
     taps_of,
@@ -81,15 +82,30 @@ def scatter_windows(
         if geom.taps > TILED_SCATTER_TAPS:
             return scatter_winner_tiles(dout, x_shape, winners, geom, dtype=dtype, channels_first=channels_first)
     dx = empty_channels_last(x_shape, dtype, channels_first)
+    # channels-first along short rows: each tile's arrays copied channels-last, its gradient copied back
+    convert = converts_tiles(geom, winners is not None, channels_first) and copies_whole_positions(dx)
 
     def work(tile: PoolTile, scratch: Scratch) -> None:
         plan = _plan(geom.axes, tile_key(tile))
-        _backward_tile(dout, dx, tile, plan, kind, winners, x, peak, divisor, scratch)
+        dxt, g = dx[tile.inp()], dout[tile.out()]
+        wt = None if winners is None else winners[tile.out()]
+        xt, pt = (x[tile.inp()], peak[tile.out()]) if kind == "max" and winners is None else (None, None)  # type: ignore[index]
+        div = divisor if isinstance(divisor, float) else divisor[tile.out_box()]  # a number or (*o, 1)
+        if not convert or plan.empty:
+            _backward_tile(g, dxt, plan, kind, wt, xt, pt, div, scratch)
+            return
+        g = _copy(scratch, "dout last", g, dtype)  # the copies in the kernels' layout, dout cast on the way
+        wt = None if wt is None else _copy(scratch, "winners last", wt, wt.dtype)
+        if xt is not None:
+            xt, pt = _copy(scratch, "x last", xt, xt.dtype), _copy(scratch, "peak last", pt, pt.dtype)  # type: ignore[arg-type]
+        target = scratch.get("dx last", dxt.shape, dtype)
+        _backward_tile(g, target, plan, kind, wt, xt, pt, div, scratch)
+        np.copyto(dxt, target)
 
     cast = dout.dtype != dtype
     bound = WORKER_SCRATCH_BYTES * 3 // 4  # the rest for what a call holds besides the buffers: tiles, plans
-    tiles = _tiles(x_shape, geom.axes, dtype.itemsize, kind, overlap, cast, tiling.TILE_BYTES, bound)
-    map_blocks(work, tiles, lambda: Scratch(channels_first), max_threads=max_workers())
+    tiles = _tiles(x_shape, geom.axes, dtype.itemsize, kind, overlap, cast, tiling.TILE_BYTES, bound, convert)
+    map_blocks(work, tiles, lambda: Scratch(channels_first and not convert), max_threads=max_workers())
     return dx
 
 
@@ -103,6 +119,7 @@ def _tiles(
     cast: bool,
     budget: int,
     bound: int,
+    convert: bool = False,
 ) -> tuple[PoolTile, ...]:
     """Input tiles of about ``budget`` bytes, made smaller until every tile's scratch (:func:`_tile_scratch`) fits one
     thread's ``bound`` (memoized).
@@ -115,19 +132,22 @@ def _tiles(
     """
     while True:
         tiles = input_tiles(x_shape, axes, itemsize, budget, memo=False)  # memoized here: the one that fits
-        worst = max((_tile_scratch(t, kind, overlap, itemsize, cast) for t in tiles), default=0)
+        worst = max((_tile_scratch(t, kind, overlap, itemsize, cast, convert) for t in tiles), default=0)
         if worst <= bound or budget <= bound // 256:
             return tiles
         budget = budget * 7 // 8
 
 
-def _tile_scratch(tile: PoolTile, kind: str, overlap: bool, itemsize: int, cast: bool) -> int:
-    """The bytes of the scratch buffers :func:`_backward_tile` takes for ``tile`` (at most)."""
+def _tile_scratch(tile: PoolTile, kind: str, overlap: bool, itemsize: int, cast: bool, convert: bool = False) -> int:
+    """The bytes of the scratch buffers :func:`_backward_tile` takes for ``tile`` (at most), and with ``convert``
+    those of the tile's arrays copied channels-last (``dout`` counted as cast)."""
     n, c = tile.images.stop - tile.images.start, tile.channels.stop - tile.channels.start
     outs = [o.stop - o.start for o, _ in tile.axes]
     ins = [i.stop - i.start for _, i in tile.axes]
     out_size = n * math.prod(outs) * c
-    total = out_size * itemsize * (1 + cast)  # 'scaled' or 'product'; 'dout' cast to dx's dtype
+    total = out_size * itemsize * (1 + (cast or convert))  # 'scaled' or 'product'; 'dout' cast to dx's dtype
+    if convert:  # 'dx last', and max pooling's 'winners last' or 'x last' and 'peak last'
+        total += n * math.prod(ins) * c * itemsize + (n * math.prod(ins) * c + out_size) * itemsize * (kind == "max")
     if kind == "avg" and overlap:  # 'spread{a}': outputs before axis a, inputs from it on
         total += sum(n * math.prod(outs[:a]) * math.prod(ins[a:]) * c for a in range(1, len(outs))) * itemsize
     else:
@@ -203,26 +223,24 @@ def _shared_plan(
 
 
 def _backward_tile(
-    dout: np.ndarray,
-    dx: np.ndarray,
-    tile: PoolTile,
+    g: np.ndarray,
+    dxt: np.ndarray,
     plan: _Plan,
     kind: str,
-    winners: np.ndarray | None,
-    x: np.ndarray | None,
-    peak: np.ndarray | None,
-    divisor: float | WindowCounts,
+    wt: np.ndarray | None,
+    xt: np.ndarray | None,
+    pt: np.ndarray | None,
+    div: float | np.ndarray,
     scratch: Scratch,
 ) -> None:
-    dxt = dx[tile.inp()]
+    """One input tile's gradient ``dxt`` from its outputs' ``g`` (and their winners ``wt``, or their inputs ``xt``
+    and maxima ``pt`` with every tie winning); ``div`` is its part of the average's divisor."""
     if plan.empty:
         dxt.fill(0)
         return
-    g = dout[tile.out()]
     if g.dtype != dxt.dtype:  # dout is cast to x's dtype, a tile at a time
         g = _copy(scratch, "dout", g, dxt.dtype)
     if kind == "avg":
-        div = divisor if isinstance(divisor, float) else divisor[tile.out_box()]  # a number or (*o, 1)
         scaled = scratch.get("scaled", g.shape, dxt.dtype)
         np.divide(g, div, out=scaled)  # once: a division costs more than the copies
         if plan.spread is not None:  # overlapping: spread over the last axis' taps, then each earlier axis'
@@ -247,8 +265,6 @@ def _backward_tile(
             finite = bool(np.isfinite(g.sum()))
         equal = scratch.get("equal", g.shape, np.dtype(bool))
         product_ = scratch.get("product", g.shape, dxt.dtype)
-        wt = None if winners is None else winners[tile.out()]
-        xt, pt = (None, None) if winners is not None else (x[tile.inp()], peak[tile.out()])  # type: ignore[index]
 
         def value(code: int, o: Index, at: Index, out: np.ndarray | None) -> np.ndarray:
             """``g`` where the offset of winner ``code`` holds the window's maximum, else 0 (a multiply by the
