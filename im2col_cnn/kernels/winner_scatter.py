@@ -29,6 +29,8 @@ from ..runtime.layout import empty_channels_last
 from ..runtime.parallel import map_blocks
 from .pool_plan import WORKER_SCRATCH_BYTES, Scratch, max_workers
 
+ALL = slice(None)
+
 __all__ = ["winner_scatter_fits", "scatter_winners", "scatter_winner_tiles", "few_winners", "scatter_few_winners"]
 
 FEW_WINDOWS = 16
@@ -168,24 +170,31 @@ def scatter_winner_tiles(
 
     A tile's outputs are the windows reading any of its inputs; their winners are binned over the box those
     windows span (a 3x3x3 stride-1 window reaches one position past the tile on each side), of which the tile
-    keeps its own part. Each element's sum is the one :func:`scatter_winners` adds, in the same order.
+    keeps its own part. Each element's sum is the one :func:`scatter_winners` adds, in the same order. The arrays
+    are read, and the box laid out, in the caller's memory order: (n, c, *box) channels-first, so that a tile's
+    ``dout`` and winners are contiguous runs and its part of ``dx`` rows of a plane.
     """
     dx = empty_channels_last(x_shape, dtype, channels_first)
     axes = geom.axes
+    # (N, C, *spatial) views in memory order where channels-first, as given otherwise
+    memory = [_memory_order(a, channels_first) for a in (dx, dout, winners)]
 
     def work(tile: PoolTile, scratch: Scratch) -> None:
-        dxt = dx[tile.inp()]
+        dx_m, dout_m, winners_m = memory
+        inp, out = (_memory_order_index(i, channels_first) for i in (tile.inp(), tile.out()))
+        dxt = dx_m[inp]
         n, c = tile.images.stop - tile.images.start, tile.channels.stop - tile.channels.start
-        frame = _frame(axes, tile_key(tile), n, c)
+        frame = _frame(axes, tile_key(tile), n, c, channels_first)
         if frame is None:  # no window reads this tile
             dxt.fill(0)
             return
-        w = winners[tile.out()]
-        offsets = scratch.get("offsets", w.shape, np.dtype(np.int64))  # row-major (n, *o, c)
-        np.take(frame.shift, w, out=offsets, mode="clip")  # (prod(kernel),)[code] -> (n, *o, c)
-        offsets += functools.reduce(np.add.outer, frame.starts)[..., None]  # (*o, 1): each window's first position
-        offsets += frame.lanes  # (n, 1, ..., 1, c): the image and the channel
-        sums = np.bincount(offsets.reshape(-1), weights=dout[tile.out()].reshape(-1), minlength=frame.size)
+        w = winners_m[out]
+        offsets = scratch.get("offsets", w.shape, np.dtype(np.int64))  # row-major (n, *o, c) or (n, c, *o)
+        np.take(frame.shift, w, out=offsets, mode="clip")  # (prod(kernel),)[code] -> each window's winner
+        start = functools.reduce(np.add.outer, frame.starts)  # (*o): each window's first position
+        offsets += start if channels_first else start[..., None]
+        offsets += frame.lanes  # the image and the channel
+        sums = np.bincount(offsets.reshape(-1), weights=dout_m[out].reshape(-1), minlength=frame.size)
         np.copyto(dxt, sums.reshape(frame.box)[frame.inner], casting="unsafe")
 
     tiles = _winner_tiles(x_shape, axes)
@@ -193,17 +202,28 @@ def scatter_winner_tiles(
     return dx
 
 
+def _memory_order(a: np.ndarray, channels_first: bool) -> np.ndarray:
+    """A channels-last view (N, *spatial, C) as (N, C, *spatial), its memory order, where ``channels_first``."""
+    return a.transpose(0, a.ndim - 1, *range(1, a.ndim - 1)) if channels_first else a
+
+
+def _memory_order_index(index: tuple[slice, ...], channels_first: bool) -> tuple[slice, ...]:
+    """A channels-last index (images, *spatial, channels) for :func:`_memory_order`'s view."""
+    return (index[0], index[-1], *index[1:-1]) if channels_first else index
+
+
 class _Frame(NamedTuple):
-    """Where a tile's winners land in the box its windows span, (n, *box, c) row-major: a winner with code ``k``
-    of the window at the tile's output ``(o_0, o_1, ...)`` (image ``i``, channel ``j``) at ``shift[k] +
-    starts[0][o_0] + starts[1][o_1] + ... + lanes[i, j]``; the tile's inputs are ``inner`` of the box."""
+    """Where a tile's winners land in the box its windows span, (n, *box, c) row-major (or (n, c, *box)): a
+    winner with code ``k`` of the window at the tile's output ``(o_0, o_1, ...)`` (image ``i``, channel ``j``)
+    at ``shift[k] + starts[0][o_0] + starts[1][o_1] + ... + lanes[i, j]``; the tile's inputs are ``inner`` of the
+    box."""
 
     shift: np.ndarray  # (prod(kernel),) int64
     starts: tuple[np.ndarray, ...]  # per axis, (o,) int64
-    lanes: np.ndarray  # (n, 1, ..., 1, c) int64
-    box: tuple[int, ...]  # (n, *box, c)
+    lanes: np.ndarray  # (n, 1, ..., 1, c) or (n, c, 1, ..., 1) int64
+    box: tuple[int, ...]  # (n, *box, c) or (n, c, *box)
     size: int
-    inner: tuple[slice, ...]  # (:, *inputs in the box, :)
+    inner: tuple[slice, ...]  # (:, *inputs in the box, :) or (:, :, *inputs in the box)
 
 
 def _relative(axis: Axis, o0: int, o1: int, i0: int, i1: int) -> tuple[int, int, int, int, int]:
@@ -216,19 +236,23 @@ def _relative(axis: Axis, o0: int, o1: int, i0: int, i1: int) -> tuple[int, int,
     return o1 - o0, first - begin, i0 - begin, i1 - i0, size
 
 
-def _frame(axes: tuple[Axis, ...], key: tuple[int, ...], n: int, c: int) -> _Frame | None:
+def _frame(axes: tuple[Axis, ...], key: tuple[int, ...], n: int, c: int, channels_first: bool) -> _Frame | None:
     """The frame of a tile with :func:`~im2col_cnn.geometry.tiles.tile_key` ``key`` (None if no window reads it),
     from its ranges relative to its box, which tiles alike share."""
     ranges = [key[4 * a : 4 * a + 4] for a in range(len(axes))]  # (o0, o1, i0, i1) per axis
     if any(o1 <= o0 for o0, o1, _, _ in ranges):
         return None
-    return _shared_frame(axes, tuple(_relative(ax, *r) for ax, r in zip(axes, ranges, strict=True)), n, c)
+    relative = tuple(_relative(ax, *r) for ax, r in zip(axes, ranges, strict=True))
+    return _shared_frame(axes, relative, n, c, channels_first)
 
 
 @functools.lru_cache(maxsize=1024)
-def _shared_frame(axes: tuple[Axis, ...], relative: tuple[tuple[int, ...], ...], n: int, c: int) -> _Frame:
+def _shared_frame(
+    axes: tuple[Axis, ...], relative: tuple[tuple[int, ...], ...], n: int, c: int, channels_first: bool
+) -> _Frame:
     sizes = tuple(r[4] for r in relative)
-    steps = [math.prod(sizes[a + 1 :]) * c for a in range(len(axes))]  # element strides of the box
+    lane = 1 if channels_first else c  # the elements one position of the box takes
+    steps = [math.prod(sizes[a + 1 :]) * lane for a in range(len(axes))]  # element strides of the box
     shift = np.zeros((), dtype=np.int64)
     for axis, step in zip(axes, steps, strict=True):
         shift = np.add.outer(shift, np.arange(axis.k, dtype=np.int64) * (axis.d * step))
@@ -237,11 +261,15 @@ def _shared_frame(axes: tuple[Axis, ...], relative: tuple[tuple[int, ...], ...],
         for axis, (outs, w0, *_), step in zip(axes, relative, steps, strict=True)
     )
     image = math.prod(sizes) * c
-    lanes = np.add.outer(np.arange(n, dtype=np.int64) * image, np.arange(c, dtype=np.int64))
-    inner = (slice(None), *(slice(i0, i0 + ins) for _, _, i0, ins, _ in relative), slice(None))
-    return _Frame(
-        shift.reshape(-1), starts, lanes.reshape((n,) + (1,) * len(axes) + (c,)), (n, *sizes, c), n * image, inner
-    )
+    channel = math.prod(sizes) if channels_first else 1
+    lanes = np.add.outer(np.arange(n, dtype=np.int64) * image, np.arange(c, dtype=np.int64) * channel)
+    ones = (1,) * len(axes)
+    inner = tuple(slice(i0, i0 + ins) for _, _, i0, ins, _ in relative)
+    if channels_first:
+        lanes, box, index = lanes.reshape(n, c, *ones), (n, c, *sizes), (ALL, ALL, *inner)
+    else:
+        lanes, box, index = lanes.reshape(n, *ones, c), (n, *sizes, c), (ALL, *inner, ALL)
+    return _Frame(shift.reshape(-1), starts, lanes, box, n * image, index)
 
 
 @functools.lru_cache(maxsize=256)
