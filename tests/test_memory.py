@@ -64,10 +64,14 @@ def test_stride_1_input_gradient_never_pads_the_whole_dout():
     assert flipped_correlation_pays(cache.geom, w.shape)  # the path measured is the correlation of the padded dout
 
 
+@pytest.mark.parametrize("channels", [16, 128], ids=["offset by offset", "einsum"])
 @pytest.mark.parametrize("direction", ["forward", "backward"])
-def test_depthwise_makes_no_image_sized_temporaries(direction):
-    # One image-sized product would be 32 MiB.
-    forward, backward = conv_calls(ones((1, 512, 512, 16)), np.full((3, 3, 1, 16), 0.1), groups=16, padding=1)
+def test_depthwise_makes_no_image_sized_temporaries(direction, channels):
+    # One image-sized product would be 32 MiB (16 channels; 128 channels: 64 MiB, the forward pass's einsum path).
+    side = 512 if channels == 16 else 256
+    forward, backward = conv_calls(
+        ones((1, side, side, channels)), np.full((3, 3, 1, channels), 0.1), groups=channels, padding=1
+    )
     assert_within_limit(forward if direction == "forward" else backward)
 
 

@@ -316,6 +316,42 @@ def test_depthwise_input_gradient_is_identical_on_every_thread_count(images, ker
         _assert_unread_positions_are_zero(one, fmt)
 
 
+@pytest.mark.parametrize("fmt", ["NHWC", "NCHW"])
+@pytest.mark.parametrize(("stride", "padding", "dilation"), [(1, 1, 1), (2, 2, 2)], ids=["3x3", "strided dilated"])
+def test_depthwise_forward_of_many_channels_is_identical_for_every_limit_and_thread_count(
+    stride, padding, dilation, fmt
+):
+    """128 channels or more: each tile's window view contracted with the weights in one einsum, over a zero-padded
+    slab of the tile, (1, 160, 160, 128) float64 split at the smallest limit: the same bits in every tile and on
+    every thread, the loops' numbers."""
+    from im2col_cnn.kernels import depthwise
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 160, 160, depthwise.EINSUM_CHANNELS))
+    w = rng.standard_normal((3, 3, 1, depthwise.EINSUM_CHANNELS))
+    b = rng.standard_normal(depthwise.EINSUM_CHANNELS)
+    if fmt == "NCHW":
+        x, w = np.ascontiguousarray(x.transpose(0, 3, 1, 2)), np.ascontiguousarray(w.transpose(3, 2, 0, 1))
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=depthwise.EINSUM_CHANNELS, data_format=fmt)
+    whole, cache = ic.conv2d_forward(x, w, b, workspace=UNLIMITED, **kw)
+    tiles = depthwise._tiles((1, 160, 160, depthwise.EINSUM_CHANNELS), w.size // 9, 8, cache.geom, MIN_WORKSPACE)
+    assert len(tiles) > 1 and tiles[0].box != cache.geom.full_box()  # the image split
+    results = []
+    try:
+        for threads in (1, 2):
+            ic.set_num_threads(threads)
+            results.append(ic.conv2d_forward(x, w, b, workspace=MIN_WORKSPACE, **kw)[0])
+    finally:
+        ic.set_num_threads(None)
+    for out in results:
+        np.testing.assert_array_equal(out, whole)
+    crop = (slice(None), slice(None), slice(0, 24), slice(0, 24)) if fmt == "NCHW" else (slice(None), slice(0, 24))
+    part = x[crop]  # the loops on a corner: its outputs are the whole input's where its windows lie inside it
+    expected = ref.conv2d_forward(part, w, b, **kw)[0]
+    got = ic.conv2d_forward(part, w, b, **kw)[0]
+    assert_close(got, expected, np.float64)
+
+
 def test_several_threads_take_the_tiles_of_split_images_image_by_image():
     from im2col_cnn.geometry.tiles import Tile, image_by_image, opens_image
 

@@ -19,13 +19,20 @@ import math
 import numpy as np
 
 from ..geometry.tiles import Tile, conv_tiles, image_by_image, image_of, opens_image, tile_sizes
-from ..geometry.windows import WindowGeometry
+from ..geometry.windows import WindowGeometry, window_view
 from ..runtime.layout import add_planes
 from ..runtime.parallel import get_num_threads, map_blocks
 from ..runtime.workspace import Buffers
-from .columns import ALL, contiguous, shift, stage
+from .columns import ALL, contiguous, shift, stage, tile_source
 
-__all__ = ["correlate", "input_grad", "weight_grad"]
+__all__ = ["correlate", "input_grad", "weight_grad", "EINSUM_CHANNELS"]
+
+EINSUM_CHANNELS = 128
+"""The forward pass of a depthwise convolution of this many channels or more (multiplier 1) contracts each tile's
+window view with the weights in one ``np.einsum`` (a multiply-add per element and offset, along runs of channels)
+instead of a multiply and an add per kernel offset. Float32, 3x3, before -> after, 1 core (2 cores):
+(32, 14, 14, 256) 6.51 -> 4.27 ms (4.11 -> 2.38), (32, 28, 28, 128) 19.5 -> 14.9 (8.03 -> 5.68), (32, 7, 7, 512)
+2.60 -> 1.67 (1.76 -> 1.30); but (32, 56, 56, 64) 27.9 -> 28.3 and (32, 112, 112, 32) 72.0 -> 95.8."""
 
 
 def _taps(w: np.ndarray, c_in: int) -> np.ndarray:
@@ -97,11 +104,23 @@ def correlate(
         return out
     room, slab_room = _room(tiles, geom, c_in, c_out)
 
+    contract = mult == 1 and c_in >= EINSUM_CHANNELS
+    outs, offsets = "uvw"[: geom.ndim], "ijk"[: geom.ndim]  # the spatial and kernel axes' subscripts
+    spec = f"n{outs}{offsets}c,{offsets}c->n{outs}c"
+
     def work(tile: Tile, bufs: Buffers) -> None:
         target = out[(tile.images, *tile.box)]  # (n_b, *sizes, C_out)
         direct = target.flags.c_contiguous
         acc = target if direct else bufs.get("acc", target.shape, room)
         acc5 = acc.reshape(*acc.shape[:-1], c_in, mult)  # (n_b, *sizes, C_in, multiplier)
+        if contract:  # (n_b, *sizes, *kernel, C) . (*kernel, C) -> (n_b, *sizes, C), the padding a zeroed slab
+            view = window_view(tile_source(x, geom, tile, tiles[0], bufs), geom, tile_sizes(tile)[1])
+            np.einsum(spec, view, taps[..., 0], out=acc)
+            if bias is not None:
+                acc += bias
+            if not direct:
+                np.copyto(target, acc)
+            return
         xb, origin = _input_block(x, geom, tile, bufs, slab_room)
         tile_offsets = list(geom.offsets(tile.box))
         if full:
