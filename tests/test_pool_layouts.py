@@ -115,6 +115,23 @@ def test_channels_first_max_pooling_with_every_tie_winning_matches_channels_last
     np.testing.assert_array_equal(_last(dx), pool_backward(np.ascontiguousarray(_last(dout)), ref_cache, "max"))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channels_first_max_pooling_gradient_on_the_pooling_kernels_matches_channels_last(dtype, monkeypatch):
+    """Images too large for one histogram of their winners, with windows of 9 offsets or fewer, take the pooling
+    kernels' gradient: along short rows its tiles are copied channels-last, winners included."""
+    from im2col_cnn.kernels import pool_backward as pool_backward_module
+
+    monkeypatch.setattr(pool_backward_module, "winner_scatter_fits", lambda *_: False)
+    monkeypatch.setattr(pool_tiles, "TILE_BYTES", 2**12)  # many tiles
+    x = _input((3, 12, 14, 14), dtype)
+    x_last = np.ascontiguousarray(_last(x))
+    out, cache = ic.max_pool2d_forward(x, 3, 2, 1, data_format="NCHW")
+    _, ref_cache = ic.max_pool2d_forward(x_last, 3, 2, 1)
+    dout = np.random.default_rng(4).standard_normal(out.shape).astype(dtype)
+    dx = ic.max_pool2d_backward(dout, cache)
+    np.testing.assert_array_equal(_last(dx), ic.max_pool2d_backward(np.ascontiguousarray(_last(dout)), ref_cache))
+
+
 @pytest.mark.parametrize(
     "x_shape, k, s, p, winners, channels_first, expected",
     [
