@@ -352,6 +352,37 @@ def test_depthwise_forward_of_many_channels_is_identical_for_every_limit_and_thr
     assert_close(got, expected, np.float64)
 
 
+@pytest.mark.parametrize("fmt", ["NHWC", "NCHW"])
+@pytest.mark.parametrize(("kernel", "padding", "dilation"), [(3, 1, 1), (3, 3, 2), (5, 2, 1)], ids=str)
+def test_depthwise_input_gradient_of_many_channels_at_stride_1(kernel, padding, dilation, fmt, monkeypatch):
+    """Stride 1, 128 channels, whole images, padding of at least half the window span: one einsum over the
+    windows of the zero-padded dout with the kernel flipped, the same on every thread count, the loops' numbers."""
+    from im2col_cnn.kernels import depthwise
+
+    taken = []
+    real = depthwise._flipped_correlation
+    monkeypatch.setattr(depthwise, "_flipped_correlation", lambda *a: taken.append(1) or real(*a))
+    c = depthwise.EINSUM_CHANNELS
+    rng = np.random.default_rng(9)
+    x, w = rng.standard_normal((5, 13, 11, c)), rng.standard_normal((kernel, kernel, 1, c))
+    if fmt == "NCHW":
+        x, w = np.ascontiguousarray(x.transpose(0, 3, 1, 2)), np.ascontiguousarray(w.transpose(3, 2, 0, 1))
+    kw = dict(padding=padding, dilation=dilation, groups=c, data_format=fmt)
+    out, cache = ic.conv2d_forward(x, w, **kw)
+    dout = rng.standard_normal(out.shape)
+    results = []
+    try:
+        for threads in (1, 2):
+            ic.set_num_threads(threads)
+            results.append(ic.conv2d_backward(dout, cache)[0])
+    finally:
+        ic.set_num_threads(None)
+    assert len(taken) == 2
+    np.testing.assert_array_equal(results[1], results[0])
+    _, ref_cache = ref.conv2d_forward(x, w, **kw)
+    assert_close(results[0], ref.conv2d_backward(dout, ref_cache)[0], np.float64)
+
+
 def test_several_threads_take_the_tiles_of_split_images_image_by_image():
     from im2col_cnn.geometry.tiles import Tile, image_by_image, opens_image
 
