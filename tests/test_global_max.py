@@ -102,3 +102,23 @@ def test_a_view_whose_positions_do_not_merge_takes_the_windows_path():
     rout, rcache = ref.adaptive_max_pool2d_forward(x, 1)
     np.testing.assert_array_equal(out, rout)
     np.testing.assert_array_equal(cache.indices, rcache.indices)
+
+
+@pytest.mark.parametrize("layout", [0, 1], ids=["channels-last", "channels-first"])
+@pytest.mark.parametrize(("shape", "kwargs"), [((3, 100, 5), {}), ((2, 9, 9, 4), {"stride": 2}), ((2, 4, 5, 6, 3), {})])
+def test_max_pooling_over_the_whole_input_is_a_global_max_pooling(shape, kwargs, layout):
+    """``max_pool1d(x, x.shape[2])``, a text CNN's max over time: its one window runs the global path (flat
+    winners, as a long window's), with the loops' values, indices and gradient."""
+    nd = len(shape) - 2
+    fmt = FORMATS[nd][layout]
+    x = _input(shape, 6, True)
+    x = np.ascontiguousarray(np.moveaxis(x, -1, 1)) if layout else x
+    kernel = shape[1:-1]
+    out, cache = getattr(ic, f"max_pool{nd}d_forward")(x, kernel, data_format=fmt, **kwargs)
+    rout, rcache = getattr(ref, f"max_pool{nd}d_forward")(x, kernel, data_format=fmt, **kwargs)
+    assert cache.long  # flat winners, from the global path
+    np.testing.assert_array_equal(out, rout)
+    np.testing.assert_array_equal(cache.indices, rcache.indices)
+    dout = np.random.default_rng(2).standard_normal(out.shape)
+    dx = getattr(ic, f"max_pool{nd}d_backward")(dout, cache)
+    np.testing.assert_array_equal(dx, getattr(ref, f"max_pool{nd}d_backward")(dout, rcache))

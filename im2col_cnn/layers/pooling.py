@@ -16,8 +16,9 @@ import numpy as np
 
 from ..geometry.adaptive import WindowCounts, clipped_axis
 from ..geometry.windows import Axis, WindowGeometry
-from ..kernels.adaptive import adaptive_windows
+from ..kernels.adaptive import adaptive_windows, winner_dtype
 from ..kernels.adaptive_backward import adaptive_scatter
+from ..kernels.global_max import global_max
 from ..kernels.pool_backward import scatter_windows
 from ..kernels.pool_forward import argmax_indices, avg_divisor, pool_geometry, pool_windows
 from ..runtime.checks import as_flag, as_float_array, as_int, as_tuple, check_data_format, check_dout, check_ndim
@@ -47,7 +48,8 @@ class PoolCache(NamedTuple):
     keeps a private copy of the window maxima in ``peak`` and reads ``x``). ``divisor`` is average pooling's
     divisor, a number or each window's count (:class:`~im2col_cnn.geometry.adaptive.WindowCounts`, one count per
     output along each axis). ``long`` says that the windows (more than ``LONG_WINDOWS`` kernel offsets, no
-    dilation) ran through the adaptive kernels: ``winners`` then holds flat input indices.
+    dilation) ran through the adaptive kernels, or the one window of a global max pooling through its own:
+    ``winners`` then holds flat input indices.
     """
 
     x: np.ndarray  # (N, *spatial, C) or (N, C, *spatial): the caller's array
@@ -123,8 +125,13 @@ def pool_forward(
         # in x's dtype, which never widens: float32 stays float32
         divisor = avg_divisor(geom, pads, include_pad, divisor_override, x_last.dtype.newbyteorder("="))
     first = kind == "max" and ties == "first"
-    long = (first or kind == "avg") and geom.taps > LONG_WINDOWS and all(_few_overlaps(a) for a in geom.axes)
-    if long:  # the same windows cut to the input: a gather and a reduction per axis, not a step per offset
+    pooled = _global_max(x_last, geom, channels_first) if first else None
+    long = pooled is not None or (
+        (first or kind == "avg") and geom.taps > LONG_WINDOWS and all(_few_overlaps(a) for a in geom.axes)
+    )
+    if pooled is not None:  # one window, the whole input: as adaptive max pooling to 1 (flat winners)
+        out, winners = pooled
+    elif long:  # the same windows cut to the input: a gather and a reduction per axis, not a step per offset
         axes = tuple(clipped_axis(a) for a in geom.axes)
         out, winners = adaptive_windows(x_last, axes, kind, counts=divisor, channels_first=channels_first)
     else:
@@ -132,6 +139,14 @@ def pool_forward(
     peak = out.copy() if kind == "max" and not first else None  # private: the caller may change out
     cache = PoolCache(arr, winners, geom, kind, ties, divisor, str(data_format), peak, long=long)
     return caller_layout(out, channels_first), cache
+
+
+def _global_max(x_last: np.ndarray, geom: WindowGeometry, channels_first: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """Max pooling whose one window is exactly the input (``max_pool1d(x, x.shape[2])``, a text CNN's max over
+    time) through :func:`~im2col_cnn.kernels.global_max.global_max`, or None."""
+    if any(a.k != a.size or a.lo or a.d != 1 or a.out != 1 for a in geom.axes):
+        return None
+    return global_max(x_last, channels_first, winner_dtype(tuple(clipped_axis(a) for a in geom.axes)))
 
 
 def _few_overlaps(axis: Axis) -> bool:
