@@ -2,14 +2,18 @@
 
 With one input channel per group the per-group matrix products would be tiny (``prod(kernel)`` by the channel
 multiplier), so these kernels instead accumulate one strided slice of the input per kernel offset, for all
-channels at once -- the same per-offset slices pooling uses. Weights are ``(*kernel, 1, C_out)`` with
+channels at once -- the same per-offset slices pooling uses; from ``EINSUM_CHANNELS`` channels the forward pass and
+the stride-1 input gradient contract a tile's whole window view with the weights in one ``np.einsum`` (the same
+terms, a multiply-add each, along runs of channels). Weights are ``(*kernel, 1, C_out)`` with
 ``C_out = C_in * multiplier``; output channel ``c * multiplier + q`` reads input channel ``c``.
 
 The work runs tile by tile over the output (:func:`~im2col_cnn.geometry.tiles.conv_tiles`): each tile's products
 go through one reused buffer (``out=``), and arrays that are not channels-last in memory are staged through
 channels-last buffers of one tile, so scratch stays within the workspace limit. The forward pass and the input
-gradient add each output's (input's) terms in kernel-offset order whatever the tiles; the weight gradient sums
-tile by tile over tiles that do not depend on the limit (unless one image alone exceeds it).
+gradient add each output's (input's) terms in kernel-offset order whatever the tiles (the einsum input gradient
+in flipped order: a split image, which keeps the offset-by-offset kernel, may differ from it in the last bits);
+the weight gradient sums tile by tile over tiles that do not depend on the limit (unless one image alone exceeds
+it).
 """
 
 from __future__ import annotations
@@ -169,8 +173,8 @@ def input_grad(dout: np.ndarray, w: np.ndarray, geom: WindowGeometry, dx: np.nda
     whole = tiles[0].box == geom.full_box()
     # stride 1, and padding of at least half the window span (as "same" has): the padded dout is then no larger
     # than the input slab the tiles were sized for
-    flipped = all(a.s == 1 and 2 * a.lo >= (a.k - 1) * a.d for a in geom.axes)
-    if whole and mult == 1 and c_in >= EINSUM_CHANNELS and flipped:
+    padded_fits = all(a.s == 1 and 2 * a.lo >= (a.k - 1) * a.d for a in geom.axes)
+    if whole and mult == 1 and c_in >= EINSUM_CHANNELS and padded_fits:
         return _flipped_correlation(dout, taps[..., 0], geom, dx, tiles, room, limit)
 
     def accumulate(tile: Tile, bufs: Buffers) -> tuple[np.ndarray, tuple[tuple[int, int], ...]] | None:
