@@ -22,7 +22,7 @@ import numpy as np
 from ..geometry.tiles import TILE_BYTES, even_blocks
 from ..runtime.layout import empty_channels_last
 from ..runtime.parallel import map_blocks
-from .global_mean import image_blocks, merged_positions
+from .global_mean import image_blocks, merged_positions, position_rows
 from .pool_plan import as_code, max_workers
 
 __all__ = ["global_max", "FEW_POSITIONS", "FEW_PLANE_POSITIONS"]
@@ -80,11 +80,10 @@ def _max_positions(flat: np.ndarray, peaks: np.ndarray, wins: np.ndarray) -> Non
     """``peaks`` (b, C) = the maximum of ``flat`` (b, S, C) over its positions, ``wins`` (b, C) the first position
     holding it: rows of ``B ~ sqrt(S)`` positions reduced one after another (their maximum, and for each of the
     ``B`` columns the first row holding it), then the columns (the least position among the maxima)."""
-    b, size, c = flat.shape
-    group = math.isqrt(size)
-    rows = size // group
+    size = flat.shape[1]
+    grouped, tail = position_rows(flat)  # (b, q, B, C), (b, S - q*B, C)
+    rows, group = grouped.shape[1:3]
     whole = rows * group
-    grouped = flat[:, :whole].reshape(b, rows, group, c)  # (b, q, B, C), a view
     column = np.maximum.reduce(grouped, axis=1)  # (b, q, B, C) -> (b, B, C)
     # the first row holding each column's maximum: the greatest of (q - r) over the rows r holding it (masked
     # copies cost 2 ns an element, these three calls a row a fifth of that)
@@ -98,7 +97,7 @@ def _max_positions(flat: np.ndarray, peaks: np.ndarray, wins: np.ndarray) -> Non
         np.maximum(first, mark, out=first)
     np.maximum.reduce(column, axis=1, out=peaks)
     if whole < size:  # the positions past the last whole row, after every row's in row-major order
-        np.maximum(peaks, np.maximum.reduce(flat[:, whole:], axis=1), out=peaks)
+        np.maximum(peaks, np.maximum.reduce(tail, axis=1), out=peaks)
     # each column's first position, all ones (past any position) where it does not hold the maximum; the least wins
     index = np.min_scalar_type(size)
     position = np.subtract(rows, first, dtype=index)  # the row
@@ -108,8 +107,8 @@ def _max_positions(flat: np.ndarray, peaks: np.ndarray, wins: np.ndarray) -> Non
     position |= np.subtract(as_code(equal, np.empty(column.shape, dtype=index)), 1)
     best = position.min(axis=1)
     if whole < size:
-        tail = np.where(flat[:, whole:] == peaks[:, None], np.arange(whole, size, dtype=index)[:, None], size)
-        np.minimum(best, tail.min(axis=1), out=best, casting="unsafe")
+        late = np.where(tail == peaks[:, None], np.arange(whole, size, dtype=index)[:, None], size)
+        np.minimum(best, late.min(axis=1), out=best, casting="unsafe")
     np.copyto(wins, best, casting="unsafe")
 
 

@@ -23,7 +23,7 @@ from ..runtime.layout import new_result
 from ..runtime.parallel import get_num_threads, map_blocks
 from .pool_plan import max_workers
 
-__all__ = ["global_mean", "spread_mean_grad", "image_blocks", "merged_positions", "GROUPED"]
+__all__ = ["global_mean", "spread_mean_grad", "image_blocks", "merged_positions", "position_rows", "GROUPED"]
 
 GROUPED = 64
 """Fewer spatial positions than this are summed one after another (an error of at most that many roundings)."""
@@ -99,11 +99,17 @@ def merged_positions(x: np.ndarray) -> np.ndarray | None:
 def _sum_positions(flat: np.ndarray, sums: np.ndarray) -> None:
     """``sums`` (b, C) = ``flat`` (b, S, C) summed over its positions, in two levels of groups of about
     ``sqrt(S)`` positions (scratch: the (b, sqrt(S), C) partial sums)."""
+    grouped, tail = position_rows(flat)
+    part = np.add.reduce(grouped, axis=1)  # (b, q, B, C) -> (b, B, C): q adds of B*C values
+    np.add.reduce(part, axis=1, out=sums)  # (b, B, C) -> (b, C)
+    if tail.shape[1]:
+        sums += np.add.reduce(tail, axis=1)
+
+
+def position_rows(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``flat`` (b, S, C) as ``q`` whole rows of ``B = isqrt(S)`` consecutive positions, (b, q, B, C), and the
+    positions past the last whole row, (b, S - q*B, C): two views."""
     n, size, c = flat.shape
     group = math.isqrt(size)
     whole = size // group * group
-    grouped = flat[:, :whole].reshape(n, size // group, group, c)  # (b, q, B, C), a view
-    part = np.add.reduce(grouped, axis=1)  # (b, q, B, C) -> (b, B, C): q adds of B*C values
-    np.add.reduce(part, axis=1, out=sums)  # (b, B, C) -> (b, C)
-    if whole < size:
-        sums += np.add.reduce(flat[:, whole:], axis=1)
+    return flat[:, :whole].reshape(n, size // group, group, c), flat[:, whole:]

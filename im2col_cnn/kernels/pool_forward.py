@@ -152,7 +152,7 @@ def pool_windows(
     win = empty_channels_last(shape, code, channels_first) if winners else None
     disjoint = all(a.disjoint for a in geom.axes)
 
-    # channels-first max pooling of short rows, where the tile's copy reads every channel of a position at once
+    # channels-first pooling of short rows, where the tile's copy reads every channel of a position at once
     convert = converts_tiles(geom, winners, channels_first) and copies_whole_positions(x)
 
     def work(tile: PoolTile, scratch: Scratch) -> None:
