@@ -39,6 +39,7 @@ from .pool_plan import (
     tap_bounds,
     taps_of,
 )
+from .whole_windows import MANY_TAPS, reduces_whole_windows, spread_whole_windows
 from .winner_scatter import scatter_winner_tiles, scatter_winners, winner_scatter_fits
 
 __all__ = ["scatter_windows"]
@@ -83,7 +84,7 @@ def scatter_windows(
             return scatter_winner_tiles(dout, x_shape, winners, geom, dtype=dtype, channels_first=channels_first)
     dx = empty_channels_last(x_shape, dtype, channels_first)
     # channels-first along short rows: each tile's arrays copied channels-last, its gradient copied back
-    convert = converts_tiles(geom, winners is not None, channels_first) and copies_whole_positions(dx)
+    convert = converts_tiles(geom, winners is not None, channels_first, dx) and copies_whole_positions(dx)
 
     def work(tile: PoolTile, scratch: Scratch) -> None:
         plan = _plan(geom.axes, tile_key(tile))
@@ -104,7 +105,8 @@ def scatter_windows(
 
     cast = dout.dtype != dtype
     bound = WORKER_SCRATCH_BYTES * 3 // 4  # the rest for what a call holds besides the buffers: tiles, plans
-    tiles = _tiles(x_shape, geom.axes, dtype.itemsize, kind, overlap, cast, tiling.TILE_BYTES, bound, convert)
+    spreads = kind == "avg" and _spreads(geom.axes)
+    tiles = _tiles(x_shape, geom.axes, dtype.itemsize, kind, spreads, cast, tiling.TILE_BYTES, bound, convert)
     map_blocks(work, tiles, lambda: Scratch(channels_first and not convert), max_threads=max_workers())
     return dx
 
@@ -115,7 +117,7 @@ def _tiles(
     axes: tuple[Axis, ...],
     itemsize: int,
     kind: str,
-    overlap: bool,
+    spreads: bool,
     cast: bool,
     budget: int,
     bound: int,
@@ -132,15 +134,16 @@ def _tiles(
     """
     while True:
         tiles = input_tiles(x_shape, axes, itemsize, budget, memo=False)  # memoized here: the one that fits
-        worst = max((_tile_scratch(t, kind, overlap, itemsize, cast, convert) for t in tiles), default=0)
+        worst = max((_tile_scratch(t, kind, spreads, itemsize, cast, convert) for t in tiles), default=0)
         if worst <= bound or budget <= bound // 256:
             return tiles
         budget = budget * 7 // 8
 
 
-def _tile_scratch(tile: PoolTile, kind: str, overlap: bool, itemsize: int, cast: bool, convert: bool = False) -> int:
-    """The bytes of the scratch buffers :func:`_backward_tile` takes for ``tile`` (at most), and with ``convert``
-    those of the tile's arrays copied channels-last (``dout`` counted as cast)."""
+def _tile_scratch(tile: PoolTile, kind: str, spreads: bool, itemsize: int, cast: bool, convert: bool = False) -> int:
+    """The bytes of the scratch buffers :func:`_backward_tile` takes for ``tile`` (at most), ``spreads`` saying
+    that an average pooling's gradient spreads axis by axis (:func:`_spreads`), and with ``convert`` those of the
+    tile's arrays copied channels-last (``dout`` counted as cast)."""
     n, c = tile.images.stop - tile.images.start, tile.channels.stop - tile.channels.start
     outs = [o.stop - o.start for o, _ in tile.axes]
     ins = [i.stop - i.start for _, i in tile.axes]
@@ -148,7 +151,7 @@ def _tile_scratch(tile: PoolTile, kind: str, overlap: bool, itemsize: int, cast:
     total = out_size * itemsize * (1 + (cast or convert))  # 'scaled' or 'product'; 'dout' cast to dx's dtype
     if convert:  # 'dx last', and max pooling's 'winners last' or 'x last' and 'peak last'
         total += n * math.prod(ins) * c * itemsize + (n * math.prod(ins) * c + out_size) * itemsize * (kind == "max")
-    if kind == "avg" and overlap:  # 'spread{a}': outputs before axis a, inputs from it on
+    if kind == "avg" and spreads:  # 'spread{a}': outputs before axis a, inputs from it on
         total += sum(n * math.prod(outs[:a]) * math.prod(ins[a:]) * c for a in range(1, len(outs))) * itemsize
     else:
         total += n * math.prod(ins) * c * itemsize  # 'phase'
@@ -165,7 +168,7 @@ class _Plan(NamedTuple):
 
     ``phases`` lists, for each stride phase of the tile's inputs (one per axis) that some window reads, the kernel
     offsets whose taps read it, row-major. ``spread`` tells the separable average-pool gradient, per axis,
-    whether that axis' taps write every input once (``None`` where windows do not overlap along any axis).
+    whether that axis' taps write every input once (``None`` where it does not spread, :func:`_spreads`).
     """
 
     axis_taps: tuple[tuple[Tap | None, ...], ...]
@@ -173,6 +176,13 @@ class _Plan(NamedTuple):
     phases: list[tuple[Index, list[Part]]]  # (the phase's (:, *strided slices) in the tile, its offsets)
     spread: tuple[bool, ...] | None
     gaps: bool  # some inputs lie in no phase's taps (a stride longer than the windows): they get 0
+
+
+def _spreads(axes: tuple[Axis, ...]) -> bool:
+    """Whether the average-pool gradient spreads each window's value axis by axis (:func:`_spread`): where windows
+    overlap, or where an axis has the taps of windows reduced whole, which :func:`_spread` writes a few calls at a
+    time (disjoint windows otherwise go phase by phase, a call per tap)."""
+    return not all(ax.disjoint for ax in axes) or any(reduces_whole_windows(ax) for ax in axes)
 
 
 @lru_cache(maxsize=4096)
@@ -188,7 +198,7 @@ def _plan(axes: tuple[Axis, ...], key: tuple[int, ...]) -> _Plan:
     ranges = [key[4 * a : 4 * a + 4] for a in range(len(axes))]  # (o0, o1, i0, i1) per axis
     axis_taps = tuple(ax.taps(*r) for ax, r in zip(axes, ranges, strict=True))
     spread = None
-    if not all(ax.disjoint for ax in axes):
+    if _spreads(axes):
         spread = tuple(ax.disjoint and ax.covers(*r) for ax, r in zip(axes, ranges, strict=True))
     sizes = tuple(i1 - i0 for _, _, i0, i1 in ranges)
     return _shared_plan(tap_bounds(axis_taps), tuple(ax.s for ax in axes), sizes, tuple(ax.k for ax in axes), spread)
@@ -346,6 +356,8 @@ def _copy(scratch: Scratch, name: str, src: np.ndarray, dtype: np.dtype) -> np.n
 def _spread(src: np.ndarray, dst: np.ndarray, taps: tuple, axis: int, assign: bool) -> None:
     """Add ``src`` onto ``dst`` through the taps along array axis ``axis``; ``assign`` when the taps write every
     element of ``dst`` once."""
+    if len(taps) >= MANY_TAPS and spread_whole_windows(src, dst, taps, axis, assign):
+        return
     if not assign:
         dst.fill(0)
     for tap in taps:

@@ -4,7 +4,9 @@ Arrays are (N, *spatial, C) views whatever their memory layout (channels-last, o
 transposed view: NumPy's ufuncs then run in memory order; a channels-first 2-D max pooling along short rows pools
 channels-last copies of its tiles instead, :func:`~im2col_cnn.kernels.pool_plan.converts_tiles`). Work goes tile by tile
 (:func:`~im2col_cnn.geometry.tiles.output_tiles`); within a tile the loops run over the taps of the first spatial
-axis, then over those of the next axis, and so on: one strided slice per tap, the padding never read. Max pooling
+axis, then over those of the next axis, and so on: one strided slice per tap, the padding never read (an axis of
+many taps at a stride of 2 or more, where a tile's runs are few: one ``ufunc.reduce`` over a strided view of its
+windows, the same sums in the same order, :mod:`~im2col_cnn.kernels.whole_windows`). Max pooling
 records each window's winner as it goes: over overlapping windows, the first tap holding each partial maximum
 along the first axis, then, axis by axis, the first tap holding the window's; over windows that do not overlap
 (2x2 stride 2), which need no separation, a running maximum over the kernel offsets.
@@ -37,6 +39,7 @@ from .pool_plan import (
     short_ufunc_chunks,
     tile_plan,
 )
+from .whole_windows import MANY_TAPS, reduce_whole_windows
 
 __all__ = ["pool_geometry", "avg_divisor", "pool_windows", "argmax_indices", "winner_offsets"]
 
@@ -153,7 +156,7 @@ def pool_windows(
     disjoint = all(a.disjoint for a in geom.axes)
 
     # channels-first pooling of short rows, where the tile's copy reads every channel of a position at once
-    convert = converts_tiles(geom, winners, channels_first) and copies_whole_positions(x)
+    convert = converts_tiles(geom, winners, channels_first, x) and copies_whole_positions(x)
 
     def work(tile: PoolTile, scratch: Scratch) -> None:
         plan = tile_plan(geom.axes, tile_key(tile), code)
@@ -237,6 +240,8 @@ def _reduce(
     """``dst`` = ``op`` over the taps of ``src`` along array axis ``axis``, in tap order; ``rest`` are the outputs
     the first tap does not reach. When the first two taps reach the same outputs, the first operation reads both
     (one pass fewer than copying the first), with the same result."""
+    if len(taps) >= MANY_TAPS and reduce_whole_windows(src, dst, taps, axis, op, fill):
+        return
     pairs = [(dst[(ALL,) * axis + (t[0],)], src[(ALL,) * axis + (t[1],)], t[0]) for t in taps if t is not None]
     for part in rest:
         dst[part].fill(fill)

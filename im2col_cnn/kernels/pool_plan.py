@@ -27,6 +27,7 @@ from ..geometry.tiles import TILE_BYTES
 from ..geometry.windows import Axis, Tap, WindowGeometry
 from ..runtime.layout import empty_channels_last
 from ..runtime.workspace import get_workspace_limit
+from .whole_windows import LONG_WINDOW_CHANNELS, whole_windows_in_tiles
 
 __all__ = [
     "ALL",
@@ -248,11 +249,13 @@ def _codes(first: np.ndarray, code: np.dtype) -> Codes:
     return int(first.flat[0]) if first.min() == first.max() else first.astype(code)
 
 
-def converts_tiles(geom: WindowGeometry, winners: bool, channels_first: bool) -> bool:
+def converts_tiles(geom: WindowGeometry, winners: bool, channels_first: bool, x: np.ndarray | None = None) -> bool:
     """Whether a channels-first pooling copies each input tile channels-last, runs there and copies its results
     back: over overlapping windows in 2 dimensions along short rows (at most ``SHORT_ROW`` outputs along the last
-    spatial axis where it records winners, ``SHORT_ROW_PLAIN`` otherwise). The kernel also keeps in place input
-    whose planes alias in the cache, which the copy would read a few channels at a time
+    spatial axis where it records winners, ``SHORT_ROW_PLAIN`` otherwise); and, recording no winners, where the
+    tiles of ``x`` (N, *spatial, C), of ``LONG_WINDOW_CHANNELS`` channels or more, would take windows whole
+    channels-last (:func:`~im2col_cnn.kernels.whole_windows.whole_windows_in_tiles`). The kernel also keeps in
+    place input whose planes alias in the cache, which the copy would read a few channels at a time
     (:func:`~im2col_cnn.runtime.layout.copies_whole_positions`).
 
     In the caller's layout, that path's ufuncs run along rows of a plane -- 5 elements in the A2 case -- and its
@@ -265,9 +268,13 @@ def converts_tiles(geom: WindowGeometry, winners: bool, channels_first: bool) ->
     2 cores); disjoint windows, 2x2 at stride 2 on (64, 128, 28, 28), max 4.0 -> 5.3-5.9 ms, average 1.9 -> 3.9;
     and poolings without winners, which make few calls per tap, on rows longer than ``SHORT_ROW_PLAIN``.
     """
+    if not channels_first:
+        return False
+    if not winners and x is not None and x.shape[-1] >= LONG_WINDOW_CHANNELS and whole_windows_in_tiles(geom, x):
+        return True
     short = geom.axes[-1].out <= (SHORT_ROW if winners else SHORT_ROW_PLAIN)
     overlapping = not all(a.disjoint for a in geom.axes)
-    return channels_first and short and overlapping and len(geom.axes) == 2
+    return short and overlapping and len(geom.axes) == 2
 
 
 SHORT_ROW = 32

@@ -1,0 +1,187 @@
+"""Pooling over windows of many taps, a few NumPy calls per tile instead of one per tap.
+
+Along an axis of at least ``MANY_TAPS`` taps at a stride of 2 or more (:func:`reduces_whole_windows`), the windows
+that a tile holds whole are a strided view ``(..., windows, taps, ...)`` of its input: the forward pass reduces
+them in one ``ufunc.reduce`` (:func:`reduce_whole_windows`), the average-pool gradient adds each window's value
+onto its inputs through the same view of ``dx``, every other window at a time where windows overlap
+(:func:`spread_whole_windows`); a window the padding or the tile cuts takes a call of its own. NumPy runs such a
+reduction along the taps one after another, as the tap-by-tap kernels do, only where the channels are the
+innermost axis in memory, so channels-first input copies its tiles channels-last for it (where that pays:
+``LONG_WINDOW_CHANNELS``), and the sums are the tap-by-tap ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..geometry import tiles as tiling
+from ..geometry.windows import Axis, WindowGeometry
+
+__all__ = [
+    "MANY_TAPS",
+    "WHOLE_WINDOW_RUNS",
+    "LONG_WINDOW_CHANNELS",
+    "reduces_whole_windows",
+    "whole_windows_in_tiles",
+    "reduce_whole_windows",
+    "spread_whole_windows",
+]
+
+ALL = slice(None)
+
+
+MANY_TAPS = 8
+"""The fewest taps along an axis for which :func:`reduces_whole_windows` holds."""
+
+
+def reduces_whole_windows(axis: Axis) -> bool:
+    """Whether the pooling kernels may take the windows along ``axis`` whole rather than one call per tap
+    (:func:`reduce_whole_windows` and :func:`spread_whole_windows` also weigh each tile's runs): at least
+    ``MANY_TAPS`` taps, at a stride of 2 or more. At stride 1 a tap's outputs and channels form one contiguous
+    run, longer than any the reduction has: 9 taps at stride 1 over (64, 1000, 128) float32 took 9.1 ms reduced
+    against 5.2 tap by tap."""
+    return axis.k >= MANY_TAPS and axis.s >= 2
+
+
+WHOLE_WINDOW_RUNS = 128
+"""The most runs (contiguous stretches of the later axes and the channels) per tap for which a tile reduces its
+windows whole (:func:`reduce_whole_windows`, :func:`spread_whole_windows`): that call pays a loop setup per run
+and tap, where the calls tap by tap pay one each. Over many short runs it lost: 10 taps at
+stride 5 over (64, 1000, 3) float32 took 2.2 ms against 0.6."""
+
+
+def whole_windows_in_tiles(geom: WindowGeometry, x: np.ndarray) -> bool:
+    """Whether tiles of ``x`` (N, *spatial, C) would reduce the windows of some axis whole: an axis that
+    :func:`reduces_whole_windows`, with at most ``WHOLE_WINDOW_RUNS`` runs in a tile of ``TILE_BYTES`` of whole
+    images (a tile that splits an image has fewer)."""
+    images = max(1, min(x.shape[0], tiling.TILE_BYTES // max(1, math.prod(x.shape[1:]) * x.itemsize)))
+    runs = images
+    for axis in geom.axes:
+        runs *= axis.out  # (images, *outputs up to this axis)
+        if reduces_whole_windows(axis) and runs <= WHOLE_WINDOW_RUNS:
+            return True
+    return False
+
+
+LONG_WINDOW_CHANNELS = 32
+"""The fewest channels for which :func:`~im2col_cnn.kernels.pool_plan.converts_tiles` copies channels-first tiles
+channels-last to take their windows whole. Float32, 1 core, forward / backward, before -> after: adaptive average
+pooling of (64, 32, 1000) NCW to 7 (windows of 144 at stride 143), 3.5 / 4.5 -> 2.5 / 3.0 ms, of (64, 64, 1000)
+11.9 / 9.3 -> 4.8 / 5.5. Converting fewer channels lost: average pooling 10x10 at stride 10 of (2, 3, 1000, 1000)
+NCHW took 3.7 / 2.4 ms in place, 9.4 / 3.9 converted; of (2, 16, 500, 500), 5.7 / 3.7 and 5.9 / 8.2."""
+
+
+def reduce_whole_windows(src: np.ndarray, dst: np.ndarray, taps: tuple, axis: int, op: np.ufunc, fill: float) -> bool:
+    """``pool_forward._reduce`` with one ``op.reduce`` over the windows that every tap reaches -- a strided view ``(...,
+    windows, taps, ...)`` of ``src`` -- and one over each window that the padding cuts (:func:`_reduce_cut_window`),
+    instead of one call per tap (:func:`reduces_whole_windows` says where the caller tries it). Returns False, having
+    done nothing, where it would be slower (a stride of 1, runs too many or too short: ``WHOLE_WINDOW_RUNS``) or
+    would change a result: NumPy reduces along the taps one after another only where the channels are the
+    innermost axis of both arrays in memory (otherwise it sums them pairwise). Adding from -0.0, which leaves
+    every value as it is (-0.0 too), the sums are the taps' in tap order, bit for bit.
+
+    Float32, 2 cores, before -> after: windows of 100 at stride 100 over (64, 1000, 128), 4.9 -> 1.4 ms; adaptive
+    average pooling of the same to 7 (windows of 144 at stride 143), 8.6 -> 2.7; 8x8 windows at stride 8 over (32,
+    56, 56, 64), 2.1 -> 1.3.
+    """
+    itemsize = src.itemsize
+    if src.shape[-1] < 2 or src.strides[-1] != itemsize or dst.strides[-1] != itemsize or None in taps:
+        return False
+    (o0, i0), (o1, i1) = taps[0], taps[1]
+    s = i0.step  # inputs between windows
+    if s < 2 or math.prod(dst.shape[: axis + 1]) > WHOLE_WINDOW_RUNS:
+        return False
+    a, b = max(o.start for o, _ in taps), min(o.stop for o, _ in taps)  # the windows every tap reaches
+    if b <= a:
+        return False
+    start = i0.start + (a - o0.start) * s  # window a's first input
+    step = i1.start + (a - o1.start) * s - start  # inputs between taps: the dilation
+    lead = (ALL,) * axis
+    base = src[(*lead, slice(start, None))]
+    stride = base.strides[axis]
+    windows = np.lib.stride_tricks.as_strided(
+        base,
+        (*base.shape[:axis], b - a, len(taps), *base.shape[axis + 1 :]),
+        (*base.strides[:axis], s * stride, step * stride, *base.strides[axis + 1 :]),
+        writeable=False,
+    )  # (..., o, ...) -> (..., windows, taps, ...), each window's taps, all inside src
+    op.reduce(windows, axis=axis + 1, out=dst[(*lead, slice(a, b))], **_from_first(op))
+    for o in (*range(a), *range(b, dst.shape[axis])):
+        _reduce_cut_window(src, dst, taps, axis, op, fill, o)
+    return True
+
+
+def _from_first(op: np.ufunc) -> dict:
+    """``op.reduce``'s keyword arguments that make it start from the first value: NumPy starts a sum from 0.0,
+    which turns a first -0.0 into 0.0; from -0.0 instead (``x + -0.0 == x`` for every x). Maximum starts from the
+    first value."""
+    return {"initial": -0.0} if op is np.add else {}
+
+
+def _reduce_cut_window(
+    src: np.ndarray, dst: np.ndarray, taps: tuple, axis: int, op: np.ufunc, fill: float, o: int
+) -> None:
+    """``pool_forward._reduce`` for output ``o`` along ``axis`` alone, one ``op.reduce`` over the taps that reach
+    it (a run: the padding cuts a window at one end), with the operations that tap by tap makes: from the first
+    tap's value where it reaches ``o``, else from ``fill``."""
+    reach = [t for t, (out, _) in enumerate(taps) if out.start <= o < out.stop]
+    (out_a, in_a), n = taps[reach[0]], len(reach)
+    first = in_a.start + (o - out_a.start) * in_a.step
+    step = 1
+    if n > 1:
+        out_b, in_b = taps[reach[1]]
+        step = in_b.start + (o - out_b.start) * in_b.step - first  # inputs between taps: the dilation
+    lead = (ALL,) * axis
+    window = src[(*lead, slice(first, first + (n - 1) * step + 1, step))]  # (..., n, ...)
+    start = {"initial": fill} if reach[0] else _from_first(op)
+    op.reduce(window, axis=axis, out=dst[(*lead, o)], **start)
+
+
+def spread_whole_windows(src: np.ndarray, dst: np.ndarray, taps: tuple, axis: int, assign: bool) -> bool:
+    """``pool_backward._spread`` in a few calls, not one per tap: each window's value added onto its inputs at
+    once, through a writable strided view ``(..., windows, taps, ...)`` of ``dst`` -- every other window at a time
+    where windows overlap, so that no call writes an input twice -- and each window the tile or the padding cuts
+    with a call of its own. Returns False, having done nothing, where the calls would not pay or an input could
+    take three values: a stride of 1, windows longer than twice the stride, or runs (the later axes and the
+    channels) too many or not innermost in memory (``WHOLE_WINDOW_RUNS``). Average pooling has no dilation.
+
+    An input adds the values of at most two windows, onto 0 (or takes its one window's value with ``assign``):
+    the sum tap by tap makes, in either order. Float32, 2 cores, before -> after: the gradient of windows of 100 at
+    stride 100 over (64, 1000, 128), 4.0 -> 1.0 ms; of adaptive average pooling of the same to 7, 10.0 -> 3.9.
+    """
+    itemsize = dst.itemsize
+    if dst.shape[-1] < 2 or src.strides[-1] != itemsize or dst.strides[-1] != itemsize or None in taps:
+        return False
+    o0, i0 = taps[0]
+    s, k = i0.step, len(taps)
+    a, b = max(o.start for o, _ in taps), min(o.stop for o, _ in taps)  # the windows all inside the tile
+    if s < 2 or k > 2 * s or b <= a or math.prod(src.shape[: axis + 1]) > WHOLE_WINDOW_RUNS:
+        return False
+    start = i0.start + (a - o0.start) * s  # window a's first input; the next tap's is the next input (undilated)
+    if not assign:
+        dst.fill(0)
+    lead = (ALL,) * axis
+    base = dst[(*lead, slice(start, None))]
+    stride = base.strides[axis]
+    windows = np.lib.stride_tricks.as_strided(
+        base,
+        (*base.shape[:axis], b - a, k, *base.shape[axis + 1 :]),
+        (*base.strides[:axis], s * stride, stride, *base.strides[axis + 1 :]),
+    )  # (..., i, ...) -> (..., windows, taps, ...)
+    values = src[(*lead, slice(a, b), None)]  # (..., windows, 1, ...)
+    for every in (slice(0, None, 2), slice(1, None, 2)) if k > s else (ALL,):
+        _put(windows[(*lead, every)], values[(*lead, every)], assign)
+    for o in (*range(a), *range(b, src.shape[axis])):
+        reach = [i.start + (o - out.start) * i.step for out, i in taps if out.start <= o < out.stop]
+        _put(dst[(*lead, slice(reach[0], reach[-1] + 1))], src[(*lead, slice(o, o + 1))], assign)
+    return True
+
+
+def _put(dst: np.ndarray, values: np.ndarray, assign: bool) -> None:
+    """``dst`` = ``values``, or ``dst += values``, broadcast."""
+    if assign:
+        np.copyto(dst, values)
+    else:
+        np.add(dst, values, out=dst)
