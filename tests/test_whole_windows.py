@@ -32,6 +32,11 @@ CASES = [  # (layer, channels-last shape, kernel or output size, keyword argumen
     ("adaptive_avg_pool1d", (3, 1000, 40), 7, {}),  # windows of 144 at stride 143, the first one cut
     ("adaptive_avg_pool2d", (2, 56, 56, 33), 7, {}),  # 8x8 at stride 8
     ("adaptive_max_pool2d", (2, 3, 1000, 33), (None, 7), {}),  # the later axis' maxima
+    # max pooling's winners window by window along the first axis
+    ("max_pool1d", (3, 250, 40), 40, dict(stride=30, padding=10, dilation=2)),
+    ("adaptive_max_pool1d", (3, 1000, 40), 7, {}),
+    ("max_pool2d", (2, 60, 9, 33), (24, 3), dict(stride=(20, 2), padding=(6, 1))),  # then tap by tap
+    ("max_pool2d", (2, 64, 15, 33), (16, 2), dict(stride=(16, 2))),  # disjoint windows: separable now
 ]
 IDS = [f"{c[0]}{c[1]}" for c in CASES]
 
@@ -81,15 +86,20 @@ def _runs(monkeypatch, runs: int) -> None:
 
 
 def _spy(monkeypatch) -> list[bool]:
-    """Records whether each axis of each tile was reduced whole."""
+    """Records whether each axis of each tile was taken whole (max pooling's winners: True on every call)."""
     calls: list[bool] = []
-    reduce_whole = pool_forward.reduce_whole_windows
+    reduce_whole, max_whole = pool_forward.reduce_whole_windows, pool_forward.max_whole_windows
 
-    def spy(*args):
+    def spy_reduce(*args):
         calls.append(reduce_whole(*args))
         return calls[-1]
 
-    monkeypatch.setattr(pool_forward, "reduce_whole_windows", spy)
+    def spy_max(*args):
+        calls.append(True)
+        return max_whole(*args)
+
+    monkeypatch.setattr(pool_forward, "reduce_whole_windows", spy_reduce)
+    monkeypatch.setattr(pool_forward, "max_whole_windows", spy_max)
     return calls
 
 
@@ -207,7 +217,8 @@ def test_a_sum_of_negative_zeros_stays_negative():
     [
         ((2, 1000, 64), 100, 100, False, True),  # average pooling over long windows
         ((2, 1000, 16), 100, 100, False, False),  # ... of few channels: the copies would cost more
-        ((2, 1000, 64), 100, 100, True, False),  # max pooling with winners takes its offsets one by one
+        ((2, 1000, 64), 100, 100, True, True),  # max pooling with winners: window by window
+        ((2, 1000, 64), 10, 10, True, False),  # ... not where windows outnumber 4/5 of their taps
         ((2, 1000, 64), 100, 1, False, False),  # stride 1: its taps stay tap by tap
         ((2, 1000, 64), 7, 7, False, False),  # few taps
         ((2, 1000, 64), 16, 8, False, False),  # many windows: 2 x 124 runs in a tile, channels-last tap by tap too

@@ -39,7 +39,7 @@ from .pool_plan import (
     short_ufunc_chunks,
     tile_plan,
 )
-from .whole_windows import MANY_TAPS, reduce_whole_windows
+from .whole_windows import MANY_TAPS, max_takes_whole, max_whole_windows, reduce_whole_windows
 
 __all__ = ["pool_geometry", "avg_divisor", "pool_windows", "argmax_indices", "winner_offsets"]
 
@@ -212,17 +212,27 @@ def _forward_tile(
         if kind == "avg":
             np.divide(ot, divisor, out=ot)
         return
-    if disjoint or nd == 1:  # no two windows share an input (or one axis): one pass over the kernel offsets
-        _running_max(xt, ot, wt, plan.offsets, plan.first, scratch)
+    steps = code_steps([len(t) for t in plan.axis_taps])
+    first_taps = plan.axis_taps[0]
+    vals, wins = ot, wt
+    whole = len(first_taps) >= MANY_TAPS and max_takes_whole(xt, ot, first_taps, 1)  # the first axis' windows whole
+    if whole:
+        if nd > 1:
+            vals = scratch.get("vals0", _stage_shape(xt, ot, 0), ot.dtype)
+            wins = scratch.get("wins0", vals.shape, wt.dtype)
+        max_whole_windows(xt, vals, wins, first_taps, 1, steps[0])
+    if nd == 1 or (disjoint and not whole):  # no two windows share an input (or one axis): one pass over the
+        if not whole:  # kernel offsets
+            _running_max(xt, ot, wt, plan.offsets, plan.first, scratch)
         with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum only costs the exact slow path
             has_nan = bool(np.isnan(ot.sum()))
         if has_nan:  # rare
             _nan_winners(xt, wt, plan)
         return
-    steps = code_steps([len(t) for t in plan.axis_taps])
-    vals = scratch.get("vals0", _stage_shape(xt, ot, 0), ot.dtype)
-    wins = scratch.get("wins0", vals.shape, wt.dtype)
-    _running_max(xt, vals, wins, plan.lead_offsets, plan.first_lead, scratch)
+    if not whole:
+        vals = scratch.get("vals0", _stage_shape(xt, ot, 0), ot.dtype)
+        wins = scratch.get("wins0", vals.shape, wt.dtype)
+        _running_max(xt, vals, wins, plan.lead_offsets, plan.first_lead, scratch)
     for axis in range(1, nd):
         last = axis == nd - 1
         dst = ot if last else scratch.get(f"vals{axis}", _stage_shape(xt, ot, axis), ot.dtype)
