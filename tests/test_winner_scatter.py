@@ -1,6 +1,6 @@
-"""Max pooling's gradient over overlapping windows, added at each window's winner (the winner-scatter kernel):
-against the reference loops, a position that wins several windows, non-finite gradients, both layouts, every
-thread count, and images too large for one histogram (then tile by tile)."""
+"""Max pooling's gradient over overlapping windows (or windows of more than 9 offsets), added at each window's
+winner (the winner-scatter kernel): against the reference loops, a position that wins several windows, non-finite
+gradients, both layouts, every thread count, and images too large for one histogram (then tile by tile)."""
 
 from __future__ import annotations
 
@@ -70,6 +70,21 @@ CASES = {
         ref.adaptive_max_pool3d_backward,
         (2, 7, 9, 5, 3),
         dict(output_size=(3, 4, 2)),
+    ),
+    # windows that do not overlap but have more than 9 offsets: the histogram too, not a pass per offset
+    "max_pool2d 4x4 s4 (disjoint)": (
+        ic.max_pool2d_forward,
+        ref.max_pool2d_forward,
+        ref.max_pool2d_backward,
+        (2, 13, 12, 3),
+        dict(kernel_size=4, stride=4),
+    ),
+    "max_pool1d k10 s13 (inputs no window reads)": (
+        ic.max_pool1d_forward,
+        ref.max_pool1d_forward,
+        ref.max_pool1d_backward,
+        (3, 40, 5),
+        dict(kernel_size=10, stride=13, padding=5),
     ),
 }
 FORMATS = {3: ("NWC", "NCW"), 4: ("NHWC", "NCHW"), 5: ("NDHWC", "NCDHW")}
