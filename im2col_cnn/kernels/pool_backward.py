@@ -50,13 +50,14 @@ __all__ = ["scatter_windows"]
 TILED_SCATTER_TAPS = 9
 """Images too large for one histogram of their winners go through the tiled one
 (:func:`~im2col_cnn.kernels.winner_scatter.scatter_winner_tiles`) over windows of more kernel offsets than this;
-a window of this many or fewer stays on the pooling kernels, whose passes are per offset. Windows that do not
-overlap take the histograms too where they have more offsets than this: max pooling's gradient on 2 cores,
-float32, before -> after, 100 at stride 100 over (64, 1000, 128) 12.1 -> 1.5 ms, 8x8 at stride 8 over (32, 56,
-56, 64) 6.0-7.4 -> 1.2, 4x4 at stride 4 over the same 3.3 -> 1.9, 10 at stride 10 over (64, 1000, 128) 4.2-5.0 ->
-3.8-3.9. Float32, 1 core, before ->
+a window of this many or fewer stays on the pooling kernels, whose passes are per offset. Float32, 1 core, before ->
 after: 3x3x3 at stride 1 on (8, 16, 32, 32, 64) 158 -> 53 ms, 5x5x5 on (2, 64, 64, 64, 32) 1617 -> 145 ms; but
-3x3 at stride 1 on (16, 112, 112, 64) 52.2 -> 53.5 (2 cores: 28.9 -> 31.0)."""
+3x3 at stride 1 on (16, 112, 112, 64) 52.2 -> 53.5 (2 cores: 28.9 -> 31.0).
+
+Windows that do not overlap take the histograms too where they have more offsets than this. Max pooling's gradient,
+float32, 2 cores, before -> after: 100 at stride 100 over (64, 1000, 128) 12.1 -> 1.5 ms, 8x8 at stride 8 over
+(32, 56, 56, 64) 6.0-7.4 -> 1.2, 4x4 at stride 4 over the same 3.3 -> 1.9, 10 at stride 10 over (64, 1000, 128)
+4.2-5.0 -> 3.8-3.9."""
 
 
 def scatter_windows(

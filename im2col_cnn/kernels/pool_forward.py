@@ -8,8 +8,9 @@ axis, then over those of the next axis, and so on: one strided slice per tap, th
 many taps at a stride of 2 or more, where a tile's runs are few: one ``ufunc.reduce`` over a strided view of its
 windows, the same sums in the same order, :mod:`~im2col_cnn.kernels.whole_windows`). Max pooling
 records each window's winner as it goes: over overlapping windows, the first tap holding each partial maximum
-along the first axis, then, axis by axis, the first tap holding the window's; over windows that do not overlap
-(2x2 stride 2), which need no separation, a running maximum over the kernel offsets.
+along the first axis (window by window where windows are few against their taps), then, axis by axis, the first
+tap holding the window's; over windows that do not overlap (2x2 stride 2), which need no separation, a running
+maximum over the kernel offsets.
 """
 
 from __future__ import annotations
@@ -199,8 +200,9 @@ def _forward_tile(
     scratch: Scratch,
 ) -> None:
     """One output tile ``ot`` (and ``wt``) of the input tile ``xt``: reduce over the taps of the first spatial axis
-    into scratch, then over those of each later axis (or, for the maximum over disjoint windows, over the kernel
-    offsets at once). ``divisor`` is the tile's: a number or its (*o, 1) part of the window counts."""
+    into scratch, then over those of each later axis (or, for the maximum over disjoint windows whose first axis
+    is not taken whole, over the kernel offsets at once). ``divisor`` is the tile's: a number or its (*o, 1) part
+    of the window counts."""
     nd = len(plan.axis_taps)
     if kind == "avg" or wt is None:
         op, fill = (np.add, 0.0) if kind == "avg" else (np.maximum, -np.inf)
@@ -221,8 +223,8 @@ def _forward_tile(
             vals = scratch.get("vals0", _stage_shape(xt, ot, 0), ot.dtype)
             wins = scratch.get("wins0", vals.shape, wt.dtype)
         max_whole_windows(xt, vals, wins, first_taps, 1, steps[0])
-    if nd == 1 or (disjoint and not whole):  # no two windows share an input (or one axis): one pass over the
-        if not whole:  # kernel offsets
+    if nd == 1 or (disjoint and not whole):  # one axis, or windows that share no input: the offsets at once
+        if not whole:
             _running_max(xt, ot, wt, plan.offsets, plan.first, scratch)
         with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum only costs the exact slow path
             has_nan = bool(np.isnan(ot.sum()))

@@ -4,10 +4,11 @@ Along an axis of at least ``MANY_TAPS`` taps at a stride of 2 or more (:func:`re
 that a tile holds whole are a strided view ``(..., windows, taps, ...)`` of its input: the forward pass reduces
 them in one ``ufunc.reduce`` (:func:`reduce_whole_windows`), the average-pool gradient adds each window's value
 onto its inputs through the same view of ``dx``, every other window at a time where windows overlap
-(:func:`spread_whole_windows`); a window the padding or the tile cuts takes a call of its own. NumPy runs such a
-reduction along the taps one after another, as the tap-by-tap kernels do, only where the channels are the
-innermost axis in memory, so channels-first input copies its tiles channels-last for it (where that pays:
-``LONG_WINDOW_CHANNELS``), and the sums are the tap-by-tap ones.
+(:func:`spread_whole_windows`); a window the padding or the tile cuts takes a call of its own. Max pooling that
+records winners takes its first axis window by window where windows are few against their taps
+(:func:`max_whole_windows`). NumPy runs such a reduction along the taps one after another, as the tap-by-tap
+kernels do, only where the channels are the innermost axis in memory, so channels-first input copies its tiles
+channels-last for it (where that pays: ``LONG_WINDOW_CHANNELS``), and the sums are the tap-by-tap ones.
 """
 
 from __future__ import annotations
@@ -49,10 +50,10 @@ def reduces_whole_windows(axis: Axis) -> bool:
 
 
 WHOLE_WINDOW_RUNS = 128
-"""The most runs (contiguous stretches of the later axes and the channels) per tap for which a tile reduces its
-windows whole (:func:`reduce_whole_windows`, :func:`spread_whole_windows`): that call pays a loop setup per run
-and tap, where the calls tap by tap pay one each. Over many short runs it lost: 10 taps at
-stride 5 over (64, 1000, 3) float32 took 2.2 ms against 0.6."""
+"""The most runs (contiguous stretches of the later axes and the channels) per tap for which a tile takes its
+windows whole (:func:`takes_whole`): a whole-window call pays a loop setup per run and tap, where the calls tap by
+tap pay one each. Over many short runs it lost: 10 taps at stride 5 over (64, 1000, 3) float32 took 2.2 ms
+against 0.6."""
 
 
 def whole_windows_in_tiles(geom: WindowGeometry, x: np.ndarray, winners: bool) -> bool:
