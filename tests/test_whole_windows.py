@@ -1,9 +1,11 @@
 """Windows of many taps at a stride of 2 or more: the pooling kernels reduce them in one NumPy call over a strided
-view of the windows (one call more for each window the padding cuts), not one call per tap; channels-first input
-of 32 channels or more copies its tiles channels-last for that.
+view of the windows (one call more for each window the padding cuts), not one call per tap; the average-pool
+gradient spreads them the same way; max pooling's winners along a first axis of few windows go window by window;
+channels-first input of 32 channels or more copies its tiles channels-last for that.
 
 The results must be the tap-by-tap path's -- sums added in tap order from the first tap's value (-0.0 stays
--0.0), NaN and infinities where they were -- in the same tiles and both layouts, and the loops' values.
+-0.0), NaN and infinities where they were, the first of tied maxima -- in the same tiles and both layouts, and the
+loops' values.
 """
 
 from __future__ import annotations
