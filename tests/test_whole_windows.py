@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _helpers import assert_close
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import im2col_cnn as ic
 import reference as ref
@@ -234,3 +236,52 @@ def test_which_channels_first_poolings_reduce_whole_windows_channels_last(x_shap
     x = np.broadcast_to(np.float32(0), x_shape)
     assert pool_plan.converts_tiles(geom, winners, True, x) is expected
     assert pool_plan.converts_tiles(geom, winners, False, x) is False
+
+
+@st.composite
+def _long_window_cases(draw):
+    """A pooling whose first or last axis has 8 to 20 taps at a stride of 2 or more (any padding, dilation,
+    ceil_mode, layout), on small integers (ties) with at times a NaN."""
+    nd = draw(st.integers(1, 2))
+    kind = draw(st.sampled_from(["max", "avg"]))
+    long_axis = draw(st.integers(0, nd - 1))
+    k = [draw(st.integers(8, 20)) if a == long_axis else draw(st.integers(1, 4)) for a in range(nd)]
+    s = [draw(st.integers(2, 22)) if a == long_axis else draw(st.integers(1, 3)) for a in range(nd)]
+    d = [draw(st.integers(1, 2)) if kind == "max" else 1 for _ in range(nd)]
+    p = [draw(st.integers(0, kk // 2)) for kk in k]
+    spatial = [draw(st.integers(max(1, (kk - 1) * dd + 1 - 2 * pp), 70)) for kk, pp, dd in zip(k, p, d, strict=True)]
+    shape = (draw(st.integers(1, 3)), *spatial, draw(st.sampled_from([2, 33])))
+    x = np.random.default_rng(draw(st.integers(0, 2**16))).integers(-3, 4, shape).astype(np.float64)
+    if draw(st.booleans()):
+        x.reshape(-1)[draw(st.integers(0, x.size - 1))] = np.nan
+    kwargs = dict(stride=tuple(s), padding=tuple(p), ceil_mode=draw(st.booleans()))
+    if kind == "max":
+        kwargs["dilation"] = tuple(d)
+    return f"{kind}_pool{nd}d", x, tuple(k), kwargs, draw(st.booleans())
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=_long_window_cases())
+def test_long_windows_match_the_loops(case):
+    """Whole windows wherever the rest allows (any number of runs), in tiles large and small, against the loops:
+    values, PyTorch's indices, gradients."""
+    layer, x, k, kwargs, first = case
+    with pytest.MonkeyPatch.context() as m:
+        _runs(m, 10**9)
+        m.setattr(pool_tiles, "TILE_BYTES", 2**13 if x.size % 2 else pool_tiles.TILE_BYTES)
+        pool_backward._plan.cache_clear()
+        try:
+            rout, rcache = getattr(ref, f"{layer}_forward")(x, k, **kwargs)
+        except ValueError:  # a dilated window covering no input: both refuse it
+            with pytest.raises(ValueError):
+                _call(layer, x, k, kwargs, first)
+            return
+        out, cache = _call(layer, x, k, kwargs, first)
+        np.testing.assert_allclose(out, rout, rtol=1e-12, atol=1e-12)  # NaN where NaN
+        dout = np.random.default_rng(0).standard_normal(out.shape)
+        dx = getattr(ic, f"{layer}_backward")(np.ascontiguousarray(np.moveaxis(dout, -1, 1)) if first else dout, cache)
+        assert_close(np.moveaxis(dx, 1, -1) if first else dx, getattr(ref, f"{layer}_backward")(dout, rcache))
+        if "max" in layer:
+            indices = np.moveaxis(cache.indices, 1, -1) if first else cache.indices
+            np.testing.assert_array_equal(indices, rcache.indices)
+    pool_backward._plan.cache_clear()
