@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from itertools import product
-from typing import NamedTuple
 
 import numpy as np
 
@@ -91,8 +91,9 @@ def scatter_windows(
         if geom.taps > TILED_SCATTER_TAPS:
             return scatter_winner_tiles(dout, x_shape, winners, geom, dtype=dtype, channels_first=channels_first)
     dx = empty_channels_last(x_shape, dtype, channels_first)
-    # channels-first along short rows: each tile's arrays copied channels-last, its gradient copied back
-    convert = converts_tiles(geom, winners is not None, channels_first, dx) and copies_whole_positions(dx)
+    # channels-first along short rows: each tile's arrays copied channels-last, its gradient copied back (not for
+    # windows taken whole: writing a tile back into many planes costs more than spreading it in place)
+    convert = converts_tiles(geom, winners is not None, channels_first) and copies_whole_positions(dx)
 
     def work(tile: PoolTile, scratch: Scratch) -> None:
         plan = _plan(geom.axes, tile_key(tile))
@@ -171,19 +172,43 @@ def _tile_scratch(tile: PoolTile, kind: str, spreads: bool, itemsize: int, cast:
 Part = tuple[int, Index, Index, Index]  # the offset's winner code, outputs, their inputs in the phase, in the tile
 
 
-class _Plan(NamedTuple):
+@dataclass(frozen=True, eq=False)
+class _Plan:
     """An input tile's taps, worked out once for all the tiles with the same output and input ranges.
 
     ``phases`` lists, for each stride phase of the tile's inputs (one per axis) that some window reads, the kernel
-    offsets whose taps read it, row-major. ``spread`` tells the separable average-pool gradient, per axis,
-    whether that axis' taps write every input once (``None`` where it does not spread, :func:`_spreads`).
+    offsets whose taps read it, row-major: worked out when first asked for, as the average-pool gradient that
+    spreads never does, and windows of 170 taps at stride 170 on two axes have 28,900 phases (37 MiB of plans on a
+    (4, 510, 510, 16) batch). ``spread`` tells the separable average-pool gradient, per axis, whether that axis'
+    taps write every input once (``None`` where it does not spread, :func:`_spreads`).
     """
 
     axis_taps: tuple[tuple[Tap | None, ...], ...]
     empty: bool  # no window reads this tile
-    phases: list[tuple[Index, list[Part]]]  # (the phase's (:, *strided slices) in the tile, its offsets)
     spread: tuple[bool, ...] | None
     gaps: bool  # some inputs lie in no phase's taps (a stride longer than the windows): they get 0
+    per_axis: tuple[dict[int, list[tuple[int, PhaseTap]]], ...]  # each axis' taps by phase (:func:`_phases`)
+    strides: tuple[int, ...]
+    kernel: tuple[int, ...]
+
+    @cached_property
+    def phases(self) -> list[tuple[Index, list[Part]]]:
+        """(the phase's (:, *strided slices) in the tile, its offsets (code, outputs, phase inputs, tile inputs))"""
+        steps = code_steps(self.kernel)
+        phases = []
+        for combo in product(*(sorted(p.items()) for p in self.per_axis)):
+            index = (ALL, *(slice(ph, None, s) for (ph, _), s in zip(combo, self.strides, strict=True)))
+            parts = [
+                (
+                    sum(t * step for (t, _), step in zip(chosen, steps, strict=True)),
+                    (ALL, *(tap[0] for _, tap in chosen)),
+                    (ALL, *(tap[1] for _, tap in chosen)),
+                    (ALL, *(tap[2] for _, tap in chosen)),
+                )
+                for chosen in product(*(taps for _, taps in combo))
+            ]
+            phases.append((index, parts))
+        return phases
 
 
 def _spreads(axes: tuple[Axis, ...]) -> bool:
@@ -221,23 +246,9 @@ def _shared_plan(
     spread: tuple[bool, ...] | None,
 ) -> _Plan:
     axis_taps = taps_of(bounds)
-    steps = code_steps(kernel)
-    per_axis = [_phases(taps, s, size) for taps, s, size in zip(axis_taps, strides, sizes, strict=True)]
+    per_axis = tuple(_phases(taps, s, size) for taps, s, size in zip(axis_taps, strides, sizes, strict=True))
     gaps = any(len(p) < min(s, size) for p, s, size in zip(per_axis, strides, sizes, strict=True))
-    phases = []
-    for combo in product(*(sorted(p.items()) for p in per_axis)):
-        index = (ALL, *(slice(ph, None, s) for (ph, _), s in zip(combo, strides, strict=True)))
-        parts = [
-            (
-                sum(t * step for (t, _), step in zip(chosen, steps, strict=True)),
-                (ALL, *(tap[0] for _, tap in chosen)),
-                (ALL, *(tap[1] for _, tap in chosen)),
-                (ALL, *(tap[2] for _, tap in chosen)),
-            )
-            for chosen in product(*(taps for _, taps in combo))
-        ]
-        phases.append((index, parts))
-    return _Plan(axis_taps, any(not any(t) for t in axis_taps), phases, spread, gaps)
+    return _Plan(axis_taps, any(not any(t) for t in axis_taps), spread, gaps, per_axis, strides, kernel)
 
 
 def _backward_tile(

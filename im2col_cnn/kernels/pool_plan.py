@@ -252,10 +252,10 @@ def _codes(first: np.ndarray, code: np.dtype) -> Codes:
 def converts_tiles(geom: WindowGeometry, winners: bool, channels_first: bool, x: np.ndarray | None = None) -> bool:
     """Whether a channels-first pooling copies each input tile channels-last, runs there and copies its results
     back: over overlapping windows in 2 dimensions along short rows (at most ``SHORT_ROW`` outputs along the last
-    spatial axis where it records winners, ``SHORT_ROW_PLAIN`` otherwise); and where the tiles of ``x`` (N,
-    *spatial, C), of ``LONG_WINDOW_CHANNELS`` channels or more, would take windows whole channels-last
-    (:func:`~im2col_cnn.kernels.whole_windows.whole_windows_in_tiles`). The kernel also keeps in place input whose
-    planes alias in the cache, which the copy would read a few channels at a time
+    spatial axis where it records winners, ``SHORT_ROW_PLAIN`` otherwise); and, given the forward pass' input
+    ``x`` (N, *spatial, C) of ``LONG_WINDOW_CHANNELS`` channels or more, where its tiles would take windows whole
+    channels-last (:func:`~im2col_cnn.kernels.whole_windows.whole_windows_in_tiles`). The kernel also keeps in
+    place input whose planes alias in the cache, which the copy would read a few channels at a time
     (:func:`~im2col_cnn.runtime.layout.copies_whole_positions`).
 
     In the caller's layout, that path's ufuncs run along rows of a plane -- 5 elements in the A2 case -- and its

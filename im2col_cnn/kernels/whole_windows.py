@@ -7,8 +7,9 @@ onto its inputs through the same view of ``dx``, every other window at a time wh
 (:func:`spread_whole_windows`); a window the padding or the tile cuts takes a call of its own. Max pooling that
 records winners takes its first axis window by window where windows are few against their taps
 (:func:`max_whole_windows`). NumPy runs such a reduction along the taps one after another, as the tap-by-tap
-kernels do, only where the channels are the innermost axis in memory, so channels-first input copies its tiles
-channels-last for it (where that pays: ``LONG_WINDOW_CHANNELS``), and the sums are the tap-by-tap ones.
+kernels do, only where the channels are the innermost axis in memory, so a channels-first forward pass copies its
+tiles channels-last for it (where that pays: ``LONG_WINDOW_CHANNELS``), and the sums are the tap-by-tap ones; the
+gradient, which adds at most two values onto each input, spreads in either layout.
 """
 
 from __future__ import annotations
@@ -72,11 +73,11 @@ def whole_windows_in_tiles(geom: WindowGeometry, x: np.ndarray, winners: bool) -
 
 
 LONG_WINDOW_CHANNELS = 32
-"""The fewest channels for which :func:`~im2col_cnn.kernels.pool_plan.converts_tiles` copies channels-first tiles
-channels-last to take their windows whole. Float32, 1 core, forward / backward, before -> after: adaptive average
-pooling of (64, 32, 1000) NCW to 7 (windows of 144 at stride 143), 3.5 / 4.5 -> 2.5 / 3.0 ms, of (64, 64, 1000)
-11.9 / 9.3 -> 4.8 / 5.5. Converting fewer channels lost: average pooling 10x10 at stride 10 of (2, 3, 1000, 1000)
-NCHW took 3.7 / 2.4 ms in place, 9.4 / 3.9 converted; of (2, 16, 500, 500), 5.7 / 3.7 and 5.9 / 8.2."""
+"""The fewest channels for which :func:`~im2col_cnn.kernels.pool_plan.converts_tiles` copies a forward pass'
+channels-first tiles channels-last to take their windows whole. Float32, 1 core, before -> after: adaptive average
+pooling of (64, 32, 1000) NCW to 7 (windows of 144 at stride 143), 3.5 -> 2.5 ms, of (64, 64, 1000) 11.9 -> 4.8.
+Converting fewer channels lost: average pooling 10x10 at stride 10 of (2, 3, 1000, 1000) NCHW took 3.7 ms in
+place, 9.4 converted; of (2, 16, 500, 500), 5.7 and 5.9."""
 
 
 def reduce_whole_windows(src: np.ndarray, dst: np.ndarray, taps: tuple, axis: int, op: np.ufunc, fill: float) -> bool:
@@ -194,20 +195,19 @@ def spread_whole_windows(src: np.ndarray, dst: np.ndarray, taps: tuple, axis: in
     once, through a writable strided view ``(..., windows, taps, ...)`` of ``dst`` -- every other window at a time
     where windows overlap, so that no call writes an input twice -- and each window the tile or the padding cuts
     with a call of its own. Returns False, having done nothing, where the calls would not pay or an input could
-    take three values: a stride of 1, windows longer than twice the stride, or runs (the later axes and the
-    channels) too many or not innermost in memory (``WHOLE_WINDOW_RUNS``). Average pooling has no dilation.
+    take three values: a stride of 1, windows longer than twice the stride, or loops too many
+    (:func:`_spreads_in_few_runs`). Average pooling has no dilation.
 
     An input adds the values of at most two windows, onto 0 (or takes its one window's value with ``assign``):
     the sum tap by tap makes, in either order. Float32, 2 cores, before -> after: the gradient of windows of 100 at
     stride 100 over (64, 1000, 128), 4.0 -> 1.0 ms; of adaptive average pooling of the same to 7, 10.0 -> 3.9.
     """
-    itemsize = dst.itemsize
-    if dst.shape[-1] < 2 or src.strides[-1] != itemsize or dst.strides[-1] != itemsize or None in taps:
+    if None in taps:
         return False
     o0, i0 = taps[0]
     s, k = i0.step, len(taps)
     a, b = max(o.start for o, _ in taps), min(o.stop for o, _ in taps)  # the windows all inside the tile
-    if s < 2 or k > 2 * s or b <= a or math.prod(src.shape[: axis + 1]) > WHOLE_WINDOW_RUNS:
+    if s < 2 or k > 2 * s or b <= a or not _spreads_in_few_runs(src, dst, axis, k):
         return False
     start = i0.start + (a - o0.start) * s  # window a's first input; the next tap's is the next input (undilated)
     if not assign:
@@ -227,6 +227,20 @@ def spread_whole_windows(src: np.ndarray, dst: np.ndarray, taps: tuple, axis: in
         reach = [i.start + (o - out.start) * i.step for out, i in taps if out.start <= o < out.stop]
         _put(dst[(*lead, slice(reach[0], reach[-1] + 1))], src[(*lead, slice(o, o + 1))], assign)
     return True
+
+
+def _spreads_in_few_runs(src: np.ndarray, dst: np.ndarray, axis: int, k: int) -> bool:
+    """Whether :func:`spread_whole_windows` pays for ``k`` taps along array ``axis``: channels-last, where its runs
+    of channels are few (``WHOLE_WINDOW_RUNS``); in any other layout (the channels-first planes of a gradient,
+    which adds in any order the same bits), where windows are fewer than taps, so that its loops along the planes
+    are fewer than the calls tap by tap. The gradient in place against the same with its tiles copied channels-last
+    (writing them back into 512 planes took 30x a plain copy), float32, 2 cores: 100 at stride 100 over (64, 128,
+    1000) NCW 4.5 -> 0.9 ms, adaptive average pooling of the same to 7 6.4 -> 4.7, 8x8 at stride 8 over (32, 64,
+    56, 56) NCHW 3.5 -> 1.5."""
+    itemsize = dst.itemsize
+    if src.strides[-1] == itemsize and dst.strides[-1] == itemsize and dst.shape[-1] > 1:
+        return math.prod(src.shape[: axis + 1]) <= WHOLE_WINDOW_RUNS
+    return src.shape[axis] < k
 
 
 def _put(dst: np.ndarray, values: np.ndarray, assign: bool) -> None:
