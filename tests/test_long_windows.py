@@ -61,7 +61,8 @@ def test_pooling_over_more_than_255_offsets_matches_the_loops(shape, k, s, p, ce
     out, cache = getattr(ic, f"{kind}_pool{nd}d_forward")(x, k, **kw)
     rout, rcache = getattr(ref, f"{kind}_pool{nd}d_forward")(x, k, **kw)
     kernel, stride = np.broadcast_to(k, nd), np.broadcast_to(s, nd)
-    assert cache.long == all(kernel <= 2 * stride)
+    # average pooling is separable on the pooling kernels: long only where an axis has more than 255 taps
+    assert cache.long == (all(kernel <= 2 * stride) and (kind == "max" or kernel.max() > 255))
     _same_as_the_loops(f"{kind}_pool{nd}d", kind, out, cache, rout, rcache, 1)
 
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import im2col_cnn as ic
 import reference as ref
+from benchmarks.memory import peak_scratch
 from im2col_cnn.geometry import tiles as pool_tiles
 from im2col_cnn.kernels import pool_backward, pool_forward, pool_plan, whole_windows
 from im2col_cnn.kernels.pool_forward import pool_geometry
@@ -35,6 +36,7 @@ CASES = [  # (layer, channels-last shape, kernel or output size, keyword argumen
     ("max_pool2d", (2, 20, 50, 33), (4, 10), dict(stride=(2, 4), padding=(1, 5), dilation=(1, 2))),  # later axis
     ("adaptive_avg_pool1d", (3, 1000, 40), 7, {}),  # windows of 144 at stride 143, the first one cut
     ("adaptive_avg_pool2d", (2, 56, 56, 33), 7, {}),  # 8x8 at stride 8
+    ("adaptive_avg_pool2d", (2, 60, 60, 33), 2, {}),  # 30x30: 900 offsets, separable all the same
     ("adaptive_max_pool2d", (2, 3, 1000, 33), (None, 7), {}),  # the later axis' maxima
     # max pooling's winners window by window along the first axis
     ("max_pool1d", (3, 250, 40), 40, dict(stride=30, padding=10, dilation=2)),
@@ -113,9 +115,10 @@ def _spy(monkeypatch) -> list[bool]:
 def test_whole_windows_give_the_tap_by_tap_bits(layer, shape, size, kwargs, dtype, first, monkeypatch):
     x = _input(shape, dtype)
     tiles = pool_tiles.TILE_BYTES
+    forced: list[bool] = []
     for tile_bytes, runs in ((tiles, whole_windows.WHOLE_WINDOW_RUNS), (tiles, 10**9), (2**13, 10**9)):
-        # the default tiles as they come, then reduced whole wherever they can be, then in small tiles; against
-        # tap by tap in the same tiles
+        # the default tiles as they come, then reduced whole wherever they can be, then in small tiles (which may
+        # cut every window); against tap by tap in the same tiles
         with monkeypatch.context() as m:
             m.setattr(pool_tiles, "TILE_BYTES", tile_bytes)
             _tap_by_tap(m)
@@ -125,11 +128,11 @@ def test_whole_windows_give_the_tap_by_tap_bits(layer, shape, size, kwargs, dtyp
             _runs(m, runs)
             calls = _spy(m)
             out, cache = _call(layer, x, size, kwargs, first)
-        if runs == 10**9:
-            assert any(calls), "no axis was reduced whole: the test would not see that path"
+        forced += calls if runs == 10**9 else []
         _assert_same_bits(out, expected)
         if "max" in layer:
             np.testing.assert_array_equal(cache.indices, expected_cache.indices)
+    assert any(forced), "no axis was reduced whole: the test would not see that path"
 
 
 @pytest.mark.parametrize("first", [False, True], ids=["channels-last", "channels-first"])
@@ -150,6 +153,7 @@ def test_whole_windows_match_the_loops(layer, shape, size, kwargs, first, monkey
 BACKWARD = [  # (layer, channels-last shape, kernel or output size, keyword arguments, whether whole windows spread)
     ("adaptive_avg_pool1d", (3, 1000, 40), 7, {}, True),  # 144 at stride 143: pairs overlap; the first one cut
     ("adaptive_avg_pool2d", (2, 56, 56, 33), 7, {}, True),  # disjoint windows, spread a few calls at a time too
+    ("adaptive_avg_pool2d", (2, 60, 60, 33), 2, {}, True),  # 900 offsets in all, 30 an axis
     ("avg_pool1d", (3, 250, 40), 12, dict(stride=30, padding=6), True),  # inputs no window reads
     ("avg_pool1d", (3, 250, 40), 16, dict(stride=9, padding=8, ceil_mode=True, count_include_pad=False), True),
     ("avg_pool2d", (2, 30, 40, 33), (3, 12), dict(stride=(2, 7), padding=(1, 6)), True),  # a short axis, a long one
@@ -208,6 +212,17 @@ def test_windows_the_padding_cuts_keep_their_dilation(monkeypatch):
     assert seen  # windows at either end
     np.testing.assert_array_equal(out, rout)
     np.testing.assert_array_equal(cache.indices, rcache.indices)
+
+
+def test_average_pooling_over_more_than_255_offsets_but_at_most_255_an_axis_runs_on_the_pooling_kernels():
+    """Separable: 30 + 30 taps, not 900, summed in order along each axis."""
+    x = np.random.default_rng(3).standard_normal((2, 60, 60, 4))
+    _, cache = ic.adaptive_avg_pool2d_forward(x, 2)
+    assert cache.pool is not None
+    _, cache = ic.avg_pool2d_forward(x, 30)
+    assert not cache.long
+    _, cache = ic.avg_pool1d_forward(np.zeros((1, 600, 2)), 300)  # more than 255 along the axis
+    assert cache.long
 
 
 def test_a_sum_of_negative_zeros_stays_negative():
@@ -285,3 +300,19 @@ def test_long_windows_match_the_loops(case):
             indices = np.moveaxis(cache.indices, 1, -1) if first else cache.indices
             np.testing.assert_array_equal(indices, rcache.indices)
     pool_backward._plan.cache_clear()
+
+
+def test_a_gradient_over_windows_of_many_phases_builds_no_phase_table():
+    """Average pooling of 170x170 windows at stride 170 spreads axis by axis; the table of its 28,900 stride
+    phases, which only the pass phase by phase reads, is not built (37 MiB of plans at a 16 MiB workspace
+    limit)."""
+    x = np.random.default_rng(5).standard_normal((1, 340, 340, 2))
+    out, cache = ic.adaptive_avg_pool2d_forward(x, 2)
+    assert cache.pool is not None  # the pooling kernels: 170 taps an axis
+    dout = np.ones_like(out)
+    pool_backward._plan.cache_clear()
+    pool_backward._shared_plan.cache_clear()
+    with ic.workspace_limit(16 * 2**20):
+        scratch, _ = peak_scratch(lambda: ic.adaptive_avg_pool2d_backward(dout, cache), (dout,))
+    assert scratch <= 2 * 2**20, f"{scratch / 2**20:.1f} MiB"
+    np.testing.assert_allclose(ic.adaptive_avg_pool2d_backward(dout, cache), 1 / 170**2)

@@ -7,8 +7,9 @@ The caller names the output size; window ``i`` of an axis of ``L`` inputs and ``
 * global average pooling (every output size 1): a mean over the spatial axes
   (:mod:`~im2col_cnn.kernels.global_mean`), and its gradient a broadcast;
 * every axis' windows are an ordinary pooling's cut to the input (sizes that divide evenly: kernel and stride
-  ``L/O``; 14 to 5: kernel 4, stride 3, padding 1) of at most ``LONG_WINDOWS`` offsets: the pooling kernels
-  (:mod:`~im2col_cnn.kernels.pool_forward`), which never read the padding;
+  ``L/O``; 14 to 5: kernel 4, stride 3, padding 1), not too long for them
+  (:func:`~im2col_cnn.layers.pooling.long_windows`): the pooling kernels (:mod:`~im2col_cnn.kernels.pool_forward`),
+  which never read the padding;
 * otherwise the adaptive kernels (:mod:`~im2col_cnn.kernels.adaptive`).
 """
 
@@ -32,7 +33,7 @@ from ..runtime.checks import MAX_INT, as_float_array, as_int, axes_tuple, check_
 from ..runtime.half_precision import float16_io
 from ..runtime.layout import caller_layout, new_result, to_channels_last
 from .arguments import documented
-from .pooling import LONG_WINDOWS, PoolCache, checked_input, pool_backward
+from .pooling import PoolCache, checked_input, long_windows, pool_backward
 
 __all__ = [
     "AdaptivePoolCache",
@@ -116,7 +117,7 @@ def adaptive_forward(x: object, output_size: object, kind: str, data_format: obj
     dtype = x_last.dtype.newbyteorder("=")
     counts = window_counts(axes, dtype) if kind == "avg" else None
     strided = tuple(strided_axis(a) for a in axes)
-    if all(strided) and math.prod(a.k for a in strided) <= LONG_WINDOWS:  # type: ignore[union-attr]
+    if all(strided) and not long_windows([a.k for a in strided], kind):  # type: ignore[union-attr]
         # The windows of an ordinary pooling, cut to the input: its kernels, which the padding never reaches.
         geom = geometry_of(strided)  # type: ignore[arg-type]
         divisor = 1.0 if counts is None else counts
