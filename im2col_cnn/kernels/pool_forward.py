@@ -216,25 +216,24 @@ def _forward_tile(
         return
     steps = code_steps([len(t) for t in plan.axis_taps])
     first_taps = plan.axis_taps[0]
-    vals, wins = ot, wt
     whole = len(first_taps) >= MANY_TAPS and max_takes_whole(xt, ot, first_taps, 1)  # the first axis' windows whole
+    separable = nd > 1 and (whole or not disjoint)  # else one axis, or windows that share no input
+    vals, wins = ot, wt
+    if separable:
+        vals = scratch.get("vals0", _stage_shape(xt, ot, 0), ot.dtype)
+        wins = scratch.get("wins0", vals.shape, wt.dtype)
     if whole:
-        if nd > 1:
-            vals = scratch.get("vals0", _stage_shape(xt, ot, 0), ot.dtype)
-            wins = scratch.get("wins0", vals.shape, wt.dtype)
         max_whole_windows(xt, vals, wins, first_taps, 1, steps[0])
-    if nd == 1 or (disjoint and not whole):  # one axis, or windows that share no input: the offsets at once
-        if not whole:
-            _running_max(xt, ot, wt, plan.offsets, plan.first, scratch)
+    elif separable:
+        _running_max(xt, vals, wins, plan.lead_offsets, plan.first_lead, scratch)
+    else:  # the kernel offsets at once
+        _running_max(xt, ot, wt, plan.offsets, plan.first, scratch)
+    if not separable:
         with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum only costs the exact slow path
             has_nan = bool(np.isnan(ot.sum()))
         if has_nan:  # rare
             _nan_winners(xt, wt, plan)
         return
-    if not whole:
-        vals = scratch.get("vals0", _stage_shape(xt, ot, 0), ot.dtype)
-        wins = scratch.get("wins0", vals.shape, wt.dtype)
-        _running_max(xt, vals, wins, plan.lead_offsets, plan.first_lead, scratch)
     for axis in range(1, nd):
         last = axis == nd - 1
         dst = ot if last else scratch.get(f"vals{axis}", _stage_shape(xt, ot, axis), ot.dtype)

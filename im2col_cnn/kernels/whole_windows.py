@@ -93,28 +93,36 @@ def reduce_whole_windows(src: np.ndarray, dst: np.ndarray, taps: tuple, axis: in
     average pooling of the same to 7 (windows of 144 at stride 143), 8.6 -> 2.7; 8x8 windows at stride 8 over (32,
     56, 56, 64), 2.1 -> 1.3.
     """
-    if not takes_whole(src, dst, taps, axis):
+    whole = _whole_windows(src, taps, axis, writeable=False) if takes_whole(src, dst, taps, axis) else None
+    if whole is None:
         return False
+    windows, a, b = whole
+    op.reduce(windows, axis=axis + 1, out=dst[(*(ALL,) * axis, slice(a, b))], **_from_first(op))
+    for o in (*range(a), *range(b, dst.shape[axis])):
+        _reduce_cut_window(src, dst, taps, axis, op, fill, o)
+    return True
+
+
+def _whole_windows(array: np.ndarray, taps: tuple, axis: int, *, writeable: bool) -> tuple[np.ndarray, int, int] | None:
+    """The windows ``[a, b)`` along array ``axis`` that every tap reaches, as a strided view ``(..., b - a, taps,
+    ...)`` of ``array`` (a tile's inputs, or their gradient: ``array``'s axis ``axis`` holds the windows' inputs),
+    and ``a``, ``b``; None where no window is whole."""
     (o0, i0), (o1, i1) = taps[0], taps[1]
-    s = i0.step  # inputs between windows
-    a, b = max(o.start for o, _ in taps), min(o.stop for o, _ in taps)  # the windows every tap reaches
+    a, b = max(o.start for o, _ in taps), min(o.stop for o, _ in taps)
     if b <= a:
-        return False
+        return None
+    s = i0.step  # inputs between windows
     start = i0.start + (a - o0.start) * s  # window a's first input
     step = i1.start + (a - o1.start) * s - start  # inputs between taps: the dilation
-    lead = (ALL,) * axis
-    base = src[(*lead, slice(start, None))]
+    base = array[(*(ALL,) * axis, slice(start, None))]
     stride = base.strides[axis]
     windows = np.lib.stride_tricks.as_strided(
         base,
         (*base.shape[:axis], b - a, len(taps), *base.shape[axis + 1 :]),
         (*base.strides[:axis], s * stride, step * stride, *base.strides[axis + 1 :]),
-        writeable=False,
-    )  # (..., o, ...) -> (..., windows, taps, ...), each window's taps, all inside src
-    op.reduce(windows, axis=axis + 1, out=dst[(*lead, slice(a, b))], **_from_first(op))
-    for o in (*range(a), *range(b, dst.shape[axis])):
-        _reduce_cut_window(src, dst, taps, axis, op, fill, o)
-    return True
+        writeable=writeable,
+    )  # (..., i, ...) -> (..., windows, taps, ...)
+    return windows, a, b
 
 
 def takes_whole(src: np.ndarray, dst: np.ndarray, taps: tuple, axis: int) -> bool:
@@ -204,28 +212,21 @@ def spread_whole_windows(src: np.ndarray, dst: np.ndarray, taps: tuple, axis: in
     """
     if None in taps:
         return False
-    o0, i0 = taps[0]
-    s, k = i0.step, len(taps)
-    a, b = max(o.start for o, _ in taps), min(o.stop for o, _ in taps)  # the windows all inside the tile
-    if s < 2 or k > 2 * s or b <= a or not _spreads_in_few_runs(src, dst, axis, k):
+    s, k = taps[0][1].step, len(taps)
+    if s < 2 or k > 2 * s or not _spreads_in_few_runs(src, dst, axis, k):
         return False
-    start = i0.start + (a - o0.start) * s  # window a's first input; the next tap's is the next input (undilated)
+    whole = _whole_windows(dst, taps, axis, writeable=True)  # the windows all inside the tile
+    if whole is None:
+        return False
+    windows, a, b = whole
     if not assign:
         dst.fill(0)
     lead = (ALL,) * axis
-    base = dst[(*lead, slice(start, None))]
-    stride = base.strides[axis]
-    windows = np.lib.stride_tricks.as_strided(
-        base,
-        (*base.shape[:axis], b - a, k, *base.shape[axis + 1 :]),
-        (*base.strides[:axis], s * stride, stride, *base.strides[axis + 1 :]),
-    )  # (..., i, ...) -> (..., windows, taps, ...)
     values = src[(*lead, slice(a, b), None)]  # (..., windows, 1, ...)
     for every in (slice(0, None, 2), slice(1, None, 2)) if k > s else (ALL,):
         _put(windows[(*lead, every)], values[(*lead, every)], assign)
     for o in (*range(a), *range(b, src.shape[axis])):
-        reach = [i.start + (o - out.start) * i.step for out, i in taps if out.start <= o < out.stop]
-        _put(dst[(*lead, slice(reach[0], reach[-1] + 1))], src[(*lead, slice(o, o + 1))], assign)
+        _put(_window(dst, taps, axis, o)[1], src[(*lead, slice(o, o + 1))], assign)
     return True
 
 
