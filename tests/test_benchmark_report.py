@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 
+import numpy as np
 import pytest
 
 from benchmarks.__main__ import main
@@ -131,6 +132,21 @@ def test_scaling_figures_follow_amdahls_law():
     assert projected_ratio(2.0, 1.0, 1.0, 2.0, 2, 16) == pytest.approx(32.0)
     # Both scale alike: the 1-core ratio holds at every core count.
     assert projected_ratio(3.0, 1.6, 1.0, 1.6, 2, 64) == pytest.approx(3.0)
+
+
+def test_the_pooling_floor_for_scaling_is_a_copy_made_by_every_thread():
+    import benchmarks.scaling as scaling
+    import im2col_cnn as ic
+
+    x = np.arange(5 * 3 * 4 * 2, dtype=np.float32).reshape(5, 3, 4, 2)
+    previous = ic.set_num_threads(2)
+    try:
+        y = scaling.threaded_copy(x)  # 5 images in blocks of 3 and 2
+    finally:
+        ic.set_num_threads(previous)
+    assert y.dtype == x.dtype and np.array_equal(y, x) and not np.shares_memory(x, y)
+    floor = scaling._case_calls("max_pool2d_forward:P1:float32")["floor"]
+    assert floor.func is scaling.threaded_copy and floor.args[0].shape == (64, 32, 32, 64)
 
 
 def test_scaling_section_times_each_row_on_one_core_and_on_all(monkeypatch):
