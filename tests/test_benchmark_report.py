@@ -139,11 +139,11 @@ def test_the_pooling_floor_for_scaling_is_a_copy_made_by_every_thread():
     import im2col_cnn as ic
 
     x = np.arange(5 * 3 * 4 * 2, dtype=np.float32).reshape(5, 3, 4, 2)
-    previous = ic.set_num_threads(2)
+    ic.set_num_threads(2)
     try:
-        y = scaling.threaded_copy(x)  # 5 images in blocks of 3 and 2
+        y = scaling.threaded_copy(x)  # on 2 cores: blocks of 3 and 2 images, one per thread
     finally:
-        ic.set_num_threads(previous)
+        ic.set_num_threads(None)  # the default again (the environment or the cores), not a fixed count
     assert y.dtype == x.dtype and np.array_equal(y, x) and not np.shares_memory(x, y)
     floor = scaling._case_calls("max_pool2d_forward:P1:float32")["floor"]
     assert floor.func is scaling.threaded_copy and floor.args[0].shape == (64, 32, 32, 64)
