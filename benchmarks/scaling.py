@@ -140,14 +140,14 @@ def _min_time(call: Callable[[], object], repeats: int, min_total_s: float) -> f
 
 
 def threaded_copy(x: np.ndarray) -> np.ndarray:
-    """A copy of ``x`` into a fresh array, made by the engine's threads (``IM2COL_CNN_NUM_THREADS``), an even
-    block of images each: on one thread ``x.copy()``; on more, each thread reads and writes its part at once."""
-    from im2col_cnn.geometry.tiles import even_blocks
-    from im2col_cnn.runtime.parallel import get_num_threads, map_blocks
+    """A copy of ``x`` into a fresh array, made by the engine's threads (``IM2COL_CNN_NUM_THREADS``), a block of
+    images each (the engine's own per-thread blocks, :func:`~im2col_cnn.kernels.global_mean.image_blocks`): on one
+    thread ``x.copy()``; on more, each thread reads and writes its part at once."""
+    from im2col_cnn.kernels.global_mean import image_blocks
+    from im2col_cnn.runtime.parallel import map_blocks
 
     y = np.empty_like(x)
-    n = x.shape[0]
-    blocks = even_blocks(n, -(-n // get_num_threads()))
+    blocks = image_blocks(x.shape, x.itemsize)
 
     def copy(block: tuple[int, int], _: None) -> None:
         np.copyto(y[block[0] : block[1]], x[block[0] : block[1]])

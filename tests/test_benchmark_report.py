@@ -138,7 +138,7 @@ def test_the_pooling_floor_for_scaling_is_a_copy_made_by_every_thread():
     import benchmarks.scaling as scaling
     import im2col_cnn as ic
 
-    x = np.arange(5 * 3 * 4 * 2, dtype=np.float32).reshape(5, 3, 4, 2)
+    x = np.arange(5 * 64 * 64 * 8, dtype=np.float32).reshape(5, 64, 64, 8)  # 640 KiB
     ic.set_num_threads(2)
     try:
         y = scaling.threaded_copy(x)  # on 2 cores: blocks of 3 and 2 images, one per thread
