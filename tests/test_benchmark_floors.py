@@ -78,3 +78,11 @@ def test_the_floors_report_prints_every_row():
     copies = [float(line.split()[-1]) for line in rows if line.split()[0] == "x.copy()"]
     assert copies == [1.0, 1.0]  # one copy a dtype, the ratios' unit
     assert "the least the channels-first path can take" in text
+
+
+@pytest.mark.parametrize("argv", [["--rounds", "0"], ["--batch", "0"]])
+def test_the_floors_report_refuses_empty_runs(argv, capsys):
+    with pytest.raises(SystemExit) as raised:
+        floors.main(argv)
+    assert raised.value.code == 2
+    assert "--batch and --rounds must be at least 1" in capsys.readouterr().err
