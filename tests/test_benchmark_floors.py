@@ -77,7 +77,7 @@ def test_the_floors_report_prints_every_row():
         assert name in names
     copies = [float(line.split()[-1]) for line in rows if line.split()[0] == "x.copy()"]
     assert copies == [1.0, 1.0]  # one copy a dtype, the ratios' unit
-    assert "the least the channels-first path can take" in text
+    assert "NHWC + the transposing copies' extra (timed whole)" in text
 
 
 @pytest.mark.parametrize("argv", [["--rounds", "0"], ["--batch", "0"]])
