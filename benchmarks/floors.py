@@ -18,8 +18,8 @@ NumPy implementation of each pass costs, timed beside the engine on the same dat
   and copies its output into the planes (a transposing copy NHWC needs not). Both copies are timed whole on the
   engine's threads, a block of images each: ``NHWC + (transposing - plain copy of x) + transposing copy of the
   output`` is what that path would take if its copies cost what they cost whole. The engine makes them tile by
-  tile, in the cache, where they may cost less (on 2 threads they did: NCHW 1.10x NHWC against 1.15x so
-  estimated); on one thread the two agree (1.15 and 1.14).
+  tile, in the cache, where they may cost less (on the 2-core test host, 2 threads: NCHW 1.10x NHWC against
+  1.15x so estimated; 1 thread: 1.15 and 1.14).
 
 Each figure is the minimum over rounds that run every call of a section in turn, a few times in a row.
 ``--batch`` shrinks the batches (a quick look; the targets are stated for the full ones).
