@@ -34,20 +34,20 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 import im2col_cnn as engine
-from im2col_cnn.geometry.tiles import even_blocks
+from im2col_cnn.geometry.tiles import TILE_BYTES, even_blocks, output_tiles
 from im2col_cnn.geometry.windows import Axis
-from im2col_cnn.kernels.global_mean import image_blocks
 from im2col_cnn.kernels.pool_forward import pool_geometry, winner_offsets
 from im2col_cnn.kernels.pool_plan import forward_tile_bytes
+from im2col_cnn.kernels.winner_scatter import _scratch_per_image
 from im2col_cnn.runtime.parallel import get_num_threads, map_blocks
 
 from .cases import case_by_name, make_inputs
+from .scaling import copy_on_threads
 
 __all__ = ["window_max", "a2_forward_floors", "a2_backward_floors", "channels_first_floor", "main"]
 
 ALL = slice(None)
 DTYPES = (np.float32, np.float64)
-HISTOGRAM_BYTES = 4 << 20  # a backward block's offsets and histogram (the engine's winner scatter: 4 MiB)
 
 
 def min_times(calls: dict[str, Callable[[], object]], rounds: int, in_a_row: int = 3) -> dict[str, float]:
@@ -104,19 +104,16 @@ def window_max(
         np.maximum(d, s, out=d)
 
 
-def _pool_blocks(n: int, image_bytes: int, budget: int) -> list[tuple[int, int]]:
-    """Blocks of whole images, as even as they come, none over ``budget`` bytes unless an image is."""
-    count = -(-n // max(1, budget // image_bytes))
-    return even_blocks(n, -(-n // count))
-
-
 def a2_forward_floors(x: np.ndarray, k: int, s: int, p: int) -> dict[str, Callable[[], np.ndarray]]:
     """The forward floors of a k x k max pooling at stride s with padding p of ``x`` (N, H, W, C), as calls
     returning the window maxima (N, Ho, Wo, C)."""
     geom = pool_geometry(x.shape, (k, k), (s, s), (p, p), (1, 1), False)
     rows, cols = geom.axes
     out = np.empty((x.shape[0], rows.out, cols.out, x.shape[-1]), x.dtype)
-    blocks = _pool_blocks(x.shape[0], x[0].nbytes, forward_tile_bytes(geom, winners=True))  # the engine's tiles
+    tiles = output_tiles(x.shape, geom.axes, x.itemsize, forward_tile_bytes(geom, winners=True))  # the engine's
+    blocks = sorted({(t.images.start, t.images.stop) for t in tiles})
+    if len(blocks) != len(tiles):
+        raise ValueError(f"the engine's tiles of {x.shape} split images; these floors take whole images")
 
     def floor(compare: bool, count: bool = False) -> Callable[[], np.ndarray]:
         def work(block: tuple[int, int], scratch: dict[str, np.ndarray]) -> None:
@@ -152,13 +149,15 @@ def a2_backward_floors(
     shift, start = winner_offsets(pool.geom)
     n, c = x_shape[0], x_shape[-1]
     per_image = int(np.prod(x_shape[1:]))
-    blocks = _pool_blocks(n, per_image * 8 + int(np.prod(dout.shape[1:])) * 32, HISTOGRAM_BYTES)
+    # the engine's blocks (kernels.winner_scatter.scatter_winners)
+    blocks = even_blocks(n, max(1, 2 * TILE_BYTES // _scratch_per_image(per_image, int(np.prod(dout.shape[1:])))))
+    scaled = shift * c  # a winner's code -> its position's offset in the image
     # what a winner's offset in its block of dx (channels-last) adds to its shift: its image within the block, its
     # window's start, its channel
     images = np.arange(max(b1 - b0 for b0, b1 in blocks)) * per_image
     base = images.reshape(-1, 1, 1, 1) + (start * c)[None, ..., None] + np.arange(c)
     # each block's offsets, computed before the timing
-    local = {(b0, b1): ((shift * c)[pool.winners[b0:b1]] + base[: b1 - b0]).reshape(-1) for b0, b1 in blocks}
+    local = {(b0, b1): (scaled[pool.winners[b0:b1]] + base[: b1 - b0]).reshape(-1) for b0, b1 in blocks}
     dx = np.empty(x_shape, dout.dtype)
     flat = dx.reshape(-1)
 
@@ -168,7 +167,7 @@ def a2_backward_floors(
             part, g = flat[n0 * per_image : n1 * per_image], dout[n0:n1].reshape(-1)
             at = local[block]
             if codes:  # the offsets from the winners' codes: one take, one add
-                at = np.take(shift * c, pool.winners[n0:n1], mode="clip")
+                at = np.take(scaled, pool.winners[n0:n1], mode="clip")
                 at += base[: n1 - n0]
                 at = at.reshape(-1)
             if exact:
@@ -201,12 +200,6 @@ def _on_blocks(
     return run
 
 
-def threaded(copy: Callable[[np.ndarray, np.ndarray], None], src: np.ndarray, dst: np.ndarray) -> Callable[[], None]:
-    """``copy(dst[block], src[block])`` for blocks of images on the engine's threads, one block each."""
-    blocks = image_blocks(src.shape, src.itemsize)
-    return lambda: map_blocks(lambda b, _: copy(dst[b[0] : b[1]], src[b[0] : b[1]]), blocks, lambda: None)
-
-
 def channels_first_floor(batch: int | None, rounds: int) -> dict[str, float]:
     """C5 float32 forward: the engine in both layouts, and the copies that bound the channels-first path."""
     case = case_by_name("C5")
@@ -220,9 +213,11 @@ def channels_first_floor(batch: int | None, rounds: int) -> dict[str, float]:
     calls = {
         "NHWC forward": lambda: engine.conv2d_forward(x, w, b, **opts),
         "NCHW forward": lambda: engine.conv2d_forward(xf, wf, b, data_format="NCHW", **opts),
-        "plain copy of x": threaded(np.copyto, x, x_to),
-        "transposing copy of x": threaded(lambda d, s: np.copyto(d, s.transpose(0, 2, 3, 1)), xf, x_to),
-        "transposing copy of the output": threaded(lambda d, s: np.copyto(d, s.transpose(0, 3, 1, 2)), out, out_to),
+        "plain copy of x": lambda: copy_on_threads(np.copyto, x, x_to),
+        "transposing copy of x": lambda: copy_on_threads(lambda d, s: np.copyto(d, s.transpose(0, 2, 3, 1)), xf, x_to),
+        "transposing copy of the output": lambda: copy_on_threads(
+            lambda d, s: np.copyto(d, s.transpose(0, 3, 1, 2)), out, out_to
+        ),
     }
     return min_times(calls, rounds)
 

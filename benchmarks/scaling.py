@@ -44,6 +44,7 @@ import numpy as np
 __all__ = [
     "ROUNDS",
     "PROJECTED",
+    "copy_on_threads",
     "threaded_copy",
     "measure",
     "format_table",
@@ -139,20 +140,21 @@ def _min_time(call: Callable[[], object], repeats: int, min_total_s: float) -> f
     return best
 
 
-def threaded_copy(x: np.ndarray) -> np.ndarray:
-    """A copy of ``x`` into a fresh array, made by the engine's threads (``IM2COL_CNN_NUM_THREADS``), a block of
-    images each (the engine's own per-thread blocks, :func:`~im2col_cnn.kernels.global_mean.image_blocks`): on one
-    thread ``x.copy()``; on more, each thread reads and writes its part at once."""
+def copy_on_threads(copy: Callable[[np.ndarray, np.ndarray], object], src: np.ndarray, dst: np.ndarray) -> None:
+    """``copy(dst[block], src[block])`` on the engine's threads (``IM2COL_CNN_NUM_THREADS``), a block of images
+    each (the engine's own per-thread blocks, :func:`~im2col_cnn.kernels.global_mean.image_blocks`)."""
     from im2col_cnn.kernels.global_mean import image_blocks
     from im2col_cnn.runtime.parallel import map_blocks
 
+    blocks = image_blocks(src.shape, src.itemsize)
+    map_blocks(lambda b, _: copy(dst[b[0] : b[1]], src[b[0] : b[1]]), blocks, lambda: None)
+
+
+def threaded_copy(x: np.ndarray) -> np.ndarray:
+    """A copy of ``x`` into a fresh array, made by the engine's threads (:func:`copy_on_threads`): on one thread
+    ``x.copy()``; on more, each thread reads and writes its part at once."""
     y = np.empty_like(x)
-    blocks = image_blocks(x.shape, x.itemsize)
-
-    def copy(block: tuple[int, int], _: None) -> None:
-        np.copyto(y[block[0] : block[1]], x[block[0] : block[1]])
-
-    map_blocks(copy, blocks, lambda: None)
+    copy_on_threads(np.copyto, x, y)
     return y
 
 
