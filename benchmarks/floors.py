@@ -13,13 +13,6 @@ NumPy implementation of each pass costs, timed beside the engine on the same dat
   of windows that share a winner. The exact float64 histogram the engine adds (``np.bincount`` over the same
   precomputed offsets, cast once), and the same computing the offsets from the winners' codes (one ``np.take``,
   one add): the engine's own scatter, less its Python.
-* **Channels-first C5 forward** -- (32, 56, 56, 64) 3x3 stride 2 -> 128, float32 (target: NCHW within 1.15x of
-  NHWC). That path stages its tiles channels-last (a transposing copy of the input, where NHWC makes a plain one)
-  and copies its output into the planes (a transposing copy NHWC needs not). Both copies are timed whole on the
-  engine's threads, a block of images each: ``NHWC + (transposing - plain copy of x) + transposing copy of the
-  output`` is what that path would take if its copies cost what they cost whole. The engine makes them tile by
-  tile, in the cache, where they may cost less (on the 2-core test host, 2 threads: NCHW 1.10x NHWC against
-  1.15x so estimated; 1 thread: 1.15 and 1.14).
 
 Each figure is the minimum over rounds that run every call of a section in turn, a few times in a row.
 ``--batch`` shrinks the batches (a quick look; the targets are stated for the full ones).
@@ -42,9 +35,8 @@ from im2col_cnn.kernels.winner_scatter import _scratch_per_image
 from im2col_cnn.runtime.parallel import get_num_threads, map_blocks
 
 from .cases import case_by_name, make_inputs
-from .scaling import copy_on_threads
 
-__all__ = ["window_max", "a2_forward_floors", "a2_backward_floors", "channels_first_floor", "main"]
+__all__ = ["window_max", "a2_forward_floors", "a2_backward_floors", "main"]
 
 ALL = slice(None)
 DTYPES = (np.float32, np.float64)
@@ -200,28 +192,6 @@ def _on_blocks(
     return run
 
 
-def channels_first_floor(batch: int | None, rounds: int) -> dict[str, float]:
-    """C5 float32 forward: the engine in both layouts, and the copies that bound the channels-first path."""
-    case = case_by_name("C5")
-    inputs = make_inputs(case, np.float32, batch)
-    x, w, b = inputs.x, inputs.w, inputs.b
-    xf = np.ascontiguousarray(np.moveaxis(x, -1, 1))
-    wf = np.ascontiguousarray(np.moveaxis(np.moveaxis(w, -1, 0), -1, 1))
-    opts = {"stride": case.stride, "padding": case.padding}
-    out, _ = engine.conv2d_forward(x, w, b, **opts)
-    x_to, out_to = np.empty_like(x), np.empty(np.moveaxis(out, -1, 1).shape, out.dtype)
-    calls = {
-        "NHWC forward": lambda: engine.conv2d_forward(x, w, b, **opts),
-        "NCHW forward": lambda: engine.conv2d_forward(xf, wf, b, data_format="NCHW", **opts),
-        "plain copy of x": lambda: copy_on_threads(np.copyto, x, x_to),
-        "transposing copy of x": lambda: copy_on_threads(lambda d, s: np.copyto(d, s.transpose(0, 2, 3, 1)), xf, x_to),
-        "transposing copy of the output": lambda: copy_on_threads(
-            lambda d, s: np.copyto(d, s.transpose(0, 3, 1, 2)), out, out_to
-        ),
-    }
-    return min_times(calls, rounds)
-
-
 def _a2_rows(dtype: type[np.floating], batch: int | None, rounds: int) -> list[tuple[str, float, float]]:
     case = case_by_name("A2")
     x = make_inputs(case, dtype, batch).x
@@ -242,15 +212,6 @@ def report(batch: int | None = None, rounds: int = 15) -> list[str]:
     for dtype in DTYPES:
         lines.append(f"A2 {np.dtype(dtype).name} (target: forward 3x x.copy(), backward 2x)   ms    x copy")
         lines += [f"  {name:<34} {t * 1e3:8.3f} {ratio:6.2f}" for name, t, ratio in _a2_rows(dtype, batch, rounds)]
-    conv_rounds = max(3, rounds // 3)  # its calls take 10-100x longer
-    t = channels_first_floor(batch, conv_rounds)
-    extra = t["transposing copy of x"] - t["plain copy of x"] + t["transposing copy of the output"]
-    lines.append(f"C5 float32 forward (target: NCHW within 1.15x of NHWC; minimum of {conv_rounds} rounds)   ms")
-    lines += [f"  {name:<34} {s * 1e3:8.3f}" for name, s in t.items()]
-    lines.append(
-        f"  NCHW / NHWC {t['NCHW forward'] / t['NHWC forward']:.2f}; NHWC + the transposing copies' extra (timed "
-        f"whole): {(t['NHWC forward'] + extra) / t['NHWC forward']:.2f}x NHWC"
-    )
     return lines
 
 

@@ -1,9 +1,11 @@
 """Contiguous channels-first convolutions computed in their own layout (``kernels/wide.py``).
 
 A 1x1 convolution runs as one product per image on the channel planes (the pointwise kernels) and one with few
-input channels builds transposed columns from the planes (the planes kernels). Each case is checked against the
-reference loops in the same layout, forward and backward, plain and transposed, in 1 to 3 dimensions; a spy
-checks that the channels-first kernel really ran; results are bitwise identical for every workspace limit.
+input channels builds transposed columns from the planes (the planes kernels); so does the forward pass of a
+strided convolution of many channels (only its forward pass: its gradients run the column kernels). Each case is
+checked against the reference loops in the same layout, forward and backward, plain and transposed, in 1 to 3
+dimensions; a spy checks that the channels-first kernel really ran (and only it); results are bitwise identical
+for every workspace limit and thread count.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ CASES = [
     ((2, 3, 9, 8), (3, 3), 5, dict(padding=1), "planes"),
     ((2, 2, 9, 10), (3, 2), 4, dict(stride=2, padding=(1, 0), dilation=(1, 2)), "planes"),
     ((2, 2, 5, 6, 4), (2, 3, 2), 3, dict(padding=1, stride=(1, 2, 1)), "planes"),
+    # many channels in and out (more than the planes kernels' few), so that only the strided forward pass is theirs
+    ((3, 8, 11), (3,), 7, dict(stride=2, padding=1), "strided"),
+    ((2, 9, 9, 8), (3, 3), 8, dict(stride=2, padding=1), "strided"),
+    ((2, 8, 9, 10), (3, 2), 7, dict(stride=(2, 3), padding=(1, 0), dilation=(1, 2)), "strided"),
+    ((2, 8, 11, 7), (2, 2), 9, dict(stride=3), "strided"),  # windows that skip input positions
+    ((2, 7, 5, 6, 7), (2, 3, 2), 7, dict(padding=1, stride=(1, 2, 2)), "strided"),
 ]
 
 
@@ -85,6 +93,9 @@ def test_channels_first_kernels_match_the_loops(case, transpose, dtype, monkeypa
     grads = getattr(ic, f"{name}_backward")(dout, cache)
     for got, want in zip(grads, getattr(ref, f"{name}_backward")(dout, r_cache), strict=True):
         assert_close(got, want, dtype)
+    if expected == "strided":  # the forward pass alone; a transposed convolution's passes are not strided ones
+        assert ran == ([] if transpose else ["correlate"])
+        return
     prefix = "pointwise_" if expected == "pointwise" else ""
     assert {f"{prefix}correlate", f"{prefix}weight_grad"} <= set(ran), ran
     assert ("pointwise_input_grad" if expected == "pointwise" else "scatter_input_grad") in ran, ran
@@ -97,14 +108,31 @@ def test_channels_first_kernels_are_identical_for_every_limit(case):
     fmt = FORMATS[len(kernel)]
     rng, x, w, b = _arrays(x_shape, kernel, c_out, options.get("groups", 1), np.float32, transpose=False)
     results = []
-    for limit in (MIN_WORKSPACE, DEFAULT_WORKSPACE, 1 << 40):
-        fwd, bwd = getattr(ic, f"conv{len(kernel)}d_forward"), getattr(ic, f"conv{len(kernel)}d_backward")
-        out, cache = fwd(x, w, b, data_format=fmt, workspace=limit, **options)
-        dout = np.random.default_rng(1).standard_normal(out.shape).astype(np.float32)
-        results.append((out, *bwd(dout, cache, workspace=limit)))
+    fwd, bwd = getattr(ic, f"conv{len(kernel)}d_forward"), getattr(ic, f"conv{len(kernel)}d_backward")
+    for limit, threads in ((MIN_WORKSPACE, 2), (DEFAULT_WORKSPACE, 2), (1 << 40, 2), (DEFAULT_WORKSPACE, 1)):
+        before = ic.set_num_threads(threads)
+        try:
+            out, cache = fwd(x, w, b, data_format=fmt, workspace=limit, **options)
+            dout = np.random.default_rng(1).standard_normal(out.shape).astype(np.float32)
+            results.append((out, *bwd(dout, cache, workspace=limit)))
+        finally:
+            ic.set_num_threads(before)
     for other in results[1:]:
         for a, e in zip(other, results[0], strict=True):
             np.testing.assert_array_equal(a, e)
+
+
+@pytest.mark.parametrize("padding", [((1, 2), (0, 1)), ((0, 3), (2, 0)), "valid"], ids=str)
+def test_strided_forward_pass_with_uneven_padding(padding, monkeypatch):
+    """The planes' zero-padded copy spans what the windows read: more padding on one side, or none."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 9, 10, 11))
+    w = rng.standard_normal((7, 9, 3, 2))
+    ran = _spy(monkeypatch)
+    out, _ = ic.conv2d_forward(x, w, None, stride=(2, 3), padding=padding, data_format="NCHW")
+    assert ran == ["correlate"]
+    r_out, _ = ref.conv2d_forward(x, w, None, stride=(2, 3), padding=padding, data_format="NCHW")
+    assert_close(out, r_out, np.float64)
 
 
 def test_non_contiguous_channels_first_input_takes_the_staged_path(monkeypatch):

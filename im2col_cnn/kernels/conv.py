@@ -68,12 +68,15 @@ def column_tiles(
     channels-first planes kernel of few channels (``kernel='planes'``, :func:`~im2col_cnn.kernels.wide.kernel`)
     the blocks are not cut to ``MIN_TILES``: as for the planar kernels, a block costs it a fixed time (the C2
     case in NCHW, float32, 2 cores: forward 1.46 -> 1.69 ms and backward 3.38 -> 5.16 in 16 blocks instead of 2).
+    Of many channels (a strided forward pass, :func:`~im2col_cnn.kernels.wide.strided_forward`) they are, as for
+    the column kernel: its products, not the blocks, take the time, and every thread needs a block.
     """
     n, k = x_shape[0], geom.taps * x_shape[-1]
     block_k = 0 if geom.is_pointwise else k
     scratch = _tile_scratch(x_shape, itemsize, geom, extra, always_slab)
     cols = block_k * math.prod(geom.out_shape) * itemsize
-    return conv_tiles(n, geom.out_shape, cols, scratch, limit, min_tiles=1 if kernel == "planes" else MIN_TILES)
+    few_planes = kernel == "planes" and x_shape[-1] <= planar.SMALL_CHANNELS
+    return conv_tiles(n, geom.out_shape, cols, scratch, limit, min_tiles=1 if few_planes else MIN_TILES)
 
 
 def tile_threads(
@@ -119,19 +122,24 @@ def correlate(
     bias: np.ndarray | None = None,
     groups: int = 1,
     out: np.ndarray | None = None,
+    *,
+    strided_planes: bool = True,
 ) -> np.ndarray:
     """``out[n, *o, co] = Σ_{taps, c} x_pad[n, *(o*s + tap*d), c_g0 + c] * w[*taps, c, co] (+ bias)``.
 
     ``x`` (N, *spatial, C_in), ``w`` (*kernel, C_in // groups, C_out) -> ``out`` (N, *out, C_out), dtype of
     ``x``; ``c_g0`` is the first input channel of output channel ``co``'s group. ``out``, if given, is written in
-    place (any memory layout, e.g. the channels-last view of a channels-first array) and returned.
+    place (any memory layout, e.g. the channels-last view of a channels-first array) and returned. With
+    ``strided_planes`` False, a strided geometry of many channels in the channels-first layout runs the column
+    kernel all the same, not the planes kernel (:func:`~im2col_cnn.kernels.wide.strided_forward`): the kernel
+    whose columns a weight gradient can share (:mod:`~im2col_cnn.kernels.shared_columns`).
     """
     c_out = w.shape[-1]
     if out is None:
         out = np.empty((x.shape[0], *geom.out_shape, c_out), dtype=x.dtype)
     if groups > 1 and w.shape[-2] == 1:
         return depthwise.correlate(x, w, geom, limit, bias, out)
-    kernel = wide.kernel(x, out, geom, groups)
+    kernel = wide.kernel(x, out, geom, groups, forward=strided_planes)
     if kernel == "pointwise":
         return wide.pointwise_correlate(x, w, bias, out, groups)
     tiles = column_tiles(x.shape, x.itemsize, geom, limit, c_out, kernel=kernel) if kernel else []

@@ -150,8 +150,8 @@ def transpose_backward(
         dx, dx_last = new_result(x.shape, x.dtype, channels_first)
         # the convolution's forward pass and its weight gradient, on one set of columns of d where they can be
         dw = correlate_and_weight_grad(d, w, x, geom, limit, groups, dx_last, c_out_major=channels_first)
-        if dw is None:
-            correlate(d, w, geom, limit, groups=groups, out=dx_last)
+        if dw is None:  # the kernel the one pass runs, so that dx does not depend on whether it ran
+            correlate(d, w, geom, limit, groups=groups, out=dx_last, strided_planes=False)
     if dw is None:
         dw, _ = weight_grad(d, x, geom, limit, groups, c_out_major=channels_first)
     return dx, weight_from_last(dw, channels_first), db
