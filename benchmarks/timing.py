@@ -20,6 +20,7 @@ __all__ = [
     "MIB",
     "median_time",
     "interleaved_medians",
+    "interleaved_times",
     "SETTLE_S",
     "peak_memory_mib",
     "bare_products",
@@ -67,6 +68,13 @@ case's forward right after the bare product took 17-19 ms, after a 0.15 s sleep 
 
 
 def interleaved_medians(
+    calls: dict[str, tuple[Callable[..., object], Callable[[], Any] | None]], **options: Any
+) -> dict[str, float]:
+    """Median seconds of each of ``calls`` over the rounds of :func:`interleaved_times` (the same arguments)."""
+    return {name: statistics.median(values) for name, values in interleaved_times(calls, **options).items()}
+
+
+def interleaved_times(
     calls: dict[str, tuple[Callable[..., object], Callable[[], Any] | None]],
     *,
     repeats: int = 5,
@@ -75,8 +83,9 @@ def interleaved_medians(
     max_repeats: int = 200,
     settle_s: float = 0.0,
     block_s: float = 0.0,
-) -> dict[str, float]:
-    """Median seconds of each of ``calls`` (name -> ``(fn, setup)``, as in :func:`median_time`), timed in rounds.
+) -> dict[str, list[float]]:
+    """Seconds of every timed run of each of ``calls`` (name -> ``(fn, setup)``, as in :func:`median_time`),
+    timed in rounds.
 
     Every round runs each call -- once, or with ``block_s`` for about that long in a row --, so slow spells of a
     noisy machine hit all of them alike and their ratios stay fair. With ``settle_s``, each call first runs
@@ -110,7 +119,7 @@ def interleaved_medians(
                 for_about(settle_s, fn, setup)
             times[name].extend(for_about(block_s, fn, setup))
         rounds += 1
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
 
 
 def timed_call(fn: Callable[[], T]) -> tuple[float, T]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -102,7 +103,7 @@ def test_layout_section_times_both_layouts_of_every_row():
     status, out, _ = _run(["--layouts", "--cases", "C1,P1,A1", "--quick", "--repeats", "1"])
     assert status == 0
     lines = [line.replace(" *", "") for line in out.splitlines() if line.startswith(("C1 ", "P1 ", "A1 "))]
-    rows = {(line.split()[0], " ".join(line.split()[2:-3])) for line in lines}
+    rows = {(line.split()[0], " ".join(line.split()[2:-4])) for line in lines}
     assert rows == {
         ("C1", "conv forward"),
         ("C1", "conv backward"),
@@ -115,9 +116,10 @@ def test_layout_section_times_both_layouts_of_every_row():
         ("A1", "adaptive avg pool backward"),
     }
     assert len(lines) == 24  # both dtypes
+    assert re.search(r"Minimum of [1-9]\d* or more interleaved rounds per call", out)
     for line in lines:
-        last, first, ratio = (float(v) for v in line.split()[-3:])
-        assert last > 0 and first > 0
+        last, first, ratio, median = (float(v) for v in line.split()[-4:])
+        assert last > 0 and first > 0 and median > 0
         # the ratio of the unrounded times: within what the printed (3-decimal ms, 2-decimal ratio) values allow
         assert (first - 5e-4) / (last + 5e-4) - 5e-3 <= ratio <= (first + 5e-4) / (last - 5e-4) + 5e-3
 
