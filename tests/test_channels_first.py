@@ -16,8 +16,9 @@ from _helpers import assert_close
 
 import im2col_cnn as ic
 import reference as ref
+from benchmarks.memory import peak_scratch
 from im2col_cnn.kernels import wide
-from im2col_cnn.runtime.workspace import DEFAULT_WORKSPACE, MIN_WORKSPACE
+from im2col_cnn.runtime.workspace import DEFAULT_WORKSPACE, MIN_WORKSPACE, SCRATCH_SLACK
 
 FORMATS = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
 
@@ -133,6 +134,19 @@ def test_strided_forward_pass_with_uneven_padding(padding, monkeypatch):
     assert ran == ["correlate"]
     r_out, _ = ref.conv2d_forward(x, w, None, stride=(2, 3), padding=padding, data_format="NCHW")
     assert_close(out, r_out, np.float64)
+
+
+@pytest.mark.parametrize("padding", [1, 0], ids=["padded", "unpadded"])
+def test_strided_forward_pass_stays_within_the_limit(padding, monkeypatch):
+    """Its columns and zero-padded planes are the column kernel's scratch, tile for tile (37 MiB of input)."""
+    x = np.full((48, 64, 56, 56), 0.5, dtype=np.float32)
+    w = np.full((16, 64, 3, 3), 0.01, dtype=np.float32)
+    ran = _spy(monkeypatch)
+    used = peak_scratch(
+        lambda: ic.conv2d_forward(x, w, None, stride=2, padding=padding, data_format="NCHW", workspace=MIN_WORKSPACE)[0]
+    )[0]
+    assert ran == ["correlate"]
+    assert used <= MIN_WORKSPACE + SCRATCH_SLACK, f"scratch {used / 2**20:.1f} MiB"
 
 
 def test_non_contiguous_channels_first_input_takes_the_staged_path(monkeypatch):

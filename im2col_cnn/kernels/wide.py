@@ -186,7 +186,7 @@ def _columns_t(x: np.ndarray, images: slice, geom: WindowGeometry, bufs: Buffers
     n_b, c = block.shape[:2]
     k, p = geom.taps * c, math.prod(geom.out_shape)
     cols = bufs.get("cols_t", (k + ones, n_b, p))
-    if any(a.s > 1 for a in geom.axes):  # border strips to fill at every offset: staged with its padding once
+    if geom.has_padding and any(a.s > 1 for a in geom.axes):  # border strips at every offset: padded once
         _staged_columns_t(block, geom, bufs, cols[:k])
     else:
         plane_columns(block, geom, cols[:k], channel_major=False)  # (K, n_b, P)
