@@ -9,10 +9,10 @@ land their results in planes -- no channels-last copy of the input, the output o
 * **planes** (ungrouped, few input channels, :data:`~im2col_cnn.kernels.planar.SMALL_CHANNELS`, a network's first
   layer; and the forward pass alone of a strided convolution of any channels, :func:`strided_forward`):
   ``colsᵀ`` ``(prod(kernel)*C_in [+ 1], n_b, prod(out))`` is ``prod(kernel)`` strided copies of whole planes, in
-  runs of the last axis' output size (and a row of ones for the bias) -- with a stride, from one zero-padded copy
-  of the planes. Forward ``out_i = wᵀ · colsᵀ_i``, one product per image written into its planes; weight
-  gradient ``Σ_i colsᵀ_i · dout_iᵀ``; input gradient ``dcolsᵀ_i = w · dout_i`` per image, added back one kernel
-  offset at a time.
+  runs of the last axis' output size (and a row of ones for the bias); strided and padded, they are copied from
+  one zero-padded copy of the planes. Forward ``out_i = wᵀ · colsᵀ_i``, one product per image written into its
+  planes; weight gradient ``Σ_i colsᵀ_i · dout_iᵀ``; input gradient ``dcolsᵀ_i = w · dout_i`` per image, added
+  back one kernel offset at a time.
 
 Elsewhere (a k x k kernel over many channels) the channels-last columns' long runs are cheaper to build from a
 channels-last slab staged tile by tile (:mod:`~im2col_cnn.kernels.columns`) than ``colsᵀ`` in runs of one output
@@ -84,8 +84,8 @@ def strided_forward(geom: WindowGeometry) -> bool:
 
     The column kernel transposes the whole input into channels-last slabs (a stride ``s`` reads ``s**ndim`` input
     positions per output position) and its output into the planes, at NumPy's transposing-copy speed (several
-    times a plain copy's); the planes kernel makes one plain zero-padded copy of the planes and copies the columns
-    from it in runs of the last output axis, and its products write the planes directly. At stride 1 the columns
+    times a plain copy's); the planes kernel copies the columns in runs of the last output axis (padded, from one
+    plain zero-padded copy of the planes), and its products write the planes directly. At stride 1 the columns
     outnumber the input ``prod(kernel)`` times and those short runs cost more than the transposes they save.
     Measured on 2 cores (NCHW against NHWC): C5 (stride 2) forward float32 1.14 -> 1.12, float64 1.10 -> 0.99;
     C3 (stride 1) in the planes kernel 1.12 -> 1.32.
