@@ -17,7 +17,7 @@ from _helpers import assert_close
 import im2col_cnn as ic
 import reference as ref
 from benchmarks.memory import peak_scratch
-from im2col_cnn.kernels import wide
+from im2col_cnn.kernels import tap_groups, wide
 from im2col_cnn.runtime.workspace import DEFAULT_WORKSPACE, MIN_WORKSPACE, SCRATCH_SLACK
 
 FORMATS = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
@@ -31,12 +31,13 @@ CASES = [
     ((2, 3, 9, 8), (3, 3), 5, dict(padding=1), "planes"),
     ((2, 2, 9, 10), (3, 2), 4, dict(stride=2, padding=(1, 0), dilation=(1, 2)), "planes"),
     ((2, 2, 5, 6, 4), (2, 3, 2), 3, dict(padding=1, stride=(1, 2, 1)), "planes"),
-    # many channels in and out (more than the planes kernels' few), so that only the strided forward pass is theirs
-    ((3, 8, 11), (3,), 7, dict(stride=2, padding=1), "strided"),
-    ((2, 9, 9, 8), (3, 3), 8, dict(stride=2, padding=1), "strided"),
-    ((2, 8, 9, 10), (3, 2), 7, dict(stride=(2, 3), padding=(1, 0), dilation=(1, 2)), "strided"),
-    ((2, 8, 11, 7), (2, 2), 9, dict(stride=3), "strided"),  # windows that skip input positions
-    ((2, 7, 5, 6, 7), (2, 3, 2), 7, dict(padding=1, stride=(1, 2, 2)), "strided"),
+    # many channels in and out (more than the planes kernels' few), so that only the strided forward pass is theirs;
+    # 512 output positions or more an image, so that a batch of two makes two tiles (one tile keeps the tap groups)
+    ((2, 8, 1100), (3,), 7, dict(stride=2, padding=1), "strided"),
+    ((2, 9, 47, 44), (3, 3), 8, dict(stride=2, padding=1), "strided"),
+    ((2, 8, 48, 70), (3, 2), 7, dict(stride=(2, 3), padding=(1, 0), dilation=(1, 2)), "strided"),
+    ((2, 8, 71, 71), (2, 2), 9, dict(stride=3), "strided"),  # windows that skip input positions
+    ((2, 7, 8, 20, 20), (2, 3, 2), 7, dict(padding=1, stride=(1, 2, 2)), "strided"),
 ]
 
 
@@ -127,7 +128,7 @@ def test_channels_first_kernels_are_identical_for_every_limit(case):
 def test_strided_forward_pass_with_uneven_padding(padding, monkeypatch):
     """The planes' zero-padded copy spans what the windows read: more padding on one side, or none."""
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((3, 9, 10, 11))
+    x = rng.standard_normal((2, 9, 50, 70))  # two tiles (one keeps the tap groups)
     w = rng.standard_normal((7, 9, 3, 2))
     ran = _spy(monkeypatch)
     out, _ = ic.conv2d_forward(x, w, None, stride=(2, 3), padding=padding, data_format="NCHW")
@@ -147,6 +148,20 @@ def test_strided_forward_pass_stays_within_the_limit(padding, monkeypatch):
     )[0]
     assert ran == ["correlate"]
     assert used <= MIN_WORKSPACE + SCRATCH_SLACK, f"scratch {used / 2**20:.1f} MiB"
+
+
+def test_strided_forward_pass_of_one_tile_is_shared_among_the_threads(monkeypatch):
+    """A batch in one tile keeps the column kernel's tap groups, which split its product among the threads (the
+    planes kernel would run it on one)."""
+    rng = np.random.default_rng(6)
+    x, w = rng.standard_normal((1, 128, 12, 12)), rng.standard_normal((8, 128, 3, 3))
+    ran = _spy(monkeypatch)
+    cut = []
+    original = tap_groups.correlate
+    monkeypatch.setattr(tap_groups, "correlate", lambda *a, **k: cut.append(1) or original(*a, **k))
+    out, _ = ic.conv2d_forward(x, w, None, stride=2, padding=1, data_format="NCHW")
+    assert ran == [] and cut == [1]
+    assert_close(out, ref.conv2d_forward(x, w, None, stride=2, padding=1, data_format="NCHW")[0], np.float64)
 
 
 def test_non_contiguous_channels_first_input_takes_the_staged_path(monkeypatch):

@@ -144,6 +144,8 @@ def correlate(
         return wide.pointwise_correlate(x, w, bias, out, groups)
     tiles = column_tiles(x.shape, x.itemsize, geom, limit, c_out, kernel=kernel) if kernel else []
     images = wide.plan(tiles, geom) if kernel else None
+    if images is not None and len(images) == 1 and x.shape[-1] > planar.SMALL_CHANNELS:
+        images = None  # a strided pass in one tile: the tap groups below share it among the threads
     if images is not None:
         return wide.correlate(
             x, w, geom, images, bias, out, tile_threads(x.shape, x.itemsize, geom, tiles, limit, c_out)

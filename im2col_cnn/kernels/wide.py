@@ -86,8 +86,9 @@ def strided_forward(geom: WindowGeometry) -> bool:
     positions per output position) and its output into the planes, at NumPy's transposing-copy speed (several
     times a plain copy's); the planes kernel copies the columns in runs of the last output axis (padded, from one
     plain zero-padded copy of the planes), and its products write the planes directly. At stride 1 the columns
-    outnumber the input ``prod(kernel)`` times and those short runs cost more than the transposes they save.
-    Measured on 2 cores (NCHW against NHWC): C5 (stride 2) forward float32 1.14 -> 1.12, float64 1.10 -> 0.99;
+    outnumber the input ``prod(kernel)`` times and those short runs cost more than the transposes they save. (A
+    batch in one tile runs the column kernel all the same, whose tap groups share it among the threads.) Measured
+    on 2 cores (NCHW against NHWC): C5 (stride 2) forward float32 1.14 -> 1.12, float64 1.10 -> 0.99;
     C3 (stride 1) in the planes kernel 1.12 -> 1.32.
     """
     return any(a.s > 1 for a in geom.axes)
