@@ -31,13 +31,6 @@ CASES = [
     ((2, 3, 9, 8), (3, 3), 5, dict(padding=1), "planes"),
     ((2, 2, 9, 10), (3, 2), 4, dict(stride=2, padding=(1, 0), dilation=(1, 2)), "planes"),
     ((2, 2, 5, 6, 4), (2, 3, 2), 3, dict(padding=1, stride=(1, 2, 1)), "planes"),
-    # many channels in and out (more than the planes kernels' few), so that only the strided forward pass is theirs;
-    # 512 output positions or more an image, so that a batch of two makes two tiles (one tile keeps the tap groups)
-    ((2, 8, 1100), (3,), 7, dict(stride=2, padding=1), "strided"),
-    ((2, 9, 47, 44), (3, 3), 8, dict(stride=2, padding=1), "strided"),
-    ((2, 8, 48, 70), (3, 2), 7, dict(stride=(2, 3), padding=(1, 0), dilation=(1, 2)), "strided"),
-    ((2, 8, 71, 71), (2, 2), 9, dict(stride=3), "strided"),  # windows that skip input positions
-    ((2, 7, 8, 20, 20), (2, 3, 2), 7, dict(padding=1, stride=(1, 2, 2)), "strided"),
 ]
 
 
@@ -95,9 +88,6 @@ def test_channels_first_kernels_match_the_loops(case, transpose, dtype, monkeypa
     grads = getattr(ic, f"{name}_backward")(dout, cache)
     for got, want in zip(grads, getattr(ref, f"{name}_backward")(dout, r_cache), strict=True):
         assert_close(got, want, dtype)
-    if expected == "strided":  # the forward pass alone; a transposed convolution's passes are not strided ones
-        assert ran == ([] if transpose else ["correlate"])
-        return
     prefix = "pointwise_" if expected == "pointwise" else ""
     assert {f"{prefix}correlate", f"{prefix}weight_grad"} <= set(ran), ran
     assert ("pointwise_input_grad" if expected == "pointwise" else "scatter_input_grad") in ran, ran
@@ -124,24 +114,77 @@ def test_channels_first_kernels_are_identical_for_every_limit(case):
             np.testing.assert_array_equal(a, e)
 
 
+# A strided forward pass of many channels: (x channels-first, kernel, c_out, options, whether the planes kernel
+# runs it). Each image has 512 output positions or more, so that a batch of two makes two tiles (one tile keeps the
+# column kernel's tap groups).
+STRIDED = [
+    ((2, 64, 1100), (3,), 128, dict(stride=2, padding=1), True),
+    ((2, 32, 50, 50), (3, 3), 128, dict(stride=2, padding=1), True),  # 25 outputs wide
+    ((2, 16, 48, 75), (3, 2), 128, dict(stride=(2, 3), padding=(1, 0), dilation=(1, 2)), True),
+    ((2, 16, 72, 72), (1, 1), 8, dict(stride=3), True),  # 1x1: whatever the channels; windows skip input
+    ((2, 8, 6, 20, 50), (2, 3, 2), 128, dict(padding=1, stride=(1, 2, 2)), True),
+    ((2, 128, 50, 50), (3, 3), 128, dict(stride=2, padding=1), False),  # as many channels out as in
+    ((2, 32, 50, 50), (3, 3), 64, dict(stride=2, padding=1), False),  # fewer than 128 out
+    ((2, 32, 46, 46), (3, 3), 128, dict(stride=2, padding=1), False),  # 23 outputs wide
+]
+
+
+def _to_last(x, w):
+    """Channels-first ``x`` and PyTorch-layout conv weights -> their channels-last copies."""
+    nd = x.ndim - 2
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1)), np.ascontiguousarray(w.transpose(*range(2, nd + 2), 1, 0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", STRIDED, ids=lambda c: f"{len(c[1])}d-{c[0]}-{c[2]}-planes={c[4]}")
+def test_strided_forward_pass_takes_the_cheaper_kernel_with_the_same_results(case, dtype, monkeypatch):
+    """The planes kernel runs the forward pass alone, where it is the cheaper (``wide.strided_forward``); results
+    agree with the channels-last call, forward and backward; a transposed convolution's passes never take it."""
+    x_shape, kernel, c_out, options, planes = case
+    nd = len(kernel)
+    rng, x, w, b = _arrays(x_shape, kernel, c_out, 1, dtype, transpose=False)
+    ran = _spy(monkeypatch)
+    fwd, bwd = getattr(ic, f"conv{nd}d_forward"), getattr(ic, f"conv{nd}d_backward")
+    out, cache = fwd(x, w, b, data_format=FORMATS[nd], **options)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dx, dw, db = bwd(dout, cache)
+    assert ran == (["correlate"] if planes else [])
+    x_last, w_last = _to_last(x, w)
+    out_last, cache_last = fwd(x_last, w_last, b, **options)
+    dx_last, dw_last, db_last = bwd(np.ascontiguousarray(np.moveaxis(dout, 1, -1)), cache_last)
+    assert_close(out, np.moveaxis(out_last, -1, 1), dtype)
+    assert_close(dx, np.moveaxis(dx_last, -1, 1), dtype)
+    assert_close(dw, dw_last.transpose(nd + 1, nd, *range(nd)), dtype)
+    assert_close(db, db_last, dtype)
+    ran.clear()
+    t_fwd, t_bwd = getattr(ic, f"conv_transpose{nd}d_forward"), getattr(ic, f"conv_transpose{nd}d_backward")
+    y, t_cache = t_fwd(out, w, None, data_format=FORMATS[nd], **options)  # w read as (C_in, C_out, *k): c_out -> C
+    t_bwd(rng.standard_normal(y.shape).astype(dtype), t_cache)
+    assert ran == []
+
+
+@pytest.mark.parametrize("case", [c for c in STRIDED if c[4]], ids=lambda c: f"{len(c[1])}d-{c[0]}")
+def test_strided_forward_pass_is_identical_for_every_limit_and_thread_count(case):
+    test_channels_first_kernels_are_identical_for_every_limit(case)
+
+
 @pytest.mark.parametrize("padding", [((1, 2), (0, 1)), ((0, 3), (2, 0)), "valid"], ids=str)
 def test_strided_forward_pass_with_uneven_padding(padding, monkeypatch):
     """The planes' zero-padded copy spans what the windows read: more padding on one side, or none."""
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((2, 9, 50, 70))  # two tiles (one keeps the tap groups)
-    w = rng.standard_normal((7, 9, 3, 2))
+    x, w = rng.standard_normal((2, 16, 48, 75)), rng.standard_normal((128, 16, 3, 2))
     ran = _spy(monkeypatch)
     out, _ = ic.conv2d_forward(x, w, None, stride=(2, 3), padding=padding, data_format="NCHW")
     assert ran == ["correlate"]
-    r_out, _ = ref.conv2d_forward(x, w, None, stride=(2, 3), padding=padding, data_format="NCHW")
-    assert_close(out, r_out, np.float64)
+    out_last, _ = ic.conv2d_forward(*_to_last(x, w), None, stride=(2, 3), padding=padding)
+    assert_close(out, np.moveaxis(out_last, -1, 1), np.float64)
 
 
 @pytest.mark.parametrize("padding", [1, 0], ids=["padded", "unpadded"])
 def test_strided_forward_pass_stays_within_the_limit(padding, monkeypatch):
     """Its columns and zero-padded planes are the column kernel's scratch, tile for tile (37 MiB of input)."""
     x = np.full((48, 64, 56, 56), 0.5, dtype=np.float32)
-    w = np.full((16, 64, 3, 3), 0.01, dtype=np.float32)
+    w = np.full((128, 64, 3, 3), 0.01, dtype=np.float32)
     ran = _spy(monkeypatch)
     used = peak_scratch(
         lambda: ic.conv2d_forward(x, w, None, stride=2, padding=padding, data_format="NCHW", workspace=MIN_WORKSPACE)[0]
@@ -154,14 +197,16 @@ def test_strided_forward_pass_of_one_tile_is_shared_among_the_threads(monkeypatc
     """A batch in one tile keeps the column kernel's tap groups, which split its product among the threads (the
     planes kernel would run it on one)."""
     rng = np.random.default_rng(6)
-    x, w = rng.standard_normal((1, 128, 12, 12)), rng.standard_normal((8, 128, 3, 3))
+    x = rng.standard_normal((1, 128, 48, 48)).astype(np.float32)
+    w = rng.standard_normal((256, 128, 3, 3)).astype(np.float32)
     ran = _spy(monkeypatch)
     cut = []
     original = tap_groups.correlate
     monkeypatch.setattr(tap_groups, "correlate", lambda *a, **k: cut.append(1) or original(*a, **k))
     out, _ = ic.conv2d_forward(x, w, None, stride=2, padding=1, data_format="NCHW")
     assert ran == [] and cut == [1]
-    assert_close(out, ref.conv2d_forward(x, w, None, stride=2, padding=1, data_format="NCHW")[0], np.float64)
+    out_last, _ = ic.conv2d_forward(*_to_last(x, w), None, stride=2, padding=1)
+    assert_close(out, np.moveaxis(out_last, -1, 1), np.float32)
 
 
 def test_non_contiguous_channels_first_input_takes_the_staged_path(monkeypatch):

@@ -7,7 +7,7 @@ land their results in planes -- no channels-last copy of the input, the output o
   image (``P = prod(spatial)``). Forward ``out_i = wᵀ · x_i`` and input gradient ``dx_i = w · dout_i`` are one
   stacked product over the batch with no copy at all; the weight gradient sums ``x_i · dout_iᵀ`` over images.
 * **planes** (ungrouped, few input channels, :data:`~im2col_cnn.kernels.planar.SMALL_CHANNELS`, a network's first
-  layer; and the forward pass alone of a strided convolution of any channels, :func:`strided_forward`):
+  layer; and the forward pass alone of a strided convolution of many channels, :func:`strided_forward`):
   ``colsᵀ`` ``(prod(kernel)*C_in [+ 1], n_b, prod(out))`` is ``prod(kernel)`` strided copies of whole planes, in
   runs of the last axis' output size (and a row of ones for the bias); strided and padded, they are copied from
   one zero-padded copy of the planes. Forward ``out_i = wᵀ · colsᵀ_i``, one product per image written into its
@@ -68,30 +68,41 @@ def is_channels_first(*arrays: np.ndarray) -> bool:
 def kernel(x: np.ndarray, other: np.ndarray, geom: WindowGeometry, groups: int, *, forward: bool = False) -> str | None:
     """Which of these kernels a convolution of ``x`` (N, *spatial, C_in) with ``other`` (its output or its
     gradient) takes: ``'pointwise'``, ``'planes'``, or None (not both channels-first in memory, or neither
-    applies). With ``forward`` (``other`` is the output of a correlation), a strided geometry takes the planes
-    kernel whatever the channels (:func:`strided_forward`)."""
+    applies). With ``forward`` (``other`` is the output of a correlation), a strided geometry of many channels may
+    take the planes kernel too (:func:`strided_forward`)."""
     if not is_channels_first(x, other):
         return None
     if geom.is_pointwise:
         return "pointwise"
-    if groups == 1 and (x.shape[-1] <= SMALL_CHANNELS or (forward and strided_forward(geom))):
+    if groups == 1 and (
+        x.shape[-1] <= SMALL_CHANNELS or (forward and strided_forward(geom, x.shape[-1], other.shape[-1]))
+    ):
         return "planes"
     return None
 
 
-def strided_forward(geom: WindowGeometry) -> bool:
-    """Whether a forward pass of many channels runs in the planes kernel: where the windows are strided.
+def strided_forward(geom: WindowGeometry, c_in: int, c_out: int) -> bool:
+    """Whether a forward pass of many channels runs in the planes kernel: where the windows are strided and it
+    is the cheaper one.
 
     The column kernel transposes the whole input into channels-last slabs (a stride ``s`` reads ``s**ndim`` input
     positions per output position) and its output into the planes, at NumPy's transposing-copy speed (several
-    times a plain copy's); the planes kernel copies the columns in runs of the last output axis (padded, from one
-    plain zero-padded copy of the planes), and its products write the planes directly. At stride 1 the columns
-    outnumber the input ``prod(kernel)`` times and those short runs cost more than the transposes they save. (A
-    batch in one tile runs the column kernel all the same, whose tap groups share it among the threads.) Measured
-    on 2 cores (NCHW against NHWC): C5 (stride 2) forward float32 1.14 -> 1.12, float64 1.10 -> 0.99;
-    C3 (stride 1) in the planes kernel 1.12 -> 1.32.
+    times a plain copy's); the planes kernel copies ``prod(kernel)`` columns per input channel in runs of the last
+    output axis (padded, from one plain zero-padded copy of the planes), and its products write the planes
+    directly. A 1x1 kernel copies less than a quarter of the input: always the planes. A larger one where the
+    output transposes it saves outweigh its columns (``C_out >= 2 * C_in``), its products are as fast as the column
+    kernel's (``C_out >= 128``: with fewer rows the transposed product is slower) and its runs are long (24 outputs
+    or more). (A batch in one tile runs the column kernel all the same, whose tap groups share it among the
+    threads.) NCHW against NHWC, 2 cores, float32 / float64, column -> planes kernel: C5 (64 -> 128, 3x3 stride 2,
+    28 wide) 1.16 / 1.08 -> 1.12 / 0.98; 1x1 stride 2, 64 -> 128, 28 wide 1.48 / 1.31 -> 0.96 / 0.94, 256 -> 512,
+    7 wide 1.44 / 1.34 -> 1.19 / 1.23; and where it is not taken, 3x3 stride 2: 128 -> 128 1.22 -> 1.33 (float32),
+    32 -> 64 1.25 -> 1.34, 128 -> 256 14 wide 1.15 / 1.10 -> 1.18 / 1.18, 256 -> 512 7 wide 1.18 -> 1.44.
     """
-    return any(a.s > 1 for a in geom.axes)
+    if not any(a.s > 1 for a in geom.axes):
+        return False
+    if geom.taps == 1:
+        return True
+    return c_out >= max(2 * c_in, 128) and geom.out_shape[-1] >= 24
 
 
 def plan(tiles: list[Tile], geom: WindowGeometry) -> list[slice] | None:
