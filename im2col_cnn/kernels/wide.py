@@ -86,11 +86,11 @@ def strided_forward(geom: WindowGeometry, c_in: int, c_out: int) -> bool:
     is the cheaper one.
 
     The column kernel transposes the whole input into channels-last slabs (a stride ``s`` reads ``s**ndim`` input
-    positions per output position) and its output into the planes, at NumPy's transposing-copy speed (several
-    times a plain copy's); the planes kernel copies ``prod(kernel)`` columns per input channel in runs of the last
-    output axis (padded, from one plain zero-padded copy of the planes), and its products write the planes
-    directly. A 1x1 kernel copies less than a quarter of the input: always the planes. A larger one where the
-    output transposes it saves outweigh its columns (``C_out >= 2 * C_in``), its products are as fast as the column
+    positions per output position) and its output into the planes, at NumPy's transposing-copy speed (several times
+    a plain copy's); the planes kernel copies ``prod(kernel)`` columns per input channel in runs of the last output
+    axis (padded, from one plain zero-padded copy of the planes), and its products write the planes directly. A 1x1
+    kernel copies just the input it reads (a quarter at stride 2 in 2-D): always. A larger one where the output
+    transposes it saves outweigh its columns (``C_out >= 2 * C_in``), its products are as fast as the column
     kernel's (``C_out >= 128``: with fewer rows the transposed product is slower) and its runs are long (24 outputs
     or more). (A batch in one tile runs the column kernel all the same, whose tap groups share it among the
     threads.) NCHW against NHWC, 2 cores, float32 / float64, column -> planes kernel: C5 (64 -> 128, 3x3 stride 2,
