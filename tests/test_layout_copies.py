@@ -8,8 +8,17 @@ import pytest
 
 from im2col_cnn.runtime import layout
 
-# Planes of 4 KiB and more (8 channels at a time), of 1 KiB (16 at a time), of other sizes (all at once).
-SHAPES = [(3, 19, 16, 16), (2, 33, 32, 32), (2, 40, 4, 8, 8), (2, 17, 7, 9), (1, 8, 1024), (2, 5, 2, 32, 32)]
+# Planes of 4 KiB and more (8 channels at a time), of 2 KiB (16), of 1 KiB (32), of other sizes (all at once).
+SHAPES = [
+    (3, 40, 16, 16),
+    (2, 33, 32, 32),
+    (2, 40, 4, 8, 8),
+    (2, 17, 7, 9),
+    (1, 8, 1024),
+    (2, 5, 2, 32, 32),
+    (2, 20, 16, 32),
+    (3, 19, 16, 16),
+]
 
 
 def channels_last_view(shape, dtype, seed=0):
@@ -28,8 +37,9 @@ def test_copy_rows_copies_every_channel(shape, dtype):
     np.testing.assert_array_equal(dst, block)
 
 
-# float32: planes of 1 KiB, 4 KiB, 1 KiB, 252 B, 4 KiB (8 channels: one run) and 8 KiB (5 channels: one run)
-RUNS = [16, 8, 16, None, None, None]
+# float32: planes of 1 KiB, 4 KiB, 1 KiB, 252 B, 4 KiB (8 channels: one run), 8 KiB (5 channels: one run), 2 KiB
+# and 1 KiB (19 channels: one run)
+RUNS = [32, 8, 32, None, None, None, 16, None]
 
 
 @pytest.mark.parametrize("shape, run", list(zip(SHAPES, RUNS, strict=True)), ids=str)
