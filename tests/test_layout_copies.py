@@ -8,7 +8,7 @@ import pytest
 
 from im2col_cnn.runtime import layout
 
-# Planes of 4 KiB and more (8 channels at a time), of 2 KiB (16), of 1 KiB (32), of other sizes (all at once).
+# Planes of 4 KiB and more (8 channels at a time), of 2 and 3 KiB (16), of 1 KiB (32), of other sizes (all at once).
 SHAPES = [
     (3, 40, 16, 16),
     (2, 33, 32, 32),
@@ -18,6 +18,7 @@ SHAPES = [
     (2, 5, 2, 32, 32),
     (2, 20, 16, 32),
     (3, 19, 16, 16),
+    (2, 20, 24, 32),
 ]
 
 
@@ -37,9 +38,9 @@ def test_copy_rows_copies_every_channel(shape, dtype):
     np.testing.assert_array_equal(dst, block)
 
 
-# float32: planes of 1 KiB, 4 KiB, 1 KiB, 252 B, 4 KiB (8 channels: one run), 8 KiB (5 channels: one run), 2 KiB
-# and 1 KiB (19 channels: one run)
-RUNS = [32, 8, 32, None, None, None, 16, None]
+# float32: planes of 1 KiB, 4 KiB, 1 KiB, 252 B, 4 KiB (8 channels: one run), 8 KiB (5 channels: one run), 2 KiB,
+# 1 KiB (19 channels: one run) and 3 KiB
+RUNS = [32, 8, 32, None, None, None, 16, None, 16]
 
 
 @pytest.mark.parametrize("shape, run", list(zip(SHAPES, RUNS, strict=True)), ids=str)

@@ -86,16 +86,17 @@ def _channel_run(src: np.ndarray) -> int | None:
     """How many channels at a time :func:`copy_rows` copies from ``src`` (..., C), or None for all at once.
 
     A channels-first array seen channels-last has a channel stride of a whole plane. Where that stride is a
-    multiple of 1 KiB, a position's channels all map to a few sets of the L1 cache, and a copy that reads every
-    channel of a position at once evicts its own lines: NumPy's copy of 2 images of (32, 16, 32, 32) float32 takes
-    11x a contiguous copy. On an 8-way cache of 64 sets of 64-byte lines (32 KiB, AMD Zen 4), consecutive planes
-    fall in 4 sets at an odd multiple of 1 KiB, in 2 at an odd multiple of 2 KiB and in one at a multiple of 4 KiB:
-    so 32, 16 or 8 channels at a time fit. Read so, that copy takes 3.3x; C3's input tiles, (4, 64, 16, 16) float32
-    into a padded slab: 0.46 ms warm / 1.35 flushed for the batch against 0.52 / 1.69 by 16 channels and 0.91 /
-    1.37 all at once. With strides that do not alias, the plain copy is the faster one (by 1.5-2x).
+    multiple of 1 KiB, a position's channels all map to a few sets of the L1 cache (4 KiB apart: one set), and a
+    copy that reads every channel of a position at once evicts its own lines: NumPy's copy of 2 images of (32,
+    16, 32, 32) float32 takes 11x a contiguous copy. Read 8 channels at a time (16 where the stride is a multiple
+    of 1 KiB only), it takes 3.3x; with strides that do not alias, the plain copy is the faster one (by 1.5-2x).
+    Planes of exactly 1 KiB (16x16 float32) fall in 4 sets of an 8-way L1, so 32 channels fit: C3's input tiles,
+    (4, 64, 16, 16) float32 into a padded slab, took 0.46 ms warm for the batch against 0.52 by 16 (C3 float32
+    NCHW/NHWC, 2 cores: forward 1.135 -> 1.095); at larger odd multiples of 1 KiB (3, 9, 25, 49 KiB) 32 measured
+    no better than 16. Measured on an AMD Zen 4 (32 KiB 8-way L1).
     """
     c, stride = src.shape[-1], abs(src.strides[-1])
-    run = 8 if stride % 4096 == 0 else 16 if stride % 2048 == 0 else 32 if stride % 1024 == 0 else 0
+    run = 8 if stride % 4096 == 0 else 32 if stride == 1024 else 16 if stride % 1024 == 0 else 0
     return run if run and stride >= 1024 and c > run else None
 
 
