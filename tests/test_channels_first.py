@@ -2,10 +2,11 @@
 
 A 1x1 convolution runs as one product per image on the channel planes (the pointwise kernels) and one with few
 input channels builds transposed columns from the planes (the planes kernels); so does the forward pass of a
-strided convolution of many channels (only its forward pass: its gradients run the column kernels). Each case is
-checked against the reference loops in the same layout, forward and backward, plain and transposed, in 1 to 3
-dimensions; a spy checks that the channels-first kernel really ran (and only it); results are bitwise identical
-for every workspace limit and thread count.
+strided convolution of many channels where that is the cheaper (only its forward pass: its gradients run the
+column kernels). Each case is checked against the reference loops in the same layout, forward and backward, plain
+and transposed, in 1 to 3 dimensions -- the strided ones, too large for the loops, against the channels-last call,
+which the loops check elsewhere; a spy checks that the channels-first kernel really ran (and only it); results are
+bitwise identical for every workspace limit and thread count.
 """
 
 from __future__ import annotations
