@@ -68,15 +68,14 @@ def column_tiles(
     channels-first planes kernel of few channels (``kernel='planes'``, :func:`~im2col_cnn.kernels.wide.kernel`)
     the blocks are not cut to ``MIN_TILES``: as for the planar kernels, a block costs it a fixed time (the C2
     case in NCHW, float32, 2 cores: forward 1.46 -> 1.69 ms and backward 3.38 -> 5.16 in 16 blocks instead of 2).
-    Of many channels (a strided forward pass, :func:`~im2col_cnn.kernels.wide.strided_forward`) they are, as for
-    the column kernel: its products, not the blocks, take the time, and every thread needs a block.
+    For a strided forward pass of many channels in that kernel (``kernel='strided'``) they are, as for the column
+    kernel: its products, not the blocks, take the time, and every thread needs a block.
     """
     n, k = x_shape[0], geom.taps * x_shape[-1]
     block_k = 0 if geom.is_pointwise else k
     scratch = _tile_scratch(x_shape, itemsize, geom, extra, always_slab)
     cols = block_k * math.prod(geom.out_shape) * itemsize
-    few_planes = kernel == "planes" and x_shape[-1] <= planar.SMALL_CHANNELS
-    return conv_tiles(n, geom.out_shape, cols, scratch, limit, min_tiles=1 if few_planes else MIN_TILES)
+    return conv_tiles(n, geom.out_shape, cols, scratch, limit, min_tiles=1 if kernel == "planes" else MIN_TILES)
 
 
 def tile_threads(
@@ -144,7 +143,7 @@ def correlate(
         return wide.pointwise_correlate(x, w, bias, out, groups)
     tiles = column_tiles(x.shape, x.itemsize, geom, limit, c_out, kernel=kernel) if kernel else []
     images = wide.plan(tiles, geom) if kernel else None
-    if images is not None and len(images) == 1 and x.shape[-1] > planar.SMALL_CHANNELS:
+    if kernel == "strided" and images is not None and len(images) == 1:
         images = None  # a strided pass in one tile: the tap groups below share it among the threads
     if images is not None:
         return wide.correlate(

@@ -67,17 +67,19 @@ def is_channels_first(*arrays: np.ndarray) -> bool:
 
 def kernel(x: np.ndarray, other: np.ndarray, geom: WindowGeometry, groups: int, *, forward: bool = False) -> str | None:
     """Which of these kernels a convolution of ``x`` (N, *spatial, C_in) with ``other`` (its output or its
-    gradient) takes: ``'pointwise'``, ``'planes'``, or None (not both channels-first in memory, or neither
-    applies). With ``forward`` (``other`` is the output of a correlation), a strided geometry of many channels may
-    take the planes kernel too (:func:`strided_forward`)."""
+    gradient) takes: ``'pointwise'``, ``'planes'`` (few input channels), ``'strided'`` (the planes kernel for a
+    strided forward pass of many channels: with ``forward``, ``other`` the output of a correlation, where
+    :func:`strided_forward` says so), or None (not both channels-first in memory, or none applies)."""
     if not is_channels_first(x, other):
         return None
     if geom.is_pointwise:
         return "pointwise"
-    if groups == 1 and (
-        x.shape[-1] <= SMALL_CHANNELS or (forward and strided_forward(geom, x.shape[-1], other.shape[-1]))
-    ):
+    if groups != 1:
+        return None
+    if x.shape[-1] <= SMALL_CHANNELS:
         return "planes"
+    if forward and strided_forward(geom, x.shape[-1], other.shape[-1]):
+        return "strided"
     return None
 
 
@@ -98,7 +100,7 @@ def strided_forward(geom: WindowGeometry, c_in: int, c_out: int) -> bool:
     7 wide 1.44 / 1.34 -> 1.19 / 1.23; and where it is not taken, 3x3 stride 2: 128 -> 128 1.22 -> 1.33 (float32),
     32 -> 64 1.25 -> 1.34, 128 -> 256 14 wide 1.15 / 1.10 -> 1.18 / 1.18, 256 -> 512 7 wide 1.18 -> 1.44.
     """
-    if not any(a.s > 1 for a in geom.axes):
+    if max(geom.stride) == 1:
         return False
     if geom.taps == 1:
         return True
@@ -198,7 +200,7 @@ def _columns_t(x: np.ndarray, images: slice, geom: WindowGeometry, bufs: Buffers
     n_b, c = block.shape[:2]
     k, p = geom.taps * c, math.prod(geom.out_shape)
     cols = bufs.get("cols_t", (k + ones, n_b, p))
-    if geom.has_padding and any(a.s > 1 for a in geom.axes):  # border strips at every offset: padded once
+    if geom.has_padding and max(geom.stride) > 1:  # border strips at every offset: padded once
         _staged_columns_t(block, geom, bufs, cols[:k])
     else:
         plane_columns(block, geom, cols[:k], channel_major=False)  # (K, n_b, P)
