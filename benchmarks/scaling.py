@@ -44,7 +44,6 @@ import numpy as np
 __all__ = [
     "ROUNDS",
     "PROJECTED",
-    "copy_on_threads",
     "threaded_copy",
     "measure",
     "format_table",
@@ -140,21 +139,16 @@ def _min_time(call: Callable[[], object], repeats: int, min_total_s: float) -> f
     return best
 
 
-def copy_on_threads(copy: Callable[[np.ndarray, np.ndarray], object], src: np.ndarray, dst: np.ndarray) -> None:
-    """``copy(dst[block], src[block])`` on the engine's threads (``IM2COL_CNN_NUM_THREADS``), a block of images
-    each (the engine's own per-thread blocks, :func:`~im2col_cnn.kernels.global_mean.image_blocks`)."""
+def threaded_copy(x: np.ndarray) -> np.ndarray:
+    """A copy of ``x`` into a fresh array, made by the engine's threads (``IM2COL_CNN_NUM_THREADS``), a block of
+    images each (the engine's own per-thread blocks, :func:`~im2col_cnn.kernels.global_mean.image_blocks`): on one
+    thread ``x.copy()``; on more, each thread reads and writes its part at once."""
     from im2col_cnn.kernels.global_mean import image_blocks
     from im2col_cnn.runtime.parallel import map_blocks
 
-    blocks = image_blocks(src.shape, src.itemsize)
-    map_blocks(lambda b, _: copy(dst[b[0] : b[1]], src[b[0] : b[1]]), blocks, lambda: None)
-
-
-def threaded_copy(x: np.ndarray) -> np.ndarray:
-    """A copy of ``x`` into a fresh array, made by the engine's threads (:func:`copy_on_threads`): on one thread
-    ``x.copy()``; on more, each thread reads and writes its part at once."""
     y = np.empty_like(x)
-    copy_on_threads(np.copyto, x, y)
+    blocks = image_blocks(x.shape, x.itemsize)
+    map_blocks(lambda b, _: np.copyto(y[b[0] : b[1]], x[b[0] : b[1]]), blocks, lambda: None)
     return y
 
 
